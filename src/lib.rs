@@ -1,0 +1,50 @@
+//! Erlang/OTP's process model on a work-stealing scheduler of its own.
+//!
+//! Millions of cheap, isolated processes that talk only by messages, crash
+//! without taking anything else down, and are restarted by supervisors.
+//!
+//! ```
+//! use rusm_otp::{Runtime, Received};
+//!
+//! let rt = Runtime::builder().workers(2).build();
+//! let echo = rt.spawn(|mut ctx| async move {
+//!     while let Received::Message(m) = ctx.recv().await {
+//!         let (from, n) = m.downcast::<(rusm_otp::Pid, u64)>().unwrap();
+//!         ctx.runtime().send(from, n + 1);
+//!     }
+//! });
+//! let echo_pid = echo.pid();
+//! let asker = rt.spawn(move |mut ctx| async move {
+//!     ctx.runtime().send(echo_pid, (ctx.pid(), 41u64));
+//!     let reply = ctx.recv().await.message().unwrap();
+//!     assert_eq!(reply.downcast::<u64>().unwrap(), 42);
+//! });
+//! assert_eq!(rt.block_on(asker.join()), rusm_otp::ExitReason::Normal);
+//! rt.kill(echo_pid);
+//! assert_eq!(rt.block_on(echo.join()), rusm_otp::ExitReason::Killed);
+//! ```
+//!
+//! See `ARCHITECTURE.md` for the map of the crate.
+
+mod loom;
+
+mod mailbox;
+mod process;
+mod scheduler;
+
+#[cfg(not(loom))]
+mod coop;
+#[cfg(not(loom))]
+mod runtime;
+#[cfg(not(loom))]
+mod yield_now;
+
+pub use mailbox::{Message, MonitorRef, Received};
+pub use process::{ExitReason, Pid};
+
+#[cfg(not(loom))]
+pub use process::{Context, Join, ProcessHandle, Recv, RecvMatch};
+#[cfg(not(loom))]
+pub use runtime::{Builder, Metrics, Runtime, WorkerMetrics};
+#[cfg(not(loom))]
+pub use yield_now::{YieldNow, yield_now};

@@ -1,0 +1,158 @@
+//! The process state word: who may poll the future, whether the process is
+//! queued, and whether it has been told to exit.
+//!
+//! | flag | set when | cleared when |
+//! | --- | --- | --- |
+//! | [`NOTIFIED`] | a wake finds the process idle (it is then pushed to a run queue), or arrives while it runs (it is pushed again after the poll) | a worker takes it off a queue to run it |
+//! | [`RUNNING`] | a worker owns the future: polling it or dropping it | the poll returns `Pending` |
+//! | [`KILLED`] | an exit was requested (`kill`, `exit`, a linked crash); the reason is in the process's `kill_reason` | never |
+//! | [`COMPLETE`] | the future has been dropped and teardown is done | never |
+//!
+//! `RUNNING` is the lock on the future: only the thread that set it touches
+//! the future. `NOTIFIED` is the ticket for a run queue: a wake that sets it
+//! from clear (and finds neither `RUNNING` nor `COMPLETE`) is the one that
+//! must push the process, so a process is never queued twice. A wake that
+//! lands while `RUNNING` leaves `NOTIFIED` set; the worker's
+//! [`State::end_poll`] sees it in the same CAS that clears `RUNNING` and
+//! reschedules, so no wake is lost between a poll returning `Pending` and the
+//! process going idle. The loom model `loom_state` checks this against kills.
+
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+
+/// Queued, or owed a reschedule after the current poll.
+pub(crate) const NOTIFIED: usize = 1 << 0;
+/// A worker owns the future. Never coexists with `COMPLETE`.
+pub(crate) const RUNNING: usize = 1 << 1;
+/// Exit requested; the future must not be polled again.
+pub(crate) const KILLED: usize = 1 << 2;
+/// Future dropped, teardown done. Never coexists with `RUNNING`.
+pub(crate) const COMPLETE: usize = 1 << 3;
+
+/// The atomic state word of one process.
+#[derive(Debug)]
+pub(crate) struct State(AtomicUsize);
+
+/// What a worker must do with a process it took off a queue.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartPoll {
+    /// Poll the future.
+    Poll,
+    /// Exit was requested: drop the future without polling it.
+    Kill,
+    /// Already finished (a stale queue entry): do nothing.
+    Complete,
+}
+
+/// What a worker must do after a poll returned `Pending`.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndPoll {
+    /// Parked: nothing to do until a wake.
+    Idle,
+    /// Woken during the poll: push it to a run queue again.
+    Reschedule,
+    /// Exit requested during the poll: drop the future now.
+    Kill,
+}
+
+impl State {
+    /// A new process: queued at once (its first run is owed).
+    pub(crate) fn new_scheduled() -> State {
+        State(AtomicUsize::new(NOTIFIED))
+    }
+
+    pub(crate) fn load(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Wakes the process; true when the caller must push it to a run queue.
+    #[must_use]
+    pub(crate) fn wake(&self) -> bool {
+        // AcqRel: what the waker wrote before (a message) is visible to the
+        // poll that this wake causes, and we see the latest RUNNING/COMPLETE.
+        let prev = self.0.fetch_or(NOTIFIED, Ordering::AcqRel);
+        prev & (NOTIFIED | RUNNING | COMPLETE) == 0
+    }
+
+    /// Marks the process killed and wakes it; true when the caller must push
+    /// it to a run queue.
+    #[must_use]
+    pub(crate) fn kill(&self) -> bool {
+        let prev = self.0.fetch_or(KILLED | NOTIFIED, Ordering::AcqRel);
+        prev & (NOTIFIED | RUNNING | COMPLETE) == 0
+    }
+
+    /// Takes ownership of the future for a run off a queue.
+    pub(crate) fn start_poll(&self) -> StartPoll {
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            if cur & COMPLETE != 0 {
+                return StartPoll::Complete;
+            }
+            debug_assert!(cur & RUNNING == 0, "a process is never run twice at once");
+            let next = (cur & !NOTIFIED) | RUNNING;
+            // Acquire: see everything done by the previous poll and by wakers.
+            match self
+                .0
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if cur & KILLED != 0 => return StartPoll::Kill,
+                Ok(_) => return StartPoll::Poll,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Gives up the future after a poll returned `Pending`.
+    pub(crate) fn end_poll(&self) -> EndPoll {
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            debug_assert!(cur & RUNNING != 0);
+            if cur & KILLED != 0 {
+                // Keep RUNNING: the caller goes on to drop the future.
+                return EndPoll::Kill;
+            }
+            let next = cur & !RUNNING;
+            // Release: the next poller (on any thread) sees this poll's writes.
+            match self
+                .0
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if cur & NOTIFIED != 0 => return EndPoll::Reschedule,
+                Ok(_) => return EndPoll::Idle,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Takes the future from outside a worker (runtime teardown), if no one
+    /// runs it and it is not finished. True when the caller now owns it.
+    pub(crate) fn claim(&self) -> bool {
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            if cur & (RUNNING | COMPLETE) != 0 {
+                return false;
+            }
+            match self.0.compare_exchange_weak(
+                cur,
+                cur | RUNNING | KILLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// The owner of the future has dropped it: the process is complete.
+    pub(crate) fn complete(&self) {
+        let prev = self.0.fetch_xor(RUNNING | COMPLETE, Ordering::AcqRel);
+        debug_assert!(prev & RUNNING != 0 && prev & COMPLETE == 0);
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.load() & COMPLETE != 0
+    }
+}

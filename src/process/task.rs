@@ -1,0 +1,325 @@
+//! The process task: one heap allocation holding the header (state word,
+//! pid, mailbox, exit bookkeeping) and the future.
+//!
+//! A `Task<F>` is shared as [`TaskRef`] (`Arc<dyn Runnable>`): the process
+//! table, run queues, wakers, the process's own [`Context`](super::Context)
+//! and every [`ProcessHandle`](super::ProcessHandle) hold one. The future is
+//! touched only by the thread holding `RUNNING` in the state word (see
+//! [`super::state`]); it is dropped in place exactly once, by
+//! [`Task::finish`], which also breaks the reference cycle future → Context →
+//! task.
+
+use super::state::{EndPoll, StartPoll, State};
+use super::{ExitReason, Pid};
+use crate::mailbox::Received;
+use crate::mailbox::queue::{Queue, Wake};
+use crate::runtime::Runtime;
+use crate::scheduler::worker::Placement;
+use parking_lot::Mutex;
+use std::cell::UnsafeCell;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::task::{Poll, Waker};
+
+/// A process as the scheduler sees it.
+pub(crate) trait Runnable: Send + Sync + 'static {
+    /// The type-independent part of the process.
+    fn header(&self) -> &Header;
+    /// Runs the process once off a run queue: poll, or drop if killed.
+    fn run(self: Arc<Self>);
+    /// Drops the future from outside a worker (runtime teardown), if no
+    /// worker runs it; a running one is killed instead.
+    fn shut_down(self: Arc<Self>);
+}
+
+/// A shared reference to a process.
+pub(crate) type TaskRef = Arc<dyn Runnable>;
+
+/// Rarely used per-process data, allocated on first use.
+#[derive(Default)]
+pub(crate) struct Aux {
+    /// The waker of a `join` waiting for the process to end.
+    pub(crate) join_waker: Option<Waker>,
+    /// A receive parked under a waker that is not the process's own.
+    pub(crate) foreign_waker: Option<Waker>,
+    /// The panic message, when the body panicked.
+    pub(crate) panic: Option<String>,
+}
+
+/// The type-independent part of a process.
+pub(crate) struct Header {
+    /// The state word.
+    pub(crate) state: State,
+    /// The process's pid.
+    pub(crate) pid: Pid,
+    /// The exit reason requested by `kill`/`exit`; 0 until one is.
+    kill_reason: AtomicU8,
+    /// The reason it ended with; 0 while alive. Set last in teardown.
+    exit: AtomicU8,
+    /// Whether the process's `Context` still exists (it can outlive the
+    /// future only if the body moved it elsewhere).
+    context_alive: AtomicBool,
+    /// The mailbox.
+    pub(crate) mailbox: Queue<Received>,
+    /// The runtime (a handle that does not keep it running).
+    pub(crate) rt: Runtime,
+    /// Rarely used data.
+    pub(crate) aux: Mutex<Option<Box<Aux>>>,
+}
+
+impl std::fmt::Debug for Header {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.pid)
+            .field("state", &self.state.load())
+            .finish()
+    }
+}
+
+impl Header {
+    /// Runs `f` on the aux data, allocating it if needed.
+    pub(crate) fn with_aux<R>(&self, f: impl FnOnce(&mut Aux) -> R) -> R {
+        let mut aux = self.aux.lock();
+        f(aux.get_or_insert_with(Default::default))
+    }
+
+    /// Asks the process to exit with `reason` (the first request wins);
+    /// true when the caller must schedule it.
+    #[must_use]
+    pub(crate) fn request_exit(&self, reason: ExitReason) -> bool {
+        let _ = self.kill_reason.compare_exchange(
+            0,
+            reason.to_u8(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.state.kill()
+    }
+
+    fn kill_reason(&self) -> Option<ExitReason> {
+        ExitReason::from_u8(self.kill_reason.load(Ordering::Acquire))
+    }
+
+    /// The reason the process ended with, once teardown is complete.
+    pub(crate) fn exit_reason(&self) -> Option<ExitReason> {
+        ExitReason::from_u8(self.exit.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn context_dropped(&self) {
+        self.context_alive.store(false, Ordering::Release);
+    }
+
+    /// Delivers `item` to the mailbox and wakes the process if it waits.
+    /// `me` is the task this header belongs to (for scheduling). False when
+    /// the process is gone.
+    pub(crate) fn deliver(&self, me: &TaskRef, item: Received) -> bool {
+        match self.mailbox.push(item) {
+            Ok(Wake::Nobody) => true,
+            Ok(Wake::Process) => {
+                if self.state.wake() {
+                    self.rt.shared.scheduler.schedule(me.clone());
+                }
+                true
+            }
+            Ok(Wake::Foreign) => {
+                if let Some(aux) = self.aux.lock().as_ref() {
+                    if let Some(w) = &aux.foreign_waker {
+                        w.wake_by_ref();
+                    }
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Wakes the process with an exit request.
+    pub(crate) fn exit(&self, me: &TaskRef, reason: ExitReason) {
+        if self.request_exit(reason) {
+            self.rt.shared.scheduler.schedule(me.clone());
+        }
+    }
+}
+
+/// Where the future lives.
+enum Stage<F> {
+    /// Not yet stored (between allocation and the spawn closure's return).
+    Empty,
+    /// Alive; dropped in place by [`Task::finish`].
+    Running(ManuallyDrop<F>),
+    /// Dropped.
+    Done,
+}
+
+/// One process: header and future in a single allocation.
+pub(crate) struct Task<F> {
+    /// The type-independent part.
+    header: Header,
+    /// The future; guarded by `RUNNING` in the state word.
+    stage: UnsafeCell<Stage<F>>,
+}
+
+// SAFETY: the future (`F: Send`) is only touched by the thread that holds
+// RUNNING in the state word, which hands it over with Acquire/Release.
+unsafe impl<F: Send> Sync for Task<F> {}
+
+impl<F> Task<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    pub(crate) fn new(pid: Pid, rt: Runtime) -> Task<F> {
+        Task {
+            header: Header {
+                state: State::new_scheduled(),
+                pid,
+                kill_reason: AtomicU8::new(0),
+                exit: AtomicU8::new(0),
+                context_alive: AtomicBool::new(true),
+                mailbox: Queue::new(),
+                rt,
+                aux: Mutex::new(None),
+            },
+            stage: UnsafeCell::new(Stage::Empty),
+        }
+    }
+
+    /// Stores the future.
+    ///
+    /// # Safety
+    /// Called once, before the task is shared with any other thread.
+    pub(crate) unsafe fn set_future(&self, future: F) {
+        // SAFETY: the caller guarantees exclusive access at this point.
+        unsafe { *self.stage.get() = Stage::Running(ManuallyDrop::new(future)) };
+    }
+
+    fn poll_future(self: &Arc<Self>) -> std::thread::Result<Poll<()>> {
+        let waker = futures_task::waker_ref(self);
+        let mut cx = std::task::Context::from_waker(&waker);
+        crate::coop::reset();
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: we hold RUNNING, so we have exclusive access to the stage.
+            match unsafe { &mut *self.stage.get() } {
+                Stage::Running(fut) => {
+                    // SAFETY: the future lives inside the `Arc` allocation and
+                    // is only ever dropped in place, never moved.
+                    unsafe { Pin::new_unchecked(&mut **fut) }.poll(&mut cx)
+                }
+                _ => Poll::Ready(()),
+            }
+        }))
+    }
+
+    /// Ends the process: drops the future, runs the runtime's teardown, and
+    /// publishes the exit reason. The caller holds RUNNING.
+    fn finish(self: &Arc<Self>, reason: ExitReason) {
+        // SAFETY: we hold RUNNING, so we have exclusive access to the stage.
+        let stage = unsafe { &mut *self.stage.get() };
+        if let Stage::Running(fut) = stage {
+            let fut: *mut F = &mut **fut;
+            // A panic in the future's destructor must not take the worker down.
+            // SAFETY: the future is alive and is dropped in place exactly once:
+            // the stage becomes `Done` right after, whatever happens.
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
+        }
+        *stage = Stage::Done;
+        let h = &self.header;
+        // The Context is gone with the future unless the body moved it out;
+        // only then may teardown take over the consumer side of the mailbox.
+        // SAFETY: no consumer is left when the Context is dropped.
+        if !h.context_alive.load(Ordering::Acquire) {
+            unsafe { h.mailbox.close() };
+        } else {
+            // SAFETY: closing only the shared stack never touches the
+            // consumer's list, which an escaped Context may still use.
+            unsafe { h.mailbox.close_incoming() };
+        }
+        let me: TaskRef = self.clone();
+        h.rt.shared.process_exited(&me, reason);
+        h.state.complete();
+        h.exit.store(reason.to_u8(), Ordering::Release);
+        let waker = h.aux.lock().as_mut().and_then(|a| a.join_waker.take());
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<F> Runnable for Task<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn run(self: Arc<Self>) {
+        let h = &self.header;
+        match h.state.start_poll() {
+            StartPoll::Complete => {}
+            StartPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
+            StartPoll::Poll => match self.poll_future() {
+                Ok(Poll::Pending) => match h.state.end_poll() {
+                    EndPoll::Idle => {}
+                    EndPoll::Reschedule => {
+                        let sched = &h.rt.shared.scheduler;
+                        let me: TaskRef = self.clone();
+                        if let Err(me) = crate::scheduler::worker::schedule_local(sched, me, Placement::Yield) {
+                            sched.schedule(me);
+                        }
+                    }
+                    EndPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
+                },
+                // A process that asked for its own exit and then returned
+                // ends with the reason it asked for.
+                Ok(Poll::Ready(())) => self.finish(h.kill_reason().unwrap_or(ExitReason::Normal)),
+                Err(payload) => {
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "<non-string panic payload>".to_string());
+                    h.with_aux(|a| a.panic = Some(msg));
+                    h.rt.shared.note_panic();
+                    self.finish(ExitReason::Crashed)
+                }
+            },
+        }
+    }
+
+    fn shut_down(self: Arc<Self>) {
+        if self.header.state.claim() {
+            self.finish(ExitReason::Killed);
+        } else {
+            let me: TaskRef = self.clone();
+            self.header.exit(&me, ExitReason::Killed);
+        }
+    }
+}
+
+impl<F> futures_task::ArcWake for Task<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        if arc_self.header.state.wake() {
+            arc_self.header.rt.shared.scheduler.schedule(arc_self.clone());
+        }
+    }
+}
+
+impl<F> Drop for Task<F> {
+    fn drop(&mut self) {
+        // Only reachable without `finish` when the spawn closure panicked
+        // before the future was stored, or at the very end of a runtime
+        // whose processes were all finished: `Running` never survives here
+        // except through a future that was never run.
+        if let Stage::Running(fut) = self.stage.get_mut() {
+            // SAFETY: we own the task; the future is dropped once, here.
+            unsafe { ManuallyDrop::drop(fut) };
+        }
+    }
+}

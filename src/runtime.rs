@@ -1,0 +1,437 @@
+//! [`Runtime`] and [`Builder`]: the entry point.
+//!
+//! A runtime is an `Arc` of [`Shared`] state (scheduler, process table,
+//! counters) plus, for the handles its owner holds, a shared *owner token*.
+//! Dropping the last owner token stops the workers, joins them, and ends
+//! every process still alive (reason `Killed`), dropping its future.
+//! Handles reached from inside a process ([`Context::runtime`]) carry no
+//! token: a process's own handle on its runtime does not keep the runtime
+//! running, which is what lets dropping the owner's last clone end it even
+//! while processes that refer to it are parked.
+
+use crate::coop;
+use crate::mailbox::{Message, Received};
+use crate::process::task::{Task, TaskRef};
+use crate::process::table::Table;
+use crate::process::{Context, ExitReason, Pid, ProcessHandle};
+use crate::scheduler::{Scheduler, worker};
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
+use std::thread::{self, JoinHandle};
+
+/// State shared by every handle and worker of one runtime.
+pub(crate) struct Shared {
+    /// Run queues, idle workers, parkers.
+    pub(crate) scheduler: Scheduler,
+    /// pid → live process.
+    pub(crate) table: Table,
+    /// The last pid given out (pids start at 1); also the spawn count.
+    next_pid: CachePadded<AtomicU64>,
+    /// Processes whose teardown is complete.
+    finished: CachePadded<AtomicU64>,
+    /// Processes that ended by panicking.
+    panics: AtomicU64,
+    /// The worker threads, until they are joined.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("workers", &self.scheduler.num_workers())
+            .field("processes", &self.table.len())
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Teardown, run by whoever finishes a process after its future is
+    /// dropped: the process leaves the table and is counted as finished.
+    pub(crate) fn process_exited(&self, task: &TaskRef, _reason: ExitReason) {
+        let pid = task.header().pid;
+        self.table.remove(pid);
+        self.finished.fetch_add(1, Ordering::Release);
+    }
+
+    pub(crate) fn note_panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The earliest pending timer, for a worker about to park.
+    pub(crate) fn next_timer_deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// Whether a timer is due now.
+    pub(crate) fn timers_due(&self) -> bool {
+        false
+    }
+
+    /// Stops the workers, joins them (all but the calling thread, if it is
+    /// one of them), and ends every live process.
+    fn stop(&self) {
+        self.scheduler.begin_shutdown();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        let me = thread::current().id();
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        // Processes finished here may spawn or send from their destructors;
+        // spawns see the shutdown flag and end at once, so this terminates.
+        loop {
+            let tasks = self.table.tasks();
+            let before = tasks.len();
+            for t in tasks {
+                t.shut_down();
+            }
+            if before == 0 || self.table.len() >= before {
+                break;
+            }
+        }
+        while !self.scheduler.injector.is_empty() {
+            let _ = self.scheduler.injector.steal();
+        }
+    }
+}
+
+/// Ends the runtime when the last owner handle goes.
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shared.stop();
+    }
+}
+
+/// A runtime: worker threads that run processes. Cheap to clone; every
+/// clone drives the same scheduler.
+///
+/// Dropping the last clone made from the one `build`/`new` returned stops
+/// and joins the worker threads and drops every remaining process future.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) shared: Arc<Shared>,
+    /// Present on the owner's handles; see the module docs.
+    owner: Option<Arc<Owner>>,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.shared.scheduler.num_workers())
+            .field("processes", &self.process_count())
+            .finish()
+    }
+}
+
+/// Configures and builds a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    workers: usize,
+    thread_name: String,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            workers: thread::available_parallelism().map_or(1, |n| n.get()),
+            thread_name: "rusm-worker".to_string(),
+        }
+    }
+}
+
+impl Builder {
+    /// The number of worker threads (at least 1; 0 is taken as 1).
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// The worker threads' name prefix (`<prefix>-<index>`).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Builder {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Starts the worker threads.
+    pub fn build(self) -> Runtime {
+        let (scheduler, locals) = Scheduler::new(self.workers);
+        let shared = Arc::new(Shared {
+            scheduler,
+            table: Table::new(),
+            next_pid: CachePadded::new(AtomicU64::new(0)),
+            finished: CachePadded::new(AtomicU64::new(0)),
+            panics: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
+        });
+        let mut threads = shared.threads.lock();
+        for (index, local) in locals.into_iter().enumerate() {
+            let s = shared.clone();
+            let t = thread::Builder::new()
+                .name(format!("{}-{index}", self.thread_name))
+                .spawn(move || worker::run(s, index, local))
+                .expect("failed to spawn a worker thread");
+            threads.push(t);
+        }
+        drop(threads);
+        Runtime {
+            owner: Some(Arc::new(Owner {
+                shared: shared.clone(),
+            })),
+            shared,
+        }
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+impl Runtime {
+    /// A runtime with one worker thread per available core.
+    pub fn new() -> Runtime {
+        Builder::default().build()
+    }
+
+    /// Configures a runtime.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A handle that does not keep the runtime running.
+    pub(crate) fn weak_handle(&self) -> Runtime {
+        Runtime {
+            shared: self.shared.clone(),
+            owner: None,
+        }
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared.scheduler.num_workers()
+    }
+
+    /// Runs `future` to completion on the calling thread while processes run
+    /// on the workers. May be called from several threads at once.
+    ///
+    /// # Panics
+    /// When called from inside a process (a worker thread): blocking a
+    /// worker on work that may need that same worker would deadlock.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        assert!(
+            !worker::on_worker_thread(),
+            "Runtime::block_on called from inside a process: a process must .await \
+             instead of blocking its worker thread"
+        );
+        let waiter = Arc::new(ThreadWaker {
+            thread: thread::current(),
+            notified: AtomicBool::new(false),
+        });
+        let waker = futures_task::waker(waiter.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            coop::reset();
+            if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                return v;
+            }
+            while !waiter.notified.swap(false, Ordering::Acquire) {
+                thread::park();
+            }
+        }
+    }
+
+    /// Spawns a process. `f` is called at once, on the calling thread, with
+    /// the new process's [`Context`]; the future it returns runs as the
+    /// process. Callable from anywhere.
+    pub fn spawn<F, Fut>(&self, f: F) -> ProcessHandle
+    where
+        F: FnOnce(Context) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn_inner(f, |_| {})
+    }
+
+    /// Spawns with `before_run` applied to the new pid before the process
+    /// can first run (links, monitors).
+    pub(crate) fn spawn_inner<F, Fut>(&self, f: F, before_run: impl FnOnce(Pid)) -> ProcessHandle
+    where
+        F: FnOnce(Context) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shared = &self.shared;
+        let pid = Pid::from_raw(shared.next_pid.fetch_add(1, Ordering::Relaxed) + 1);
+        let task: Arc<Task<Fut>> = Arc::new(Task::new(pid, self.weak_handle()));
+        let ctx = Context::new(task.clone());
+        // A panicking spawn closure still counts as spawned; count it as
+        // finished too, so `process_count` stays true.
+        struct Unwinding<'a>(&'a Shared);
+        impl Drop for Unwinding<'_> {
+            fn drop(&mut self) {
+                self.0.finished.fetch_add(1, Ordering::Release);
+            }
+        }
+        let guard = Unwinding(shared);
+        let future = f(ctx);
+        std::mem::forget(guard);
+        // SAFETY: the task has not been shared with any other thread yet.
+        unsafe { task.set_future(future) };
+        let task: TaskRef = task;
+        shared.table.insert(pid, task.clone());
+        before_run(pid);
+        // Checked after the insert: either the runtime's stop sees this
+        // process in the table, or we see the flag (both are SeqCst).
+        if shared.scheduler.is_shutdown() {
+            task.clone().shut_down();
+        } else {
+            shared.scheduler.spawn(task.clone());
+        }
+        ProcessHandle { task }
+    }
+
+    /// Sends `msg` to `pid`. Never blocks; false when `pid` is not alive.
+    /// A [`Message`] is sent as itself.
+    pub fn send<M: Send + 'static>(&self, pid: Pid, msg: M) -> bool {
+        self.deliver(pid, Received::Message(Message::new(msg)))
+    }
+
+    pub(crate) fn deliver(&self, pid: Pid, item: Received) -> bool {
+        self.shared
+            .table
+            .with(pid, |task| task.header().deliver(task, item))
+            .unwrap_or(false)
+    }
+
+    /// Kills `pid`: untrappable; it exits `Killed` at its next suspension
+    /// point. False if it is not alive.
+    pub fn kill(&self, pid: Pid) -> bool {
+        self.exit(pid, ExitReason::Killed)
+    }
+
+    /// Ends `pid` with `reason`, whether or not it traps exits. A process may
+    /// do this to itself and then return. The first exit requested wins.
+    /// False if it is not alive.
+    pub fn exit(&self, pid: Pid, reason: ExitReason) -> bool {
+        self.shared
+            .table
+            .with(pid, |task| task.header().exit(task, reason))
+            .is_some()
+    }
+
+    /// Kills every process (reason `Killed`); returns how many there were.
+    /// The runtime stays usable.
+    pub fn shutdown(&self) -> usize {
+        let tasks = self.shared.table.tasks();
+        for t in &tasks {
+            t.header().exit(t, ExitReason::Killed);
+        }
+        tasks.len()
+    }
+
+    /// Processes alive now.
+    pub fn process_count(&self) -> usize {
+        let finished = self.shared.finished.load(Ordering::Acquire);
+        (self.spawned().saturating_sub(finished)) as usize
+    }
+
+    /// Processes spawned so far.
+    pub fn spawned(&self) -> u64 {
+        self.shared.next_pid.load(Ordering::Acquire)
+    }
+
+    /// Processes whose teardown is complete.
+    pub fn finished(&self) -> u64 {
+        self.shared.finished.load(Ordering::Acquire)
+    }
+
+    /// Whether `pid` is alive.
+    pub fn is_alive(&self, pid: Pid) -> bool {
+        self.shared.table.contains(pid)
+    }
+
+    /// Every live pid, ascending.
+    pub fn list(&self) -> Vec<Pid> {
+        self.shared.table.pids()
+    }
+
+    /// Scheduler and process counters, for operators.
+    pub fn metrics(&self) -> Metrics {
+        let sched = &self.shared.scheduler;
+        let (injector_len, lens) = sched.queue_lengths();
+        Metrics {
+            workers: sched
+                .stats
+                .iter()
+                .zip(lens)
+                .map(|(s, queue_len)| WorkerMetrics {
+                    polls: s.polls.load(Ordering::Relaxed),
+                    steals: s.steals.load(Ordering::Relaxed),
+                    parks: s.parks.load(Ordering::Relaxed),
+                    queue_len,
+                })
+                .collect(),
+            injector_len,
+            sleeping_workers: sched.idle.num_sleeping(),
+            processes: self.process_count(),
+            spawned: self.spawned(),
+            finished: self.finished(),
+            panics: self.shared.panics.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A snapshot of the runtime's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// Per worker, by index.
+    pub workers: Vec<WorkerMetrics>,
+    /// Tasks waiting in the shared injector queue.
+    pub injector_len: usize,
+    /// Workers asleep now.
+    pub sleeping_workers: usize,
+    /// Processes alive.
+    pub processes: usize,
+    /// Processes spawned so far.
+    pub spawned: u64,
+    /// Processes finished so far.
+    pub finished: u64,
+    /// Processes that ended by panicking.
+    pub panics: u64,
+}
+
+/// Counters of one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerMetrics {
+    /// Process polls run (kills and teardowns included).
+    pub polls: u64,
+    /// Tasks taken by searching (from the injector or another worker).
+    pub steals: u64,
+    /// Times the worker went to sleep.
+    pub parks: u64,
+    /// Tasks in its local queue now.
+    pub queue_len: usize,
+}
+
+/// Wakes a thread blocked in `block_on`.
+struct ThreadWaker {
+    thread: thread::Thread,
+    notified: AtomicBool,
+}
+
+impl futures_task::ArcWake for ThreadWaker {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.notified.store(true, Ordering::Release);
+        arc_self.thread.unpark();
+    }
+}

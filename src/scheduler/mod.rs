@@ -1,0 +1,146 @@
+//! The M:N work-stealing scheduler.
+//!
+//! Each worker thread owns a FIFO [`crossbeam_deque::Worker`] and a one-task
+//! *next slot*; all workers share an [`Injector`] for work posted from
+//! outside (non-worker threads, other runtimes) and one [`Stealer`] per
+//! worker. See [`worker`] for the run loop and the search order, and
+//! [`idle`] for the sleep/wake protocol and why no wakeup is lost.
+//!
+//! Where a scheduled task goes:
+//!
+//! | who schedules | what | where |
+//! | --- | --- | --- |
+//! | a worker of this runtime | a wake (a message, a signal) | the next slot; the task it displaces goes to the local deque |
+//! | a worker of this runtime | a spawn | the local deque |
+//! | a worker of this runtime | its own task, woken during its poll (yield, budget) | the back of the local deque, without waking anyone |
+//! | anyone else | anything | the injector |
+//!
+//! Every push that another worker could take (local deque, injector) is
+//! followed by [`Scheduler::notify`], posting steps 2-4 of [`idle`].
+
+pub(crate) mod idle;
+pub(crate) mod park;
+#[cfg(not(loom))]
+pub(crate) mod worker;
+
+#[cfg(not(loom))]
+pub(crate) use imp::*;
+
+#[cfg(not(loom))]
+mod imp {
+    use super::idle::Idle;
+    use super::park::Parker;
+    use super::worker;
+    use crate::process::task::TaskRef;
+    use crossbeam_deque::{Injector, Stealer};
+    use crossbeam_utils::CachePadded;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    /// Counters of one worker; written only by that worker.
+    #[derive(Debug, Default)]
+    pub(crate) struct WorkerStats {
+        /// Process polls (including kills and teardowns).
+        pub(crate) polls: AtomicU64,
+        /// Tasks taken from other workers or the injector by a search.
+        pub(crate) steals: AtomicU64,
+        /// Times the worker parked.
+        pub(crate) parks: AtomicU64,
+    }
+
+    impl WorkerStats {
+        pub(crate) fn bump(counter: &AtomicU64) {
+            // Single writer: no read-modify-write needed.
+            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// State shared by all workers of one runtime.
+    #[derive(Debug)]
+    pub(crate) struct Scheduler {
+        /// Work posted from outside the workers.
+        pub(crate) injector: Injector<TaskRef>,
+        /// One per worker, by index.
+        pub(crate) stealers: Vec<Stealer<TaskRef>>,
+        /// Sleep/wake bookkeeping.
+        pub(crate) idle: Idle,
+        /// One per worker, by index.
+        pub(crate) parkers: Vec<Parker>,
+        /// Set once, when the runtime shuts down.
+        pub(crate) shutdown: AtomicBool,
+        /// One per worker, by index.
+        pub(crate) stats: Vec<CachePadded<WorkerStats>>,
+    }
+
+    impl Scheduler {
+        /// A scheduler for `n` workers, and the deques the workers will own.
+        pub(crate) fn new(n: usize) -> (Scheduler, Vec<crossbeam_deque::Worker<TaskRef>>) {
+            let locals: Vec<_> = (0..n)
+                .map(|_| crossbeam_deque::Worker::new_fifo())
+                .collect();
+            let sched = Scheduler {
+                injector: Injector::new(),
+                stealers: locals.iter().map(|w| w.stealer()).collect(),
+                idle: Idle::new(n),
+                parkers: (0..n).map(|_| Parker::new()).collect(),
+                shutdown: AtomicBool::new(false),
+                stats: (0..n).map(|_| CachePadded::default()).collect(),
+            };
+            (sched, locals)
+        }
+
+        pub(crate) fn num_workers(&self) -> usize {
+            self.parkers.len()
+        }
+
+        /// Schedules a woken task (see the table in the module docs).
+        pub(crate) fn schedule(&self, task: TaskRef) {
+            if let Err(task) = worker::schedule_local(self, task, worker::Placement::Next) {
+                self.inject(task);
+            }
+        }
+
+        /// Schedules a freshly spawned task.
+        pub(crate) fn spawn(&self, task: TaskRef) {
+            if let Err(task) = worker::schedule_local(self, task, worker::Placement::Back) {
+                self.inject(task);
+            }
+        }
+
+        fn inject(&self, task: TaskRef) {
+            self.injector.push(task);
+            self.notify();
+        }
+
+        /// Posting steps 2-4: wake one sleeping worker if nobody searches.
+        pub(crate) fn notify(&self) {
+            if let Some(id) = self.idle.worker_to_notify() {
+                self.parkers[id].unpark();
+            }
+        }
+
+        /// Whether any queue another worker could take from is non-empty.
+        pub(crate) fn has_visible_work(&self) -> bool {
+            !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        }
+
+        pub(crate) fn is_shutdown(&self) -> bool {
+            self.shutdown.load(Ordering::Acquire)
+        }
+
+        /// Tells every worker to stop after its current task.
+        pub(crate) fn begin_shutdown(&self) {
+            self.shutdown.store(true, Ordering::SeqCst);
+            for p in &self.parkers {
+                p.unpark();
+            }
+        }
+
+        /// Run-queue lengths: (injector, per-worker local deque).
+        pub(crate) fn queue_lengths(&self) -> (usize, Vec<usize>) {
+            (
+                self.injector.len(),
+                self.stealers.iter().map(|s| s.len()).collect(),
+            )
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The worker run loop.
+//!
+//! # Finding a task
+//!
+//! 1. The next slot, unless [`LIFO_CAP`] tasks in a row came from it: a
+//!    process woken by the one running now runs next, on the same core, with
+//!    the message it was woken for still in cache. The cap keeps a ping-pong
+//!    pair from starving the rest of the queue: on the cap the slot's task is
+//!    moved to the back of the local deque.
+//! 2. Every [`INJECTOR_INTERVAL`] ticks, the injector first, so work posted
+//!    from outside is never starved by a busy local queue.
+//! 3. The local deque (FIFO), then a batch from the injector.
+//! 4. Search (if fewer than [`Idle::max_searching`](super::idle::Idle::max_searching)
+//!    workers already do): the injector, then every other worker's stealer,
+//!    starting at a random victim, retrying on `Steal::Retry`. The last
+//!    searcher to find work wakes another worker, so wake-ups pipeline when a
+//!    burst of work arrives.
+//! 5. Nothing anywhere: fall asleep by the protocol in [`super::idle`].
+//!
+//! The worker's deque and next slot are reachable through the thread-local
+//! [`CURRENT`], so that wakes and spawns made during a poll on this thread go
+//! to this worker's own queues without touching shared state.
+
+use super::{Scheduler, WorkerStats};
+use crate::process::task::TaskRef;
+use crate::runtime::Shared;
+use crossbeam_deque::{Steal, Worker};
+use std::cell::Cell;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// Consecutive next-slot runs before the slot's task goes to the back.
+const LIFO_CAP: u32 = 3;
+/// Every this many ticks, the injector is looked at before the local deque.
+const INJECTOR_INTERVAL: u32 = 61;
+
+/// What a worker thread shares with code running on it.
+struct WorkerLocal {
+    /// The scheduler this worker belongs to (identity check for wakes).
+    sched: *const Scheduler,
+    /// The worker's FIFO deque.
+    local: Worker<TaskRef>,
+    /// The next slot: the task to run after the current one.
+    next: Cell<Option<TaskRef>>,
+}
+
+thread_local! {
+    /// The worker running on this thread, if any.
+    static CURRENT: Cell<Option<NonNull<WorkerLocal>>> = const { Cell::new(None) };
+}
+
+/// Where a task scheduled from a worker thread goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Placement {
+    /// The next slot (a wake).
+    Next,
+    /// The back of the local deque, waking a sleeper if needed (a spawn).
+    Back,
+    /// The back of the local deque, waking no one (the task yielded).
+    Yield,
+}
+
+/// Whether this thread is a worker of any runtime.
+pub(crate) fn on_worker_thread() -> bool {
+    CURRENT.try_with(|c| c.get().is_some()).unwrap_or(false)
+}
+
+/// Schedules `task` on this thread's worker if it belongs to `sched`;
+/// gives the task back otherwise.
+pub(crate) fn schedule_local(
+    sched: &Scheduler,
+    task: TaskRef,
+    placement: Placement,
+) -> Result<(), TaskRef> {
+    let cur = CURRENT.try_with(|c| c.get()).ok().flatten();
+    let Some(w) = cur else { return Err(task) };
+    // SAFETY: CURRENT points at the `WorkerLocal` on the worker's stack for
+    // exactly as long as `run` executes on this thread, and we are on it.
+    let w = unsafe { w.as_ref() };
+    if !std::ptr::eq(w.sched, sched) {
+        return Err(task);
+    }
+    match placement {
+        Placement::Next => {
+            if let Some(prev) = w.next.replace(Some(task)) {
+                w.local.push(prev);
+                sched.notify();
+            }
+        }
+        Placement::Back => {
+            w.local.push(task);
+            sched.notify();
+        }
+        Placement::Yield => w.local.push(task),
+    }
+    Ok(())
+}
+
+/// Per-thread state the loop does not share.
+struct Core {
+    /// Loop iterations so far.
+    tick: u32,
+    /// Consecutive runs from the next slot.
+    lifo_polls: u32,
+    /// Whether this worker is counted in `num_searching`.
+    searching: bool,
+    /// xorshift state for picking victims.
+    rng: u32,
+}
+
+impl Core {
+    fn next_random(&mut self, n: usize) -> usize {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng = x;
+        (x as usize) % n
+    }
+}
+
+/// The body of worker thread `index`.
+pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
+    let sched = &shared.scheduler;
+    let w = WorkerLocal {
+        sched,
+        local,
+        next: Cell::new(None),
+    };
+    CURRENT.with(|c| c.set(Some(NonNull::from(&w))));
+    let stats = &sched.stats[index];
+    let mut core = Core {
+        tick: 0,
+        lifo_polls: 0,
+        searching: false,
+        rng: 0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1,
+    };
+    while !sched.is_shutdown() {
+        core.tick = core.tick.wrapping_add(1);
+        let task = next_task(sched, &w, &mut core).or_else(|| search(sched, &w, &mut core, index));
+        if let Some(task) = task {
+            if core.searching {
+                core.searching = false;
+                if sched.idle.end_search() {
+                    sched.notify();
+                }
+            }
+            WorkerStats::bump(&stats.polls);
+            task.run();
+            continue;
+        }
+        WorkerStats::bump(&stats.parks);
+        let deadline = shared.next_timer_deadline();
+        sched.idle.sleep(
+            index,
+            &sched.parkers[index],
+            &mut core.searching,
+            deadline,
+            || sched.has_visible_work() || shared.timers_due(),
+            || sched.is_shutdown(),
+        );
+    }
+    if core.searching {
+        sched.idle.end_search();
+    }
+    CURRENT.with(|c| c.set(None));
+    // Queued references are dropped here; the runtime's teardown drops the
+    // futures of every live process through the process table.
+    drop(w.next.take());
+    while w.local.pop().is_some() {}
+}
+
+fn next_task(sched: &Scheduler, w: &WorkerLocal, core: &mut Core) -> Option<TaskRef> {
+    if let Some(task) = w.next.take() {
+        if core.lifo_polls < LIFO_CAP {
+            core.lifo_polls += 1;
+            return Some(task);
+        }
+        w.local.push(task);
+    }
+    core.lifo_polls = 0;
+    if core.tick % INJECTOR_INTERVAL == 0 {
+        if let Some(task) = steal_injector(sched, w) {
+            return Some(task);
+        }
+    }
+    w.local.pop().or_else(|| steal_injector(sched, w))
+}
+
+fn steal_injector(sched: &Scheduler, w: &WorkerLocal) -> Option<TaskRef> {
+    loop {
+        match sched.injector.steal_batch_and_pop(&w.local) {
+            Steal::Success(task) => return Some(task),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
+}
+
+fn search(sched: &Scheduler, w: &WorkerLocal, core: &mut Core, index: usize) -> Option<TaskRef> {
+    if !core.searching {
+        if !sched.idle.try_start_search() {
+            return None;
+        }
+        core.searching = true;
+    }
+    let n = sched.stealers.len();
+    let start = core.next_random(n);
+    for i in 0..n {
+        let victim = (start + i) % n;
+        if victim == index {
+            continue;
+        }
+        loop {
+            match sched.stealers[victim].steal_batch_and_pop(&w.local) {
+                Steal::Success(task) => {
+                    WorkerStats::bump(&sched.stats[index].steals);
+                    return Some(task);
+                }
+                Steal::Empty => break,
+                Steal::Retry => continue,
+            }
+        }
+    }
+    steal_injector(sched, w)
+}
