@@ -37,6 +37,14 @@ mod coop;
 #[cfg(not(loom))]
 mod runtime;
 #[cfg(not(loom))]
+mod registry;
+#[cfg(not(loom))]
+mod signal;
+#[cfg(not(loom))]
+pub mod supervisor;
+#[cfg(not(loom))]
+mod time;
+#[cfg(not(loom))]
 mod yield_now;
 
 pub use mailbox::{Message, MonitorRef, Received};
@@ -45,6 +53,10 @@ pub use process::{ExitReason, Pid};
 #[cfg(not(loom))]
 pub use process::{Context, Join, ProcessHandle, Recv, RecvMatch};
 #[cfg(not(loom))]
-pub use runtime::{Builder, Metrics, Runtime, WorkerMetrics};
+pub use runtime::{Builder, Metrics, ProcessInfo, Runtime, WorkerMetrics};
+#[cfg(not(loom))]
+pub use supervisor::{Strategy, Supervisor};
+#[cfg(not(loom))]
+pub use time::{RecvTimeout, Sleep, TimerRef, sleep};
 #[cfg(not(loom))]
 pub use yield_now::{YieldNow, yield_now};

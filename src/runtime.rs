@@ -38,6 +38,16 @@ pub(crate) struct Shared {
     panics: AtomicU64,
     /// The worker threads, until they are joined.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Names and tags.
+    pub(crate) registry: crate::registry::Registry,
+    /// Every live monitor.
+    pub(crate) monitors: crate::signal::Monitors,
+    /// The timer wheel.
+    pub(crate) timers: crate::time::wheel::Wheel,
+    /// Per-process mailbox capacity for user messages (`usize::MAX`: unbounded).
+    mailbox_capacity: usize,
+    /// User messages shed because a mailbox was full.
+    dropped: AtomicU64,
 }
 
 impl fmt::Debug for Shared {
@@ -52,9 +62,10 @@ impl fmt::Debug for Shared {
 impl Shared {
     /// Teardown, run by whoever finishes a process after its future is
     /// dropped: the process leaves the table and is counted as finished.
-    pub(crate) fn process_exited(&self, task: &TaskRef, _reason: ExitReason) {
+    pub(crate) fn process_exited(&self, task: &TaskRef, reason: ExitReason) {
         let pid = task.header().pid;
         self.table.remove(pid);
+        self.release_signals(task, reason);
         self.finished.fetch_add(1, Ordering::Release);
     }
 
@@ -62,14 +73,9 @@ impl Shared {
         self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The earliest pending timer, for a worker about to park.
-    pub(crate) fn next_timer_deadline(&self) -> Option<std::time::Instant> {
-        None
-    }
-
     /// Whether a timer is due now.
     pub(crate) fn timers_due(&self) -> bool {
-        false
+        self.timers.pending() > 0 && self.timers.is_due(std::time::Instant::now())
     }
 
     /// Stops the workers, joins them (all but the calling thread, if it is
@@ -95,6 +101,7 @@ impl Shared {
                 break;
             }
         }
+        self.timers.clear();
         while !self.scheduler.injector.is_empty() {
             let _ = self.scheduler.injector.steal();
         }
@@ -120,7 +127,9 @@ impl Drop for Owner {
 #[derive(Clone)]
 pub struct Runtime {
     pub(crate) shared: Arc<Shared>,
-    /// Present on the owner's handles; see the module docs.
+    /// Present on the owner's handles; see the module docs. Never read:
+    /// its drop is what ends the runtime.
+    #[allow(dead_code)]
     owner: Option<Arc<Owner>>,
 }
 
@@ -138,6 +147,7 @@ impl fmt::Debug for Runtime {
 pub struct Builder {
     workers: usize,
     thread_name: String,
+    mailbox_capacity: usize,
 }
 
 impl Default for Builder {
@@ -145,6 +155,7 @@ impl Default for Builder {
         Builder {
             workers: thread::available_parallelism().map_or(1, |n| n.get()),
             thread_name: "rusm-worker".to_string(),
+            mailbox_capacity: usize::MAX,
         }
     }
 }
@@ -162,6 +173,15 @@ impl Builder {
         self
     }
 
+    /// Bounds every mailbox to `n` queued items. When a mailbox is full,
+    /// user messages sent to it are shed (`send` returns false) and counted
+    /// in [`Runtime::dropped_messages`]; `Down` and `Exit` signals are never
+    /// shed. The default is unbounded.
+    pub fn mailbox_capacity(mut self, n: usize) -> Builder {
+        self.mailbox_capacity = n;
+        self
+    }
+
     /// Starts the worker threads.
     pub fn build(self) -> Runtime {
         let (scheduler, locals) = Scheduler::new(self.workers);
@@ -172,6 +192,11 @@ impl Builder {
             finished: CachePadded::new(AtomicU64::new(0)),
             panics: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
+            registry: crate::registry::Registry::new(),
+            monitors: crate::signal::Monitors::new(),
+            timers: crate::time::wheel::Wheel::new(),
+            mailbox_capacity: self.mailbox_capacity,
+            dropped: AtomicU64::new(0),
         });
         let mut threads = shared.threads.lock();
         for (index, local) in locals.into_iter().enumerate() {
@@ -209,6 +234,11 @@ impl Runtime {
         Builder::default()
     }
 
+    /// A handle on `shared` that does not keep the runtime running.
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Runtime {
+        Runtime { shared, owner: None }
+    }
+
     /// A handle that does not keep the runtime running.
     pub(crate) fn weak_handle(&self) -> Runtime {
         Runtime {
@@ -234,6 +264,7 @@ impl Runtime {
             "Runtime::block_on called from inside a process: a process must .await \
              instead of blocking its worker thread"
         );
+        let _current = enter(self);
         let waiter = Arc::new(ThreadWaker {
             thread: thread::current(),
             notified: AtomicBool::new(false),
@@ -302,15 +333,61 @@ impl Runtime {
 
     /// Sends `msg` to `pid`. Never blocks; false when `pid` is not alive.
     /// A [`Message`] is sent as itself.
+    /// With a bounded mailbox ([`Builder::mailbox_capacity`]), false also
+    /// when the message was shed because the mailbox is full.
     pub fn send<M: Send + 'static>(&self, pid: Pid, msg: M) -> bool {
-        self.deliver(pid, Received::Message(Message::new(msg)))
+        let shared = &self.shared;
+        if shared.mailbox_capacity != usize::MAX {
+            let full = shared
+                .table
+                .with(pid, |t| t.header().mailbox.len() >= shared.mailbox_capacity);
+            if full == Some(true) {
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
+        shared.deliver(pid, Received::Message(Message::new(msg)))
     }
 
-    pub(crate) fn deliver(&self, pid: Pid, item: Received) -> bool {
-        self.shared
-            .table
-            .with(pid, |task| task.header().deliver(task, item))
-            .unwrap_or(false)
+    /// User messages shed so far because a bounded mailbox was full.
+    pub fn dropped_messages(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of `pid`'s state, or `None` if it is not alive.
+    pub fn info(&self, pid: Pid) -> Option<ProcessInfo> {
+        let t = self.shared.table.get(pid)?;
+        let h = t.header();
+        let aux = h.aux.lock();
+        let mut info = ProcessInfo {
+            pid,
+            links: 0,
+            monitors: 0,
+            names: Vec::new(),
+            label: None,
+            mailbox_depth: h.mailbox.len(),
+            trap_exit: false,
+        };
+        if let Some(a) = aux.as_ref() {
+            info.links = a.links.len();
+            info.monitors = a.monitors.len();
+            info.names = a.names.clone();
+            info.label = a.label.clone();
+            info.trap_exit = a.trap_exit;
+        }
+        drop(aux);
+        self.shared.table.contains(pid).then_some(info)
+    }
+
+    /// Sets `pid`'s label (shown by [`info`](Self::info)); false if it is
+    /// not alive.
+    pub fn set_label(&self, pid: Pid, label: impl Into<String>) -> bool {
+        let Some(t) = self.shared.table.get(pid) else {
+            return false;
+        };
+        let label = label.into();
+        t.header().with_aux(|a| a.label = Some(label));
+        true
     }
 
     /// Kills `pid`: untrappable; it exits `Killed` at its next suspension
@@ -389,6 +466,51 @@ impl Runtime {
             panics: self.shared.panics.load(Ordering::Relaxed),
         }
     }
+}
+
+/// A snapshot of one process, for observability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// The process.
+    pub pid: Pid,
+    /// Processes linked to it.
+    pub links: usize,
+    /// Monitors placed on it.
+    pub monitors: usize,
+    /// Its registered names.
+    pub names: Vec<String>,
+    /// Its label, if set.
+    pub label: Option<String>,
+    /// Items in its mailbox, including those deferred by selective receive.
+    pub mailbox_depth: usize,
+    /// Whether it traps exits.
+    pub trap_exit: bool,
+}
+
+thread_local! {
+    /// The runtime whose worker (or `block_on`) is on this thread.
+    static CURRENT: std::cell::RefCell<Option<Runtime>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Restores the previous current runtime when dropped.
+pub(crate) struct EnterGuard(Option<Runtime>);
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// Makes `rt` the current runtime of this thread until the guard drops.
+pub(crate) fn enter(rt: &Runtime) -> EnterGuard {
+    let prev = CURRENT.with(|c| c.borrow_mut().replace(rt.weak_handle()));
+    EnterGuard(prev)
+}
+
+/// The current runtime of this thread (a worker's, or `block_on`'s).
+pub(crate) fn current() -> Option<Runtime> {
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
 }
 
 /// A snapshot of the runtime's counters.

@@ -377,10 +377,6 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Whether [`close`](Self::close) has run.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.head.load(Ordering::Acquire) == tag(CLOSED)
-    }
 }
 
 /// Frees a null-terminated chain of nodes, returning how many there were.
@@ -488,7 +484,71 @@ mod tests {
         // SAFETY: single-threaded test.
         assert_eq!(unsafe { q.close() }, 1);
         assert_eq!(q.push(String::from("b")), Err(String::from("b")));
-        assert!(q.is_closed());
         assert_eq!(q.len(), 0);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_mailbox {
+    use super::*;
+    use crate::loom::sync::Arc;
+    use crate::scheduler::park::Parker;
+
+    /// Two producers (one sending two values) and a consumer that parks
+    /// whenever the queue is empty: every value arrives, each producer's
+    /// in order, and a parked consumer is always woken (a lost wake would
+    /// leave it parked forever, which loom reports as a deadlock).
+    #[test]
+    fn push_pop_park_wake_two_producers() {
+        loom::model(|| {
+            let q = Arc::new(Queue::new());
+            let parker = Arc::new(Parker::new());
+            let producers: Vec<_> = [vec![10u32, 11], vec![20]]
+                .into_iter()
+                .map(|values| {
+                    let (q, parker) = (q.clone(), parker.clone());
+                    loom::thread::spawn(move || {
+                        for v in values {
+                            if q.push(v) == Ok(Wake::Process) {
+                                parker.unpark();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                // SAFETY: this thread is the only consumer.
+                if let Some(v) = unsafe { q.pop() } {
+                    got.push(v);
+                    continue;
+                }
+                // SAFETY: as above.
+                if unsafe { q.park(false) } {
+                    parker.park(None);
+                }
+            }
+            for p in producers {
+                p.join().unwrap();
+            }
+            let first: Vec<_> = got.iter().filter(|v| **v < 20).copied().collect();
+            assert_eq!(first, vec![10, 11], "one producer's values stay in order");
+            assert_eq!(q.len(), 0);
+        });
+    }
+
+    /// A push racing with close either lands before the close (and is
+    /// dropped by it) or is refused: never both, never lost silently.
+    #[test]
+    fn push_racing_close_is_counted_once() {
+        loom::model(|| {
+            let q = Arc::new(Queue::new());
+            let q2 = q.clone();
+            let t = loom::thread::spawn(move || q2.push(1u32).is_ok());
+            // SAFETY: this thread is the only consumer.
+            let dropped = unsafe { q.close() };
+            let accepted = t.join().unwrap();
+            assert_eq!(dropped, usize::from(accepted));
+        });
     }
 }

@@ -151,8 +151,102 @@ impl State {
         let prev = self.0.fetch_xor(RUNNING | COMPLETE, Ordering::AcqRel);
         debug_assert!(prev & RUNNING != 0 && prev & COMPLETE == 0);
     }
+}
 
-    pub(crate) fn is_complete(&self) -> bool {
-        self.load() & COMPLETE != 0
+#[cfg(all(test, loom))]
+mod loom_state {
+    use super::*;
+    use crate::loom::sync::atomic::AtomicUsize;
+    use crate::loom::sync::{Arc, Mutex};
+    use crate::scheduler::park::Parker;
+
+    /// A stand-in run queue: counts entries, so a second entry for the same
+    /// process is caught.
+    struct RunQueue {
+        entries: Mutex<usize>,
+        parker: Parker,
+    }
+
+    impl RunQueue {
+        fn push(&self) {
+            let mut n = self.entries.lock();
+            *n += 1;
+            assert_eq!(*n, 1, "a process is never queued twice");
+            drop(n);
+            self.parker.unpark();
+        }
+    }
+
+    /// A worker polls a process whose future completes once it sees the
+    /// message; a waker delivers the message and wakes; a killer kills. In
+    /// every interleaving the process is queued at most once at a time, is
+    /// never polled after a kill is seen, and finishes (no lost wake).
+    #[test]
+    fn wake_vs_poll_vs_kill() {
+        loom::model(|| {
+            let state = Arc::new(State::new_scheduled());
+            let rq = Arc::new(RunQueue {
+                entries: Mutex::new(1),
+                parker: Parker::new(),
+            });
+            let message = Arc::new(AtomicUsize::new(0));
+
+            let waker = {
+                let (state, rq, message) = (state.clone(), rq.clone(), message.clone());
+                loom::thread::spawn(move || {
+                    message.store(1, Ordering::Release);
+                    if state.wake() {
+                        rq.push();
+                    }
+                })
+            };
+            let killer = {
+                let (state, rq) = (state.clone(), rq.clone());
+                loom::thread::spawn(move || {
+                    if state.kill() {
+                        rq.push();
+                    }
+                })
+            };
+
+            // The worker.
+            loop {
+                {
+                    let mut n = rq.entries.lock();
+                    if *n == 0 {
+                        drop(n);
+                        rq.parker.park(None);
+                        continue;
+                    }
+                    *n -= 1;
+                }
+                match state.start_poll() {
+                    StartPoll::Complete => unreachable!("nothing completes it but us"),
+                    StartPoll::Kill => {
+                        state.complete();
+                        break;
+                    }
+                    StartPoll::Poll => {
+                        let ready = message.load(Ordering::Acquire) == 1;
+                        if ready {
+                            state.complete();
+                            break;
+                        }
+                        match state.end_poll() {
+                            EndPoll::Idle => {}
+                            EndPoll::Reschedule => rq.push(),
+                            EndPoll::Kill => {
+                                state.complete();
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            waker.join().unwrap();
+            killer.join().unwrap();
+            assert!(state.load() & COMPLETE != 0);
+            assert_eq!(state.load() & RUNNING, 0);
+        });
     }
 }

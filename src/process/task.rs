@@ -48,6 +48,20 @@ pub(crate) struct Aux {
     pub(crate) foreign_waker: Option<Waker>,
     /// The panic message, when the body panicked.
     pub(crate) panic: Option<String>,
+    /// Processes linked to this one (symmetric; at most one entry per pair).
+    pub(crate) links: Vec<Pid>,
+    /// Monitors placed on this process.
+    pub(crate) monitors: Vec<crate::MonitorRef>,
+    /// Monitors this process placed on others.
+    pub(crate) monitoring: Vec<crate::MonitorRef>,
+    /// Whether exit signals arrive as `Received::Exit` messages.
+    pub(crate) trap_exit: bool,
+    /// Registered names.
+    pub(crate) names: Vec<String>,
+    /// Tags (group memberships).
+    pub(crate) tags: Vec<String>,
+    /// A free-form label, for observability.
+    pub(crate) label: Option<String>,
 }
 
 /// The type-independent part of a process.
@@ -113,34 +127,35 @@ impl Header {
         self.context_alive.store(false, Ordering::Release);
     }
 
-    /// Delivers `item` to the mailbox and wakes the process if it waits.
-    /// `me` is the task this header belongs to (for scheduling). False when
-    /// the process is gone.
-    pub(crate) fn deliver(&self, me: &TaskRef, item: Received) -> bool {
-        match self.mailbox.push(item) {
-            Ok(Wake::Nobody) => true,
-            Ok(Wake::Process) => {
-                if self.state.wake() {
-                    self.rt.shared.scheduler.schedule(me.clone());
-                }
-                true
-            }
-            Ok(Wake::Foreign) => {
-                if let Some(aux) = self.aux.lock().as_ref() {
-                    if let Some(w) = &aux.foreign_waker {
-                        w.wake_by_ref();
-                    }
-                }
-                true
-            }
-            Err(_) => false,
-        }
+    /// Pushes `item` into the mailbox; `Err` when the process is gone. The
+    /// caller completes the wake with [`finish_wake`] *after* releasing any
+    /// process-table lock it holds (a foreign wake takes the aux lock).
+    pub(crate) fn push(&self, item: Received) -> Result<Wake, ()> {
+        self.mailbox.push(item).map_err(drop)
     }
 
     /// Wakes the process with an exit request.
     pub(crate) fn exit(&self, me: &TaskRef, reason: ExitReason) {
         if self.request_exit(reason) {
             self.rt.shared.scheduler.schedule(me.clone());
+        }
+    }
+}
+
+/// Completes a wake owed by a successful [`Header::push`].
+pub(crate) fn finish_wake(task: &TaskRef, wake: Wake) {
+    let h = task.header();
+    match wake {
+        Wake::Nobody => {}
+        Wake::Process => {
+            if h.state.wake() {
+                h.rt.shared.scheduler.schedule(task.clone());
+            }
+        }
+        Wake::Foreign => {
+            if let Some(w) = h.aux.lock().as_ref().and_then(|a| a.foreign_waker.as_ref()) {
+                w.wake_by_ref();
+            }
         }
     }
 }

@@ -83,11 +83,6 @@ impl Idle {
         }
     }
 
-    /// The most workers that may search at once: half of them, at least one.
-    pub(crate) fn max_searching(&self) -> usize {
-        self.max_searching
-    }
-
     /// Workers now listed as asleep.
     pub(crate) fn num_sleeping(&self) -> usize {
         self.num_sleeping.load(Ordering::Relaxed)
@@ -217,12 +212,10 @@ mod loom_idle {
                             let task: Option<u32> = queue.lock().pop_front();
                             if task.is_some() {
                                 if searching && idle.end_search() {
-                                    searching = false;
                                     if let Some(w) = idle.worker_to_notify() {
                                         parkers[w].unpark();
                                     }
                                 }
-                                searching = false;
                                 ran.fetch_add(1, Ordering::SeqCst);
                                 // The only task: shut the model down.
                                 stop.store(true, Ordering::SeqCst);

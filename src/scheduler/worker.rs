@@ -10,8 +10,7 @@
 //! 2. Every [`INJECTOR_INTERVAL`] ticks, the injector first, so work posted
 //!    from outside is never starved by a busy local queue.
 //! 3. The local deque (FIFO), then a batch from the injector.
-//! 4. Search (if fewer than [`Idle::max_searching`](super::idle::Idle::max_searching)
-//!    workers already do): the injector, then every other worker's stealer,
+//! 4. Search (if fewer than half the workers already do): the injector, then every other worker's stealer,
 //!    starting at a random victim, retrying on `Steal::Retry`. The last
 //!    searcher to find work wakes another worker, so wake-ups pipeline when a
 //!    burst of work arrives.
@@ -122,6 +121,7 @@ impl Core {
 /// The body of worker thread `index`.
 pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
     let sched = &shared.scheduler;
+    let _current = crate::runtime::enter(&crate::runtime::Runtime::from_shared(shared.clone()));
     let w = WorkerLocal {
         sched,
         local,
@@ -137,6 +137,9 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
     };
     while !sched.is_shutdown() {
         core.tick = core.tick.wrapping_add(1);
+        if core.tick % INJECTOR_INTERVAL == 0 {
+            shared.poll_timers();
+        }
         let task = next_task(sched, &w, &mut core).or_else(|| search(sched, &w, &mut core, index));
         if let Some(task) = task {
             if core.searching {
@@ -149,8 +152,11 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
             task.run();
             continue;
         }
+        shared.poll_timers();
         WorkerStats::bump(&stats.parks);
-        let deadline = shared.next_timer_deadline();
+        // One sleeper parks with the earliest timer as its deadline.
+        let duty = shared.timers.take_duty(index);
+        let deadline = if duty { shared.timers.next_deadline() } else { None };
         sched.idle.sleep(
             index,
             &sched.parkers[index],
@@ -159,6 +165,9 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
             || sched.has_visible_work() || shared.timers_due(),
             || sched.is_shutdown(),
         );
+        if duty {
+            shared.timers.release_duty(index);
+        }
     }
     if core.searching {
         sched.idle.end_search();
