@@ -21,7 +21,7 @@
 use crate::mailbox::Received;
 use crate::process::{Context, ExitReason, Pid, ProcessHandle};
 use crate::runtime::Runtime;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,6 +133,7 @@ impl Supervisor {
                 children,
                 pids: Vec::new(),
                 index: HashMap::new(),
+                exiting: HashSet::new(),
                 budget: Budget {
                     max_restarts,
                     within,
@@ -193,6 +194,8 @@ struct Running {
     pids: Vec<Pid>,
     /// pid → child index, for the current pids only.
     index: HashMap<Pid, usize>,
+    /// Dead children whose `Exit` is still to come (see the module docs).
+    exiting: HashSet<Pid>,
     budget: Budget,
 }
 
@@ -217,12 +220,23 @@ impl Running {
         self.index.insert(pid, i);
     }
 
+    /// A child's `Down`: its `Exit` is still to come unless the monitor
+    /// came too late (module docs).
+    fn note_down(&mut self, pid: Pid, reason: ExitReason) {
+        if reason != ExitReason::NoProc {
+            self.exiting.insert(pid);
+        }
+    }
+
     async fn run(&mut self, strategy: Strategy) {
         loop {
             let dead = match self.ctx.recv().await {
-                Received::Down { pid, .. } => pid,
+                Received::Down { pid, reason, .. } => {
+                    self.note_down(pid, reason);
+                    pid
+                }
                 Received::Exit { from, reason } => {
-                    if self.index.contains_key(&from) || from == self.ctx.pid() {
+                    if self.index.contains_key(&from) || self.exiting.remove(&from) {
                         continue;
                     }
                     // Told to stop by whoever owns us.
@@ -286,7 +300,8 @@ impl Running {
                 .ctx
                 .recv_match(|r| matches!(r, Received::Down { pid, .. } if targets.contains(pid)))
                 .await;
-            if let Received::Down { pid, .. } = down {
+            if let Received::Down { pid, reason, .. } = down {
+                self.note_down(pid, reason);
                 targets.retain(|&p| p != pid);
             }
         }
