@@ -35,9 +35,9 @@ mod scheduler;
 #[cfg(not(loom))]
 mod coop;
 #[cfg(not(loom))]
-mod runtime;
-#[cfg(not(loom))]
 mod registry;
+#[cfg(not(loom))]
+mod runtime;
 #[cfg(not(loom))]
 mod signal;
 #[cfg(not(loom))]

@@ -12,15 +12,18 @@ use crate::process::{Pid, ProcessHandle};
 use crate::runtime::Runtime;
 use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 const SHARDS: usize = 32;
+
+type NameShard = HashMap<String, Pid>;
+type TagShard = HashMap<String, Vec<Pid>>;
 
 /// Name → pid and tag → pids.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    names: Box<[RwLock<HashMap<String, Pid>>]>,
-    tags: Box<[RwLock<HashMap<String, Vec<Pid>>>]>,
+    names: Box<[RwLock<NameShard>]>,
+    tags: Box<[RwLock<TagShard>]>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -34,9 +37,7 @@ impl Registry {
     }
 
     fn index(&self, key: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        h.finish() as usize % SHARDS
+        self.hasher.hash_one(key) as usize % SHARDS
     }
 
     pub(crate) fn whereis(&self, name: &str) -> Option<Pid> {

@@ -11,8 +11,8 @@
 
 use crate::coop;
 use crate::mailbox::{Message, Received};
-use crate::process::task::{Task, TaskRef};
 use crate::process::table::Table;
+use crate::process::task::{Task, TaskRef};
 use crate::process::{Context, ExitReason, Pid, ProcessHandle};
 use crate::scheduler::{Scheduler, worker};
 use crossbeam_utils::CachePadded;
@@ -236,7 +236,10 @@ impl Runtime {
 
     /// A handle on `shared` that does not keep the runtime running.
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Runtime {
-        Runtime { shared, owner: None }
+        Runtime {
+            shared,
+            owner: None,
+        }
     }
 
     /// A handle that does not keep the runtime running.

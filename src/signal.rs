@@ -36,10 +36,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const MONITOR_SHARDS: usize = 32;
 
+/// One shard of the monitor table: reference → (watcher, target).
+type MonitorShard = HashMap<u64, (Pid, Pid)>;
+
 /// Every live monitor: reference → (watcher, target).
 #[derive(Debug)]
 pub(crate) struct Monitors {
-    shards: Box<[Mutex<HashMap<u64, (Pid, Pid)>>]>,
+    shards: Box<[Mutex<MonitorShard>]>,
     next_ref: AtomicU64,
 }
 
@@ -51,7 +54,7 @@ impl Monitors {
         }
     }
 
-    fn shard(&self, r: MonitorRef) -> &Mutex<HashMap<u64, (Pid, Pid)>> {
+    fn shard(&self, r: MonitorRef) -> &Mutex<MonitorShard> {
         &self.shards[r.0 as usize % MONITOR_SHARDS]
     }
 
@@ -299,7 +302,11 @@ impl Runtime {
     pub fn monitor(&self, watcher: Pid, target: Pid) -> MonitorRef {
         let shared = &self.shared;
         let r = MonitorRef(shared.monitors.next_ref.fetch_add(1, Ordering::Relaxed));
-        shared.monitors.shard(r).lock().insert(r.0, (watcher, target));
+        shared
+            .monitors
+            .shard(r)
+            .lock()
+            .insert(r.0, (watcher, target));
         if let Some(w) = shared.table.get(watcher) {
             w.header().with_aux(|a| a.monitoring.push(r));
         }
@@ -334,7 +341,8 @@ impl Runtime {
         let removed = shared.remove_monitor(reference);
         if removed {
             if let Some(w) = watcher.and_then(|w| shared.table.get(w)) {
-                w.header().with_aux(|a| a.monitoring.retain(|&m| m != reference));
+                w.header()
+                    .with_aux(|a| a.monitoring.retain(|&m| m != reference));
             }
         }
         removed

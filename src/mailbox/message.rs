@@ -96,12 +96,18 @@ impl Message {
         if fits_inline::<T>() {
             // SAFETY: `T` fits the storage's size and alignment (checked above).
             unsafe { data.as_mut_ptr().cast::<T>().write(value) };
-            Message { vtable: &Vt::<T>::INLINE_VT, data }
+            Message {
+                vtable: &Vt::<T>::INLINE_VT,
+                data,
+            }
         } else {
             let ptr = Box::into_raw(Box::new(value));
             // SAFETY: a pointer fits the two-word storage.
             unsafe { data.as_mut_ptr().cast::<*mut T>().write(ptr) };
-            Message { vtable: &Vt::<T>::BOXED_VT, data }
+            Message {
+                vtable: &Vt::<T>::BOXED_VT,
+                data,
+            }
         }
     }
 

@@ -323,12 +323,9 @@ impl<T> Queue<T> {
         let cur = self.head.load(Ordering::Relaxed);
         if cur == tag(PARKED) || cur == tag(PARKED_FOREIGN) {
             // Failure means a push replaced the tag: nothing left to clear.
-            let _ = self.head.compare_exchange(
-                cur,
-                tag(EMPTY),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ =
+                self.head
+                    .compare_exchange(cur, tag(EMPTY), Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -376,7 +373,6 @@ impl<T> Queue<T> {
             0
         }
     }
-
 }
 
 /// Frees a null-terminated chain of nodes, returning how many there were.

@@ -126,7 +126,9 @@ pub struct Recv<'a> {
 
 impl fmt::Debug for Recv<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recv").field("pid", &self.ctx.pid()).finish()
+        f.debug_struct("Recv")
+            .field("pid", &self.ctx.pid())
+            .finish()
     }
 }
 
@@ -167,7 +169,9 @@ pub struct RecvMatch<'a, P> {
 
 impl<P> fmt::Debug for RecvMatch<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecvMatch").field("pid", &self.ctx.pid()).finish()
+        f.debug_struct("RecvMatch")
+            .field("pid", &self.ctx.pid())
+            .finish()
     }
 }
 

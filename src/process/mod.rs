@@ -1,11 +1,11 @@
 //! Processes: the task that runs one, its state word, its [`Context`] and
 //! [`ProcessHandle`], and the table that maps pids to live processes.
 
-pub(crate) mod state;
 #[cfg(not(loom))]
 pub(crate) mod context;
 #[cfg(not(loom))]
 pub(crate) mod handle;
+pub(crate) mod state;
 #[cfg(not(loom))]
 pub(crate) mod table;
 #[cfg(not(loom))]

@@ -85,7 +85,12 @@ impl Table {
         let mut v: Vec<Pid> = self
             .shards
             .iter()
-            .flat_map(|s| s.read().keys().map(|&k| Pid::from_raw(k)).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.read()
+                    .keys()
+                    .map(|&k| Pid::from_raw(k))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         v.sort_unstable();
         v

@@ -238,14 +238,16 @@ where
             // A panic in the future's destructor must not take the worker down.
             // SAFETY: the future is alive and is dropped in place exactly once:
             // the stage becomes `Done` right after, whatever happens.
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
+            let _ =
+                panic::catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
         }
         *stage = Stage::Done;
         let h = &self.header;
         // The Context is gone with the future unless the body moved it out;
         // only then may teardown take over the consumer side of the mailbox.
-        // SAFETY: no consumer is left when the Context is dropped.
         if !h.context_alive.load(Ordering::Acquire) {
+            // SAFETY: the Context (the only consumer) is dropped, so this
+            // thread is the consumer now.
             unsafe { h.mailbox.close() };
         } else {
             // SAFETY: closing only the shared stack never touches the
@@ -282,7 +284,9 @@ where
                     EndPoll::Reschedule => {
                         let sched = &h.rt.shared.scheduler;
                         let me: TaskRef = self.clone();
-                        if let Err(me) = crate::scheduler::worker::schedule_local(sched, me, Placement::Yield) {
+                        if let Err(me) =
+                            crate::scheduler::worker::schedule_local(sched, me, Placement::Yield)
+                        {
                             sched.schedule(me);
                         }
                     }
@@ -321,7 +325,12 @@ where
 {
     fn wake_by_ref(arc_self: &Arc<Self>) {
         if arc_self.header.state.wake() {
-            arc_self.header.rt.shared.scheduler.schedule(arc_self.clone());
+            arc_self
+                .header
+                .rt
+                .shared
+                .scheduler
+                .schedule(arc_self.clone());
         }
     }
 }

@@ -156,7 +156,11 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline.
         let duty = shared.timers.take_duty(index);
-        let deadline = if duty { shared.timers.next_deadline() } else { None };
+        let deadline = if duty {
+            shared.timers.next_deadline()
+        } else {
+            None
+        };
         sched.idle.sleep(
             index,
             &sched.parkers[index],

@@ -124,9 +124,8 @@ impl Future for Sleep {
         // First poll, or woken early: (re)arm.
         let rt = match self.timer.take() {
             Some((_, rt)) => rt,
-            None => crate::runtime::current().expect(
-                "rusm_otp::sleep must be awaited inside a process or Runtime::block_on",
-            ),
+            None => crate::runtime::current()
+                .expect("rusm_otp::sleep must be awaited inside a process or Runtime::block_on"),
         };
         let entry = rt
             .shared
