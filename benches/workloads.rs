@@ -1,1 +1,84 @@
-fn main() {}
+//! Criterion benchmarks of the workloads of WORKLOADS.md, scaled down, on
+//! rusm-otp and on the tokio baseline (`benches/common/mod.rs`, the same code
+//! as `examples/bench.rs`).
+//!
+//! Each group has two functions, `rusm` and `tokio`. The runtime is built
+//! once per function, outside the timing; each iteration is one run of the
+//! workload, and the time reported is the driver-internal time
+//! (`iter_custom`). One worker thread per core.
+
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::Workload;
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use std::time::Duration;
+
+/// The scaled-down sizes.
+const LOADS: [Workload; 7] = [
+    Workload::Spawn { n: 100_000 },
+    Workload::Skynet { leaves: 100_000 },
+    Workload::Pingpong { n: 100_000 },
+    Workload::ParallelPingpong {
+        pairs: 100,
+        rounds: 1_000,
+    },
+    Workload::Ring {
+        procs: 1_000,
+        hops: 1_000_000,
+    },
+    Workload::Fanin {
+        senders: 100,
+        per: 1_000,
+    },
+    Workload::YieldMany {
+        procs: 200,
+        yields: 1_000,
+    },
+];
+
+fn workloads(c: &mut Criterion) {
+    let workers = common::cores();
+    for w in LOADS {
+        let mut g = c.benchmark_group(w.name());
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sampling_mode(SamplingMode::Flat);
+        {
+            let rt = common::rusm_runtime(workers);
+            g.bench_function("rusm", |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            let o = w.run_rusm(&rt);
+                            assert_eq!(o.check, w.expected_check());
+                            o.elapsed
+                        })
+                        .sum()
+                })
+            });
+        }
+        {
+            let rt = common::tokio_runtime(workers);
+            g.bench_function("tokio", |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            let o = w.run_tokio(&rt);
+                            assert_eq!(o.check, w.expected_check());
+                            o.elapsed
+                        })
+                        .sum()
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, workloads);
+criterion_main!(benches);

@@ -126,7 +126,10 @@ fn link_cascade(rt: &Runtime, n: usize) -> bool {
         let t0 = Instant::now();
         rt.exit(chain[0], ExitReason::Shutdown);
         let reason = loop {
-            if let Received::Down { reference, reason, .. } = ctx.recv().await {
+            if let Received::Down {
+                reference, reason, ..
+            } = ctx.recv().await
+            {
                 if reference == mref {
                     break reason;
                 }
