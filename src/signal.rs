@@ -67,19 +67,29 @@ impl Shared {
     /// Delivers `item` to `pid`'s mailbox and wakes it; false when `pid` is
     /// not alive (or its mailbox is closed).
     pub(crate) fn deliver(&self, pid: Pid, item: Received) -> bool {
-        let owed = self.table.with(pid, |task| match task.header().push(item) {
-            Ok(Wake::Nobody) => Ok(None),
-            Ok(wake) => Ok(Some((task.clone(), wake))),
-            Err(()) => Err(()),
-        });
-        match owed {
-            Some(Ok(Some((task, wake)))) => {
-                finish_wake(&task, wake);
-                true
+        let mut foreign = None;
+        let delivered = self.table.with(pid, |task| {
+            let h = task.header();
+            match h.push(item) {
+                Ok(Wake::Nobody) => true,
+                Ok(Wake::Process) => {
+                    // Scheduling takes no aux lock: fine under the table lock.
+                    if h.state.wake() {
+                        self.scheduler.schedule(task.clone());
+                    }
+                    true
+                }
+                Ok(Wake::Foreign) => {
+                    foreign = Some(task.clone());
+                    true
+                }
+                Err(()) => false,
             }
-            Some(Ok(None)) => true,
-            _ => false,
+        });
+        if let Some(task) = foreign {
+            finish_wake(&task, Wake::Foreign);
         }
+        delivered == Some(true)
     }
 
     /// Fires monitor `r` (if it is still live) with `Down { pid, reason }`.

@@ -1,9 +1,12 @@
 //! The process table: pid → live process.
 //!
-//! Sharded by the low bits of the pid, each shard a `RwLock<HashMap>` on its
-//! own cache line. Consecutive pids land in different shards, so parallel
-//! spawns (and sends to different processes) rarely meet on one lock; a
-//! send holds a shard's read lock only for the push into the mailbox.
+//! Sharded by blocks of [`BLOCK`] consecutive pids, each shard a
+//! `RwLock<HashMap>` on its own cache line. Pids are handed out to each
+//! thread in blocks of the same size, so two threads spawning at once work
+//! in different shards, and one thread's consecutive spawns stay in one
+//! shard's lock line and in neighbouring buckets (the hash keeps the pid's
+//! low bits as the bucket index; only the control bits are mixed). A send
+//! holds a shard's read lock only for the push into the mailbox.
 
 use super::Pid;
 use super::task::TaskRef;
@@ -13,8 +16,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 const SHARDS: usize = 64;
+/// Consecutive pids per shard block; also the size of a thread's pid block.
+pub(crate) const BLOCK: u64 = 64;
 
-/// Pids are unique counters: a multiplicative mix is all the hash they need.
+/// Pids are unique counters. The low bits pick the bucket, so a run of
+/// consecutive pids fills neighbouring buckets; the top bits, which hashbrown
+/// uses as control bytes, are mixed so that they still tell keys apart.
 #[derive(Default, Clone, Copy)]
 struct PidHasher(u64);
 
@@ -26,8 +33,10 @@ impl Hasher for PidHasher {
         unreachable!("only u64 keys are hashed")
     }
     fn write_u64(&mut self, n: u64) {
-        // Drop the shard bits, then spread (Fibonacci hashing).
-        self.0 = (n / SHARDS as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // Squeeze out the shard bits: a shard's pids become dense.
+        let dense = (n / (BLOCK * SHARDS as u64)) * BLOCK + n % BLOCK;
+        let mixed = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = dense ^ (mixed & 0xFE00_0000_0000_0000);
     }
 }
 
@@ -52,7 +61,7 @@ impl Table {
     }
 
     fn shard(&self, pid: Pid) -> &RwLock<Shard> {
-        &self.shards[pid.raw() as usize % SHARDS]
+        &self.shards[(pid.raw() / BLOCK) as usize % SHARDS]
     }
 
     pub(crate) fn insert(&self, pid: Pid, task: TaskRef) {

@@ -14,7 +14,9 @@
 //!    starting at a random victim, retrying on `Steal::Retry`. The last
 //!    searcher to find work wakes another worker, so wake-ups pipeline when a
 //!    burst of work arrives.
-//! 5. Nothing anywhere: fall asleep by the protocol in [`super::idle`].
+//! 5. Nothing anywhere: spin briefly as a searcher (a poster wakes nobody
+//!    while someone searches, so work arriving now needs no futex wake),
+//!    then fall asleep by the protocol in [`super::idle`].
 //!
 //! The worker's deque and next slot are reachable through the thread-local
 //! [`CURRENT`], so that wakes and spawns made during a poll on this thread go
@@ -30,6 +32,8 @@ use std::sync::Arc;
 
 /// Consecutive next-slot runs before the slot's task goes to the back.
 const LIFO_CAP: u32 = 3;
+/// Rounds of spinning before a worker with nothing to do parks.
+const SPIN_ROUNDS: u32 = 24;
 /// Every this many ticks, the injector is looked at before the local deque.
 const INJECTOR_INTERVAL: u32 = 61;
 
@@ -152,6 +156,12 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
             task.run();
             continue;
         }
+        // Spin a little as a searcher before parking: while we are counted
+        // as searching, posters wake no one, so a burst of work arriving
+        // now costs no futex round trip.
+        if spin_for_work(sched, &mut core) {
+            continue;
+        }
         shared.poll_timers();
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline.
@@ -181,6 +191,26 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
     // futures of every live process through the process table.
     drop(w.next.take());
     while w.local.pop().is_some() {}
+}
+
+/// Spins up to [`SPIN_ROUNDS`] rounds (with growing pauses) watching every
+/// queue, as a searcher. True when work appeared.
+fn spin_for_work(sched: &Scheduler, core: &mut Core) -> bool {
+    if !core.searching {
+        if !sched.idle.try_start_search() {
+            return false;
+        }
+        core.searching = true;
+    }
+    for round in 0..SPIN_ROUNDS {
+        for _ in 0..(1 << round.min(6)) {
+            std::hint::spin_loop();
+        }
+        if sched.has_visible_work() || sched.is_shutdown() {
+            return true;
+        }
+    }
+    false
 }
 
 fn next_task(sched: &Scheduler, w: &WorkerLocal, core: &mut Core) -> Option<TaskRef> {
