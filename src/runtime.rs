@@ -310,19 +310,23 @@ impl Runtime {
         let ctx = Context::new(task.clone());
         // A panicking spawn closure still counts as spawned; count it as
         // finished too, so `process_count` stays true.
-        struct Unwinding<'a>(&'a Shared);
+        struct Unwinding<'a>(&'a Shared, Pid);
         impl Drop for Unwinding<'_> {
             fn drop(&mut self) {
+                self.0.table.skip(self.1);
                 self.0.finished.fetch_add(1, Ordering::Release);
             }
         }
-        let guard = Unwinding(shared);
+        let guard = Unwinding(shared, pid);
         let future = f(ctx);
         std::mem::forget(guard);
         // SAFETY: the task has not been shared with any other thread yet.
         unsafe { task.set_future(future) };
+        shared.table.insert(
+            pid,
+            Arc::into_raw(task.clone()).cast::<crate::process::task::Header>(),
+        );
         let task: TaskRef = task;
-        shared.table.insert(pid, task.clone());
         before_run(pid);
         // Checked after the insert: either the runtime's stop sees this
         // process in the table, or we see the flag (both are SeqCst).
@@ -405,7 +409,7 @@ impl Runtime {
     pub fn exit(&self, pid: Pid, reason: ExitReason) -> bool {
         self.shared
             .table
-            .with(pid, |task| task.header().exit(task, reason))
+            .with(pid, |task| task.header().exit(reason))
             .is_some()
     }
 
@@ -414,7 +418,7 @@ impl Runtime {
     pub fn shutdown(&self) -> usize {
         let tasks = self.shared.table.tasks();
         for t in &tasks {
-            t.header().exit(t, ExitReason::Killed);
+            t.header().exit(ExitReason::Killed);
         }
         tasks.len()
     }

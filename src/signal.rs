@@ -75,12 +75,12 @@ impl Shared {
                 Ok(Wake::Process) => {
                     // Scheduling takes no aux lock: fine under the table lock.
                     if h.state.wake() {
-                        self.scheduler.schedule(task.clone());
+                        self.scheduler.schedule(task.to_ref());
                     }
                     true
                 }
                 Ok(Wake::Foreign) => {
-                    foreign = Some(task.clone());
+                    foreign = Some(task.to_ref());
                     true
                 }
                 Err(()) => false,
@@ -155,7 +155,7 @@ impl Shared {
                     self.deliver(other, Received::Exit { from: me, reason });
                 }
                 Some(false) if reason == ExitReason::Normal => {}
-                Some(false) => t.header().exit(&t, reason),
+                Some(false) => t.header().exit(reason),
             }
         }
         for r in monitoring {
@@ -292,7 +292,7 @@ impl Runtime {
             return false;
         };
         if reason == ExitReason::Killed {
-            t.header().exit(&t, ExitReason::Killed);
+            t.header().exit(ExitReason::Killed);
             return true;
         }
         let trapping = t.header().aux.lock().as_ref().is_some_and(|a| a.trap_exit);
@@ -300,7 +300,7 @@ impl Runtime {
             return self.shared.deliver(pid, Received::Exit { from, reason });
         }
         if reason != ExitReason::Normal || from == pid {
-            t.header().exit(&t, reason);
+            t.header().exit(reason);
         }
         true
     }

@@ -1,50 +1,85 @@
-//! The process table: pid → live process.
+//! The process table: pid → live process, with lock-free lookups.
 //!
-//! Sharded by blocks of [`BLOCK`] consecutive pids, each shard a
-//! `RwLock<HashMap>` on its own cache line. Pids are handed out to each
-//! thread in blocks of the same size, so two threads spawning at once work
-//! in different shards, and one thread's consecutive spawns stay in one
-//! shard's lock line and in neighbouring buckets (the hash keeps the pid's
-//! low bits as the bucket index; only the control bits are mixed). A send
-//! holds a shard's read lock only for the push into the mailbox.
+//! Pids are dense (one counter) and never reused, so the table is an array
+//! indexed by pid, cut into pages of [`PAGE`] slots. A slot holds a thin
+//! pointer to a live process (the table owns one strong reference to it) or
+//! null. A directory maps page numbers to pages; it only grows at the back
+//! and is trimmed at the front as the oldest pages empty.
+//!
+//! # Reclamation
+//!
+//! Lookups take no lock: they pin a `crossbeam-epoch` epoch, then load the
+//! directory, the page and the slot. Everything a pinned reader may still
+//! hold is freed only after every pin that could see it has ended:
+//!
+//! * removing a process nulls its slot and *defers* the release of the
+//!   table's strong reference, so a reader that loaded the pointer just
+//!   before may still use the process (and take its own reference: the
+//!   count cannot have reached zero);
+//! * a page is retired once every one of its [`PAGE`] pids has been removed
+//!   (pids never come back, so nothing can be inserted into it again); it is
+//!   unlinked from the directory and freed deferred;
+//! * a replaced directory is freed deferred.
+//!
+//! A pid that was allocated but never inserted (its spawn closure panicked)
+//! is *skipped*, which counts it as removed, so its page still retires.
+//!
+//! Inserts into a page that does not exist yet, directory growth, page
+//! retirement and directory trimming happen under one `grow` mutex; that is
+//! once per [`PAGE`] spawns, so the lock is cold.
+//!
+//! Worker threads pin once per task they run, so the pin of a lookup made
+//! from inside a process is nested and costs no fence.
 
 use super::Pid;
-use super::task::TaskRef;
-use crossbeam_utils::CachePadded;
-use parking_lot::RwLock;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use super::task::{Header, TaskPtr, TaskRef};
+use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-const SHARDS: usize = 64;
-/// Consecutive pids per shard block; also the size of a thread's pid block.
-pub(crate) const BLOCK: u64 = 64;
+/// Slots per page.
+const PAGE_BITS: u32 = 10;
+const PAGE: usize = 1 << PAGE_BITS;
 
-/// Pids are unique counters. The low bits pick the bucket, so a run of
-/// consecutive pids fills neighbouring buckets; the top bits, which hashbrown
-/// uses as control bytes, are mixed so that they still tell keys apart.
-#[derive(Default, Clone, Copy)]
-struct PidHasher(u64);
+/// `PAGE` consecutive pids' slots.
+struct Page {
+    /// The process of each pid, or null.
+    slots: Box<[AtomicPtr<Header>]>,
+    /// Pids of this page removed (or skipped) so far; at `PAGE` it retires.
+    retired: AtomicUsize,
+}
 
-impl Hasher for PidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys are hashed")
-    }
-    fn write_u64(&mut self, n: u64) {
-        // Squeeze out the shard bits: a shard's pids become dense.
-        let dense = (n / (BLOCK * SHARDS as u64)) * BLOCK + n % BLOCK;
-        let mixed = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = dense ^ (mixed & 0xFE00_0000_0000_0000);
+impl Page {
+    fn new() -> Page {
+        Page {
+            slots: (0..PAGE)
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
+            retired: AtomicUsize::new(0),
+        }
     }
 }
 
-type Shard = HashMap<u64, TaskRef, BuildHasherDefault<PidHasher>>;
+/// Page number → page, for a window of page numbers.
+struct Dir {
+    /// The page number of `pages[0]`.
+    first: u64,
+    /// Null where a page does not exist (yet, or any more).
+    pages: Box<[Atomic<Page>]>,
+}
+
+/// A raw process pointer handed to a deferred release.
+struct Release(*const Header);
+// SAFETY: the pointer stands for a strong reference to a `Send + Sync`
+// process, released once on whichever thread runs the deferred function.
+unsafe impl Send for Release {}
 
 /// pid → live process.
 pub(crate) struct Table {
-    shards: Box<[CachePadded<RwLock<Shard>>]>,
+    /// The current directory.
+    dir: Atomic<Dir>,
+    /// Serialises page creation, directory growth and retirement.
+    grow: Mutex<()>,
 }
 
 impl std::fmt::Debug for Table {
@@ -53,63 +88,238 @@ impl std::fmt::Debug for Table {
     }
 }
 
+fn split(pid: Pid) -> (u64, usize) {
+    (pid.raw() >> PAGE_BITS, (pid.raw() as usize) & (PAGE - 1))
+}
+
 impl Table {
     pub(crate) fn new() -> Table {
         Table {
-            shards: (0..SHARDS).map(|_| CachePadded::default()).collect(),
+            dir: Atomic::new(Dir {
+                first: 0,
+                pages: (0..16).map(|_| Atomic::null()).collect(),
+            }),
+            grow: Mutex::new(()),
         }
     }
 
-    fn shard(&self, pid: Pid) -> &RwLock<Shard> {
-        &self.shards[(pid.raw() / BLOCK) as usize % SHARDS]
+    /// The page for page number `n`, if it exists.
+    fn page<'g>(&self, n: u64, guard: &'g Guard) -> Option<&'g Page> {
+        let dir = self.dir.load(Ordering::Acquire, guard);
+        // SAFETY: the directory is only freed deferred, after our pin.
+        let dir = unsafe { dir.as_ref() }?;
+        let i = n.checked_sub(dir.first)? as usize;
+        let page = dir.pages.get(i)?.load(Ordering::Acquire, guard);
+        // SAFETY: pages are only freed deferred, after our pin.
+        unsafe { page.as_ref() }
     }
 
-    pub(crate) fn insert(&self, pid: Pid, task: TaskRef) {
-        self.shard(pid).write().insert(pid.raw(), task);
+    /// The page for page number `n`, creating it (and growing the
+    /// directory) if needed.
+    fn page_or_create<'g>(&self, n: u64, guard: &'g Guard) -> &'g Page {
+        if let Some(p) = self.page(n, guard) {
+            return p;
+        }
+        let _lock = self.grow.lock();
+        if let Some(p) = self.page(n, guard) {
+            return p;
+        }
+        let dir_ptr = self.dir.load(Ordering::Acquire, guard);
+        // SAFETY: never null; freed only deferred.
+        let dir = unsafe { dir_ptr.deref() };
+        let i = (n - dir.first) as usize;
+        if i >= dir.pages.len() {
+            let len = (i + 1).next_power_of_two().max(dir.pages.len() * 2);
+            let pages: Box<[Atomic<Page>]> = (0..len)
+                .map(|j| match dir.pages.get(j) {
+                    Some(a) => Atomic::from(a.load(Ordering::Acquire, guard)),
+                    None => Atomic::null(),
+                })
+                .collect();
+            let new = Owned::new(Dir {
+                first: dir.first,
+                pages,
+            });
+            self.dir.store(new, Ordering::Release);
+            // SAFETY: unlinked above; readers pinned now may still hold it.
+            unsafe { guard.defer_destroy(dir_ptr) };
+        }
+        let dir = self.dir.load(Ordering::Acquire, guard);
+        // SAFETY: as above.
+        let dir = unsafe { dir.deref() };
+        let page = Owned::new(Page::new()).into_shared(guard);
+        dir.pages[i].store(page, Ordering::Release);
+        // SAFETY: just stored; freed only deferred.
+        unsafe { page.deref() }
     }
 
-    pub(crate) fn remove(&self, pid: Pid) -> Option<TaskRef> {
-        self.shard(pid).write().remove(&pid.raw())
+    /// Inserts process `task` (a pointer carrying one strong reference,
+    /// which the table now owns) under `pid`.
+    pub(crate) fn insert(&self, pid: Pid, task: *const Header) {
+        let guard = &epoch::pin();
+        let (n, i) = split(pid);
+        let page = self.page_or_create(n, guard);
+        page.slots[i].store(task.cast_mut(), Ordering::Release);
     }
 
-    /// Runs `f` on the live process `pid`, under the shard's read lock.
-    pub(crate) fn with<R>(&self, pid: Pid, f: impl FnOnce(&TaskRef) -> R) -> Option<R> {
-        self.shard(pid).read().get(&pid.raw()).map(f)
+    /// Counts `pid` as removed without it ever having been inserted.
+    pub(crate) fn skip(&self, pid: Pid) {
+        let guard = &epoch::pin();
+        let (n, _) = split(pid);
+        let page = self.page_or_create(n, guard);
+        self.retire_one(n, page, guard);
     }
 
+    /// Removes `pid`; true when it was present. The table's reference is
+    /// released once no pinned reader can hold it.
+    pub(crate) fn remove(&self, pid: Pid) -> bool {
+        let guard = &epoch::pin();
+        let (n, i) = split(pid);
+        let Some(page) = self.page(n, guard) else {
+            return false;
+        };
+        let old = page.slots[i].swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if old.is_null() {
+            return false;
+        }
+        let release = Release(old);
+        guard.defer(move || {
+            let release = release;
+            // SAFETY: the table's strong reference, released exactly once.
+            unsafe { TaskPtr::from_raw(release.0).release() }
+        });
+        self.retire_one(n, page, guard);
+        true
+    }
+
+    fn retire_one(&self, n: u64, page: &Page, guard: &Guard) {
+        if page.retired.fetch_add(1, Ordering::AcqRel) + 1 < PAGE {
+            return;
+        }
+        // Every pid of the page is gone for good: unlink and free it.
+        let _lock = self.grow.lock();
+        let dir_ptr = self.dir.load(Ordering::Acquire, guard);
+        // SAFETY: never null; freed only deferred.
+        let dir = unsafe { dir_ptr.deref() };
+        let i = (n - dir.first) as usize;
+        let old = dir.pages[i].swap(epoch::Shared::null(), Ordering::AcqRel, guard);
+        // SAFETY: unlinked; readers pinned now may still hold it.
+        unsafe { guard.defer_destroy(old) };
+        // Trim the directory once its front half is empty.
+        let lead = dir
+            .pages
+            .iter()
+            .take_while(|p| p.load(Ordering::Acquire, guard).is_null())
+            .count();
+        if lead >= 16 && lead * 2 >= dir.pages.len() {
+            let pages: Box<[Atomic<Page>]> = dir.pages[lead..]
+                .iter()
+                .map(|a| Atomic::from(a.load(Ordering::Acquire, guard)))
+                .chain((0..lead).map(|_| Atomic::null()))
+                .collect();
+            let new = Owned::new(Dir {
+                first: dir.first + lead as u64,
+                pages,
+            });
+            self.dir.store(new, Ordering::Release);
+            // SAFETY: unlinked; readers pinned now may still hold it.
+            unsafe { guard.defer_destroy(dir_ptr) };
+        }
+    }
+
+    /// Runs `f` on the live process `pid`.
+    pub(crate) fn with<R>(&self, pid: Pid, f: impl FnOnce(&TaskPtr) -> R) -> Option<R> {
+        let guard = &epoch::pin();
+        let (n, i) = split(pid);
+        let ptr = self.page(n, guard)?.slots[i].load(Ordering::Acquire);
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null slot carries the table's strong reference, whose
+        // release is deferred past our pin.
+        let task = unsafe { TaskPtr::from_raw(ptr) };
+        Some(f(&task))
+    }
+
+    /// The live process `pid`, as a new reference.
     pub(crate) fn get(&self, pid: Pid) -> Option<TaskRef> {
-        self.with(pid, TaskRef::clone)
+        self.with(pid, TaskPtr::to_ref)
     }
 
     pub(crate) fn contains(&self, pid: Pid) -> bool {
-        self.shard(pid).read().contains_key(&pid.raw())
+        self.with(pid, |_| ()).is_some()
+    }
+
+    /// Visits every live process.
+    fn for_each(&self, mut f: impl FnMut(Pid, &TaskPtr)) {
+        let guard = &epoch::pin();
+        let dir = self.dir.load(Ordering::Acquire, guard);
+        // SAFETY: never null; freed only deferred.
+        let dir = unsafe { dir.deref() };
+        for (k, p) in dir.pages.iter().enumerate() {
+            // SAFETY: pages are freed only deferred.
+            let Some(page) = (unsafe { p.load(Ordering::Acquire, guard).as_ref() }) else {
+                continue;
+            };
+            for (j, slot) in page.slots.iter().enumerate() {
+                let ptr = slot.load(Ordering::Acquire);
+                if !ptr.is_null() {
+                    let pid = Pid::from_raw(((dir.first + k as u64) << PAGE_BITS) | j as u64);
+                    // SAFETY: as in `with`.
+                    f(pid, &unsafe { TaskPtr::from_raw(ptr) });
+                }
+            }
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
+        let mut n = 0;
+        self.for_each(|_, _| n += 1);
+        n
     }
 
     /// Every live pid, in ascending order.
     pub(crate) fn pids(&self) -> Vec<Pid> {
-        let mut v: Vec<Pid> = self
-            .shards
-            .iter()
-            .flat_map(|s| {
-                s.read()
-                    .keys()
-                    .map(|&k| Pid::from_raw(k))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        v.sort_unstable();
+        let mut v = Vec::new();
+        self.for_each(|pid, _| v.push(pid));
         v
     }
 
     /// Every live process (a snapshot).
     pub(crate) fn tasks(&self) -> Vec<TaskRef> {
-        self.shards
-            .iter()
-            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
-            .collect()
+        let mut v = Vec::new();
+        self.for_each(|_, t| v.push(t.to_ref()));
+        v
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no reader is left.
+        let guard = unsafe { epoch::unprotected() };
+        let dir = self
+            .dir
+            .swap(epoch::Shared::null(), Ordering::AcqRel, guard);
+        // SAFETY: as above; we own the directory now.
+        let Some(d) = (unsafe { dir.as_ref() }) else {
+            return;
+        };
+        for p in d.pages.iter() {
+            let page = p.swap(epoch::Shared::null(), Ordering::AcqRel, guard);
+            // SAFETY: as above.
+            if let Some(pg) = unsafe { page.as_ref() } {
+                for slot in pg.slots.iter() {
+                    let ptr = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
+                    if !ptr.is_null() {
+                        // SAFETY: the table's strong reference, released once.
+                        unsafe { TaskPtr::from_raw(ptr).release() };
+                    }
+                }
+                // SAFETY: unlinked; no reader is left.
+                drop(unsafe { page.into_owned() });
+            }
+        }
+        // SAFETY: as above.
+        drop(unsafe { dir.into_owned() });
     }
 }

@@ -64,8 +64,74 @@ pub(crate) struct Aux {
     pub(crate) label: Option<String>,
 }
 
+/// Type-specific operations reachable from a thin pointer to a header.
+pub(crate) struct TaskFns {
+    /// Takes a new strong reference to the process.
+    revive: unsafe fn(*const Header) -> TaskRef,
+    /// Gives up one strong reference (one made by `Arc::into_raw`).
+    release: unsafe fn(*const Header),
+}
+
+/// # Safety
+/// `p` points at the header of a live `Task<F>` inside an `Arc`.
+unsafe fn revive<F>(p: *const Header) -> TaskRef
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let t = p.cast::<Task<F>>();
+    // SAFETY: `Task<F>` is `repr(C)` with the header first, so `t` is the
+    // `Arc`'s data pointer; the caller guarantees a strong count of one or more.
+    unsafe {
+        Arc::increment_strong_count(t);
+        Arc::from_raw(t)
+    }
+}
+
+/// # Safety
+/// `p` carries a strong reference made by `Arc::into_raw`, released once.
+unsafe fn release<F>(p: *const Header) {
+    // SAFETY: as for `revive`; the caller owns the reference given up here.
+    drop(unsafe { Arc::from_raw(p.cast::<Task<F>>()) });
+}
+
+/// A borrowed process: a thin pointer to its header, as the process table
+/// stores it.
+pub(crate) struct TaskPtr(std::ptr::NonNull<Header>);
+
+impl TaskPtr {
+    /// # Safety
+    /// `p` points at the header of a live process in an `Arc`, and stays
+    /// valid as long as the `TaskPtr` is used.
+    pub(crate) unsafe fn from_raw(p: *const Header) -> TaskPtr {
+        // SAFETY: the caller guarantees a valid (so non-null) pointer.
+        TaskPtr(unsafe { std::ptr::NonNull::new_unchecked(p.cast_mut()) })
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: valid for as long as `self` (constructor contract).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// A new strong reference.
+    pub(crate) fn to_ref(&self) -> TaskRef {
+        self.header().to_ref()
+    }
+
+    /// Gives up the strong reference this pointer carries.
+    ///
+    /// # Safety
+    /// The pointer came from `Arc::into_raw` and is released only once.
+    pub(crate) unsafe fn release(self) {
+        let h = self.header();
+        // SAFETY: forwarded contract.
+        unsafe { (h.fns.release)(self.0.as_ptr()) }
+    }
+}
+
 /// The type-independent part of a process.
 pub(crate) struct Header {
+    /// Type-specific operations for thin pointers.
+    fns: &'static TaskFns,
     /// The state word.
     pub(crate) state: State,
     /// The process's pid.
@@ -95,6 +161,13 @@ impl std::fmt::Debug for Header {
 }
 
 impl Header {
+    /// A new strong reference to the process this header belongs to.
+    pub(crate) fn to_ref(&self) -> TaskRef {
+        // SAFETY: every header lives inside an `Arc<Task<F>>` whose strong
+        // count is at least one while anyone can borrow the header.
+        unsafe { (self.fns.revive)(self) }
+    }
+
     /// Runs `f` on the aux data, allocating it if needed.
     pub(crate) fn with_aux<R>(&self, f: impl FnOnce(&mut Aux) -> R) -> R {
         let mut aux = self.aux.lock();
@@ -135,9 +208,9 @@ impl Header {
     }
 
     /// Wakes the process with an exit request.
-    pub(crate) fn exit(&self, me: &TaskRef, reason: ExitReason) {
+    pub(crate) fn exit(&self, reason: ExitReason) {
         if self.request_exit(reason) {
-            self.rt.shared.scheduler.schedule(me.clone());
+            self.rt.shared.scheduler.schedule(self.to_ref());
         }
     }
 }
@@ -170,7 +243,9 @@ enum Stage<F> {
     Done,
 }
 
-/// One process: header and future in a single allocation.
+/// One process: header and future in a single allocation. `repr(C)` keeps
+/// the header at offset 0, so a header pointer is also a task pointer.
+#[repr(C)]
 pub(crate) struct Task<F> {
     /// The type-independent part.
     header: Header,
@@ -186,9 +261,15 @@ impl<F> Task<F>
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    const FNS: TaskFns = TaskFns {
+        revive: revive::<F>,
+        release: release::<F>,
+    };
+
     pub(crate) fn new(pid: Pid, rt: Runtime) -> Task<F> {
         Task {
             header: Header {
+                fns: &Self::FNS,
                 state: State::new_scheduled(),
                 pid,
                 kill_reason: AtomicU8::new(0),
@@ -313,8 +394,7 @@ where
         if self.header.state.claim() {
             self.finish(ExitReason::Killed);
         } else {
-            let me: TaskRef = self.clone();
-            self.header.exit(&me, ExitReason::Killed);
+            self.header.exit(ExitReason::Killed);
         }
     }
 }

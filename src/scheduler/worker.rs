@@ -139,8 +139,18 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
         searching: false,
         rng: 0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1,
     };
+    // Held while running tasks, so that process-table lookups made by the
+    // processes nest in it and cost no fence; refreshed every
+    // `INJECTOR_INTERVAL` ticks and dropped before parking, so the epoch
+    // keeps advancing.
+    let mut pin = Some(crossbeam_epoch::pin());
     while !sched.is_shutdown() {
         core.tick = core.tick.wrapping_add(1);
+        match &mut pin {
+            Some(g) if core.tick % INJECTOR_INTERVAL == 0 => g.repin(),
+            Some(_) => {}
+            None => pin = Some(crossbeam_epoch::pin()),
+        }
         if core.tick % INJECTOR_INTERVAL == 0 {
             shared.poll_timers();
         }
@@ -163,6 +173,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
             continue;
         }
         shared.poll_timers();
+        pin = None;
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline.
         let duty = shared.timers.take_duty(index);
@@ -183,6 +194,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
             shared.timers.release_duty(index);
         }
     }
+    drop(pin);
     if core.searching {
         sched.idle.end_search();
     }
