@@ -333,7 +333,9 @@ impl Runtime {
         if shared.scheduler.is_shutdown() {
             task.clone().shut_down();
         } else {
-            shared.scheduler.spawn(task.clone());
+            shared
+                .scheduler
+                .spawn(crate::process::task::Notified::of(task.header()));
         }
         ProcessHandle { task }
     }

@@ -27,7 +27,7 @@
 
 use crate::mailbox::queue::Wake;
 use crate::mailbox::{MonitorRef, Received};
-use crate::process::task::{TaskRef, finish_wake};
+use crate::process::task::{Notified, TaskRef, finish_wake};
 use crate::process::{ExitReason, Pid};
 use crate::runtime::{Runtime, Shared};
 use parking_lot::Mutex;
@@ -75,7 +75,7 @@ impl Shared {
                 Ok(Wake::Process) => {
                     // Scheduling takes no aux lock: fine under the table lock.
                     if h.state.wake() {
-                        self.scheduler.schedule(task.to_ref());
+                        self.scheduler.schedule(Notified::of(h));
                     }
                     true
                 }

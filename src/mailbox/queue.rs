@@ -469,6 +469,7 @@ mod tests {
         };
         assert_eq!(got, Some(9));
         assert_eq!(seen, 1, "deferred messages are not rescanned");
+        // SAFETY: single-threaded test, one consumer.
         let rest: Vec<_> = std::iter::from_fn(|| unsafe { q.pop() }).collect();
         assert_eq!(rest, vec![0, 1, 2, 3, 5]);
     }

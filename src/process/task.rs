@@ -1,9 +1,12 @@
 //! The process task: one heap allocation holding the header (state word,
 //! pid, mailbox, exit bookkeeping) and the future.
 //!
-//! A `Task<F>` is shared as [`TaskRef`] (`Arc<dyn Runnable>`): the process
-//! table, run queues, wakers, the process's own [`Context`](super::Context)
-//! and every [`ProcessHandle`](super::ProcessHandle) hold one. The future is
+//! A `Task<F>` is shared as [`TaskRef`] (`Arc<dyn Runnable>`): wakers, the
+//! process's own [`Context`](super::Context) and every
+//! [`ProcessHandle`](super::ProcessHandle) hold one, and the process table
+//! holds one as a thin pointer. Run queues hold [`Notified`] entries, which
+//! own no reference (see its docs for why the process outlives them), so
+//! waking and running a process touch no reference count. The future is
 //! touched only by the thread holding `RUNNING` in the state word (see
 //! [`super::state`]); it is dropped in place exactly once, by
 //! [`Task::finish`], which also breaks the reference cycle future → Context →
@@ -25,12 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Poll, Waker};
 
-/// A process as the scheduler sees it.
+/// A process behind a type-erased reference.
 pub(crate) trait Runnable: Send + Sync + 'static {
     /// The type-independent part of the process.
     fn header(&self) -> &Header;
-    /// Runs the process once off a run queue: poll, or drop if killed.
-    fn run(self: Arc<Self>);
     /// Drops the future from outside a worker (runtime teardown), if no
     /// worker runs it; a running one is killed instead.
     fn shut_down(self: Arc<Self>);
@@ -70,6 +71,63 @@ pub(crate) struct TaskFns {
     revive: unsafe fn(*const Header) -> TaskRef,
     /// Gives up one strong reference (one made by `Arc::into_raw`).
     release: unsafe fn(*const Header),
+    /// Runs the process once off a run queue (see [`Notified`]).
+    run: unsafe fn(*const Header),
+}
+
+/// # Safety
+/// As for [`Notified::run`].
+unsafe fn run<F>(p: *const Header)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    // SAFETY: `p` is the data pointer of a live `Arc<Task<F>>` (`repr(C)`,
+    // header first); the `ManuallyDrop` borrows it without owning a count.
+    let task = ManuallyDrop::new(unsafe { Arc::from_raw(p.cast::<Task<F>>()) });
+    task.run_once();
+}
+
+/// A run-queue entry: a process owed one run. It owns no reference count.
+///
+/// **Why the process outlives its entry.** An entry exists only for a
+/// process whose state word has `NOTIFIED` set by the wake that made it, and
+/// the only ways a process ends are (a) a worker running this very entry and
+/// finishing the process, or (b) the runtime's stop claiming it after every
+/// other worker has been joined, when no entry is run any more. Until then
+/// the process table holds a strong reference. When (a) finishes the
+/// process, the table's reference is released only after the epoch pin the
+/// worker holds across the run, and `finish` keeps a reference of its own.
+pub(crate) struct Notified(std::ptr::NonNull<Header>);
+
+// SAFETY: a thin pointer to a `Send + Sync` process, alive as argued above.
+unsafe impl Send for Notified {}
+
+impl std::fmt::Debug for Notified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Notified").field(&self.header().pid).finish()
+    }
+}
+
+impl Notified {
+    /// An entry for the process of `h`. The caller has just set `NOTIFIED`
+    /// from clear (the state word's wake protocol).
+    pub(crate) fn of(h: &Header) -> Notified {
+        Notified(std::ptr::NonNull::from(h))
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the process outlives its entry (type docs).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Runs the process once: poll, or drop if killed. Called by a worker,
+    /// pinned in the epoch.
+    pub(crate) fn run(self) {
+        let h = self.header();
+        // SAFETY: the process outlives its entry (type docs), and the entry
+        // is consumed by this run.
+        unsafe { (h.fns.run)(self.0.as_ptr()) }
+    }
 }
 
 /// # Safety
@@ -210,7 +268,7 @@ impl Header {
     /// Wakes the process with an exit request.
     pub(crate) fn exit(&self, reason: ExitReason) {
         if self.request_exit(reason) {
-            self.rt.shared.scheduler.schedule(self.to_ref());
+            self.rt.shared.scheduler.schedule(Notified::of(self));
         }
     }
 }
@@ -222,7 +280,7 @@ pub(crate) fn finish_wake(task: &TaskRef, wake: Wake) {
         Wake::Nobody => {}
         Wake::Process => {
             if h.state.wake() {
-                h.rt.shared.scheduler.schedule(task.clone());
+                h.rt.shared.scheduler.schedule(Notified::of(h));
             }
         }
         Wake::Foreign => {
@@ -264,6 +322,7 @@ where
     const FNS: TaskFns = TaskFns {
         revive: revive::<F>,
         release: release::<F>,
+        run: run::<F>,
     };
 
     pub(crate) fn new(pid: Pid, rt: Runtime) -> Task<F> {
@@ -290,6 +349,43 @@ where
     pub(crate) unsafe fn set_future(&self, future: F) {
         // SAFETY: the caller guarantees exclusive access at this point.
         unsafe { *self.stage.get() = Stage::Running(ManuallyDrop::new(future)) };
+    }
+
+    /// Runs the process once off a run queue: poll, or drop if killed.
+    fn run_once(self: &Arc<Self>) {
+        let h = &self.header;
+        match h.state.start_poll() {
+            StartPoll::Complete => {}
+            StartPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
+            StartPoll::Poll => match self.poll_future() {
+                Ok(Poll::Pending) => match h.state.end_poll() {
+                    EndPoll::Idle => {}
+                    EndPoll::Reschedule => {
+                        let sched = &h.rt.shared.scheduler;
+                        let me = Notified::of(h);
+                        if let Err(me) =
+                            crate::scheduler::worker::schedule_local(sched, me, Placement::Yield)
+                        {
+                            sched.schedule(me);
+                        }
+                    }
+                    EndPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
+                },
+                // A process that asked for its own exit and then returned
+                // ends with the reason it asked for.
+                Ok(Poll::Ready(())) => self.finish(h.kill_reason().unwrap_or(ExitReason::Normal)),
+                Err(payload) => {
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "<non-string panic payload>".to_string());
+                    h.with_aux(|a| a.panic = Some(msg));
+                    h.rt.shared.note_panic();
+                    self.finish(ExitReason::Crashed)
+                }
+            },
+        }
     }
 
     fn poll_future(self: &Arc<Self>) -> std::thread::Result<Poll<()>> {
@@ -335,6 +431,8 @@ where
             // consumer's list, which an escaped Context may still use.
             unsafe { h.mailbox.close_incoming() };
         }
+        // Our own reference: `self` may be a queue entry's borrow, and the
+        // table's reference goes in `process_exited`.
         let me: TaskRef = self.clone();
         h.rt.shared.process_exited(&me, reason);
         h.state.complete();
@@ -354,42 +452,6 @@ where
         &self.header
     }
 
-    fn run(self: Arc<Self>) {
-        let h = &self.header;
-        match h.state.start_poll() {
-            StartPoll::Complete => {}
-            StartPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
-            StartPoll::Poll => match self.poll_future() {
-                Ok(Poll::Pending) => match h.state.end_poll() {
-                    EndPoll::Idle => {}
-                    EndPoll::Reschedule => {
-                        let sched = &h.rt.shared.scheduler;
-                        let me: TaskRef = self.clone();
-                        if let Err(me) =
-                            crate::scheduler::worker::schedule_local(sched, me, Placement::Yield)
-                        {
-                            sched.schedule(me);
-                        }
-                    }
-                    EndPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
-                },
-                // A process that asked for its own exit and then returned
-                // ends with the reason it asked for.
-                Ok(Poll::Ready(())) => self.finish(h.kill_reason().unwrap_or(ExitReason::Normal)),
-                Err(payload) => {
-                    let msg = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "<non-string panic payload>".to_string());
-                    h.with_aux(|a| a.panic = Some(msg));
-                    h.rt.shared.note_panic();
-                    self.finish(ExitReason::Crashed)
-                }
-            },
-        }
-    }
-
     fn shut_down(self: Arc<Self>) {
         if self.header.state.claim() {
             self.finish(ExitReason::Killed);
@@ -405,12 +467,8 @@ where
 {
     fn wake_by_ref(arc_self: &Arc<Self>) {
         if arc_self.header.state.wake() {
-            arc_self
-                .header
-                .rt
-                .shared
-                .scheduler
-                .schedule(arc_self.clone());
+            let h = &arc_self.header;
+            h.rt.shared.scheduler.schedule(Notified::of(h));
         }
     }
 }

@@ -31,7 +31,7 @@ mod imp {
     use super::idle::Idle;
     use super::park::Parker;
     use super::worker;
-    use crate::process::task::TaskRef;
+    use crate::process::task::Notified;
     use crossbeam_deque::{Injector, Stealer};
     use crossbeam_utils::CachePadded;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,9 +58,9 @@ mod imp {
     #[derive(Debug)]
     pub(crate) struct Scheduler {
         /// Work posted from outside the workers.
-        pub(crate) injector: Injector<TaskRef>,
+        pub(crate) injector: Injector<Notified>,
         /// One per worker, by index.
-        pub(crate) stealers: Vec<Stealer<TaskRef>>,
+        pub(crate) stealers: Vec<Stealer<Notified>>,
         /// Sleep/wake bookkeeping.
         pub(crate) idle: Idle,
         /// One per worker, by index.
@@ -73,7 +73,7 @@ mod imp {
 
     impl Scheduler {
         /// A scheduler for `n` workers, and the deques the workers will own.
-        pub(crate) fn new(n: usize) -> (Scheduler, Vec<crossbeam_deque::Worker<TaskRef>>) {
+        pub(crate) fn new(n: usize) -> (Scheduler, Vec<crossbeam_deque::Worker<Notified>>) {
             let locals: Vec<_> = (0..n)
                 .map(|_| crossbeam_deque::Worker::new_fifo())
                 .collect();
@@ -93,20 +93,20 @@ mod imp {
         }
 
         /// Schedules a woken task (see the table in the module docs).
-        pub(crate) fn schedule(&self, task: TaskRef) {
+        pub(crate) fn schedule(&self, task: Notified) {
             if let Err(task) = worker::schedule_local(self, task, worker::Placement::Next) {
                 self.inject(task);
             }
         }
 
         /// Schedules a freshly spawned task.
-        pub(crate) fn spawn(&self, task: TaskRef) {
+        pub(crate) fn spawn(&self, task: Notified) {
             if let Err(task) = worker::schedule_local(self, task, worker::Placement::Back) {
                 self.inject(task);
             }
         }
 
-        fn inject(&self, task: TaskRef) {
+        fn inject(&self, task: Notified) {
             self.injector.push(task);
             self.notify();
         }

@@ -23,7 +23,7 @@
 //! to this worker's own queues without touching shared state.
 
 use super::{Scheduler, WorkerStats};
-use crate::process::task::TaskRef;
+use crate::process::task::Notified;
 use crate::runtime::Shared;
 use crossbeam_deque::{Steal, Worker};
 use std::cell::Cell;
@@ -42,9 +42,9 @@ struct WorkerLocal {
     /// The scheduler this worker belongs to (identity check for wakes).
     sched: *const Scheduler,
     /// The worker's FIFO deque.
-    local: Worker<TaskRef>,
+    local: Worker<Notified>,
     /// The next slot: the task to run after the current one.
-    next: Cell<Option<TaskRef>>,
+    next: Cell<Option<Notified>>,
 }
 
 thread_local! {
@@ -72,9 +72,9 @@ pub(crate) fn on_worker_thread() -> bool {
 /// gives the task back otherwise.
 pub(crate) fn schedule_local(
     sched: &Scheduler,
-    task: TaskRef,
+    task: Notified,
     placement: Placement,
-) -> Result<(), TaskRef> {
+) -> Result<(), Notified> {
     let cur = CURRENT.try_with(|c| c.get()).ok().flatten();
     let Some(w) = cur else { return Err(task) };
     // SAFETY: CURRENT points at the `WorkerLocal` on the worker's stack for
@@ -123,7 +123,7 @@ impl Core {
 }
 
 /// The body of worker thread `index`.
-pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
+pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     let sched = &shared.scheduler;
     let _current = crate::runtime::enter(&crate::runtime::Runtime::from_shared(shared.clone()));
     let w = WorkerLocal {
@@ -199,10 +199,8 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
         sched.idle.end_search();
     }
     CURRENT.with(|c| c.set(None));
-    // Queued references are dropped here; the runtime's teardown drops the
-    // futures of every live process through the process table.
-    drop(w.next.take());
-    while w.local.pop().is_some() {}
+    // Queue entries own nothing: they are simply forgotten with the deque.
+    // The runtime's teardown ends every live process through the table.
 }
 
 /// Spins up to [`SPIN_ROUNDS`] rounds (with growing pauses) watching every
@@ -225,7 +223,7 @@ fn spin_for_work(sched: &Scheduler, core: &mut Core) -> bool {
     false
 }
 
-fn next_task(sched: &Scheduler, w: &WorkerLocal, core: &mut Core) -> Option<TaskRef> {
+fn next_task(sched: &Scheduler, w: &WorkerLocal, core: &mut Core) -> Option<Notified> {
     if let Some(task) = w.next.take() {
         if core.lifo_polls < LIFO_CAP {
             core.lifo_polls += 1;
@@ -242,7 +240,7 @@ fn next_task(sched: &Scheduler, w: &WorkerLocal, core: &mut Core) -> Option<Task
     w.local.pop().or_else(|| steal_injector(sched, w))
 }
 
-fn steal_injector(sched: &Scheduler, w: &WorkerLocal) -> Option<TaskRef> {
+fn steal_injector(sched: &Scheduler, w: &WorkerLocal) -> Option<Notified> {
     loop {
         match sched.injector.steal_batch_and_pop(&w.local) {
             Steal::Success(task) => return Some(task),
@@ -252,7 +250,7 @@ fn steal_injector(sched: &Scheduler, w: &WorkerLocal) -> Option<TaskRef> {
     }
 }
 
-fn search(sched: &Scheduler, w: &WorkerLocal, core: &mut Core, index: usize) -> Option<TaskRef> {
+fn search(sched: &Scheduler, w: &WorkerLocal, core: &mut Core, index: usize) -> Option<Notified> {
     if !core.searching {
         if !sched.idle.try_start_search() {
             return None;
