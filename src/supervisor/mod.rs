@@ -21,7 +21,7 @@
 use crate::mailbox::Received;
 use crate::process::{Context, ExitReason, Pid, ProcessHandle};
 use crate::runtime::Runtime;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,7 +133,7 @@ impl Supervisor {
                 children,
                 pids: Vec::new(),
                 index: HashMap::new(),
-                exiting: HashSet::new(),
+                gone: HashMap::new(),
                 budget: Budget {
                     max_restarts,
                     within,
@@ -194,8 +194,8 @@ struct Running {
     pids: Vec<Pid>,
     /// pid → child index, for the current pids only.
     index: HashMap<Pid, usize>,
-    /// Dead children whose `Exit` is still to come (see the module docs).
-    exiting: HashSet<Pid>,
+    /// Former children → signals (`Down`, `Exit`) still to come from them.
+    gone: HashMap<Pid, u8>,
     budget: Budget,
 }
 
@@ -220,30 +220,36 @@ impl Running {
         self.index.insert(pid, i);
     }
 
-    /// A child's `Down`: its `Exit` is still to come unless the monitor
-    /// came too late (module docs).
-    fn note_down(&mut self, pid: Pid, reason: ExitReason) {
-        if reason != ExitReason::NoProc {
-            self.exiting.insert(pid);
+    /// Counts one ending signal from a former child; true if `pid` was one.
+    fn note_gone(&mut self, pid: Pid) -> bool {
+        match self.gone.get_mut(&pid) {
+            Some(left) => {
+                *left -= 1;
+                if *left == 0 {
+                    self.gone.remove(&pid);
+                }
+                true
+            }
+            None => false,
         }
     }
 
     async fn run(&mut self, strategy: Strategy) {
         loop {
             let dead = match self.ctx.recv().await {
-                Received::Down { pid, reason, .. } => {
-                    self.note_down(pid, reason);
-                    pid
-                }
+                Received::Down { pid, .. } => pid,
                 Received::Exit { from, reason } => {
-                    if self.index.contains_key(&from) || self.exiting.remove(&from) {
+                    if self.index.contains_key(&from) {
+                        from
+                    } else if self.note_gone(from) {
                         continue;
+                    } else {
+                        // Told to stop by whoever owns us.
+                        self.terminate_all().await;
+                        let me = self.ctx.pid();
+                        self.rt().exit(me, reason);
+                        return;
                     }
-                    // Told to stop by whoever owns us.
-                    self.terminate_all().await;
-                    let me = self.ctx.pid();
-                    self.rt().exit(me, reason);
-                    return;
                 }
                 Received::Message(m) => {
                     if let Some(WhichChildren(reply_to)) = m.downcast_ref::<WhichChildren>() {
@@ -252,10 +258,13 @@ impl Running {
                     continue;
                 }
             };
-            // A Down for a pid we no longer track (one we terminated) is stale.
-            let Some(&i) = self.index.get(&dead) else {
+            // The first of a current child's two ending signals restarts it;
+            // anything else is the second signal of a former child, or stale.
+            let Some(i) = self.index.remove(&dead) else {
+                self.note_gone(dead);
                 continue;
             };
+            self.gone.insert(dead, 1);
             if self.budget.over() {
                 for &p in &self.pids {
                     self.rt().kill(p);
@@ -264,7 +273,6 @@ impl Running {
                 self.rt().exit(me, ExitReason::Crashed);
                 return;
             }
-            self.index.remove(&dead);
             match strategy {
                 Strategy::OneForOne => self.start_child(i),
                 Strategy::OneForAll => {
@@ -293,6 +301,7 @@ impl Running {
     async fn terminate(&mut self, mut targets: Vec<Pid>) {
         for &p in &targets {
             self.index.remove(&p);
+            self.gone.insert(p, 2);
             self.rt().kill(p);
         }
         while !targets.is_empty() {
@@ -300,8 +309,8 @@ impl Running {
                 .ctx
                 .recv_match(|r| matches!(r, Received::Down { pid, .. } if targets.contains(pid)))
                 .await;
-            if let Received::Down { pid, reason, .. } = down {
-                self.note_down(pid, reason);
+            if let Received::Down { pid, .. } = down {
+                self.note_gone(pid);
                 targets.retain(|&p| p != pid);
             }
         }
