@@ -172,7 +172,11 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
         if spin_for_work(sched, &mut core) {
             continue;
         }
-        shared.poll_timers();
+        // Timers that fire here wake processes into our own next slot:
+        // go round again to run them rather than park on them.
+        if shared.poll_timers() {
+            continue;
+        }
         pin = None;
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline.

@@ -52,14 +52,17 @@ impl Shared {
         entry
     }
 
-    /// Fires due timers, if any (called by workers between tasks).
-    pub(crate) fn poll_timers(&self) {
+    /// Fires due timers, if any (called by workers between tasks); true
+    /// when it advanced the wheel.
+    pub(crate) fn poll_timers(&self) -> bool {
         if self.timers.pending() > 0 {
             let now = Instant::now();
             if self.timers.is_due(now) {
                 self.timers.advance(now, self);
+                return true;
             }
         }
+        false
     }
 }
 

@@ -280,6 +280,10 @@ impl Wheel {
                 break;
             }
         }
+        // Everything pending is more than a turn away: look again in a turn.
+        if best == u64::MAX {
+            best = processed + SLOTS as u64;
+        }
         self.hint.fetch_min(best, Ordering::SeqCst);
     }
 
