@@ -42,7 +42,6 @@ mod runtime;
 mod signal;
 #[cfg(not(loom))]
 pub mod supervisor;
-#[cfg(not(loom))]
 mod time;
 #[cfg(not(loom))]
 mod yield_now;

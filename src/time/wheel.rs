@@ -14,14 +14,11 @@
 //! the first tick at or after `d`, and a tick is processed only once it has
 //! fully passed.
 //!
-//! `hint` is a lower bound on the earliest pending tick, kept with
-//! `fetch_min` on insert and recomputed after an advance; a worker parks
-//! with it as its deadline. Exactly one sleeping worker holds the *timer
-//! duty* (parks with the deadline); an insert that lowers the hint unparks
-//! the duty holder, or, with none, wakes a sleeper to take the duty. Both
-//! sides use SeqCst on `hint` and `duty`, so either the insert sees the
-//! holder or the holder's later read of `hint` sees the insert.
+//! The earliest-deadline hint and the *timer duty* (the one sleeping worker
+//! that parks with that deadline) live in [`Duty`], whose module explains
+//! why an insert never goes unnoticed by the sleepers.
 
+use super::duty::Duty;
 use crate::mailbox::{Message, Received};
 use crate::process::Pid;
 use crate::runtime::Shared;
@@ -74,14 +71,12 @@ pub(crate) struct Wheel {
     slots: Box<[Mutex<Vec<Arc<Entry>>>]>,
     /// Every tick up to and including this one has been processed.
     processed: AtomicU64,
-    /// A lower bound on the earliest pending tick; `u64::MAX` when none.
-    hint: AtomicU64,
+    /// The earliest-deadline hint and the timer duty.
+    duty: Duty,
     /// Timers pending.
     pending: AtomicUsize,
     /// One advancer at a time.
     advancing: Mutex<()>,
-    /// `1 + index` of the worker parked with the timer deadline; 0 if none.
-    duty: AtomicUsize,
 }
 
 impl std::fmt::Debug for Wheel {
@@ -98,10 +93,9 @@ impl Wheel {
             start: Instant::now(),
             slots: (0..SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
             processed: AtomicU64::new(0),
-            hint: AtomicU64::new(u64::MAX),
+            duty: Duty::new(),
             pending: AtomicUsize::new(0),
             advancing: Mutex::new(()),
-            duty: AtomicUsize::new(0),
         }
     }
 
@@ -143,8 +137,8 @@ impl Wheel {
             slot.push(entry.clone());
         }
         self.pending.fetch_add(1, Ordering::SeqCst);
-        let prev = self.hint.fetch_min(tick, Ordering::SeqCst);
-        (entry, tick < prev)
+        let lowered = self.duty.lower(tick);
+        (entry, lowered)
     }
 
     /// Removes `entry` from its slot (under the slot lock).
@@ -179,31 +173,27 @@ impl Wheel {
         if self.pending() == 0 {
             return None;
         }
-        let hint = self.hint.load(Ordering::SeqCst);
+        let hint = self.duty.hint();
         (hint != u64::MAX).then(|| self.instant_of(hint))
     }
 
     /// Whether a timer may be due at `now`.
     pub(crate) fn is_due(&self, now: Instant) -> bool {
-        self.pending() > 0 && self.hint.load(Ordering::SeqCst) <= self.tick_passed(now)
+        self.pending() > 0 && self.duty.hint() <= self.tick_passed(now)
     }
 
     /// Takes the timer duty for worker `index`; true if it got it.
     pub(crate) fn take_duty(&self, index: usize) -> bool {
-        self.duty
-            .compare_exchange(0, index + 1, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
+        self.duty.take(index)
     }
 
     pub(crate) fn release_duty(&self, index: usize) {
-        let _ = self
-            .duty
-            .compare_exchange(index + 1, 0, Ordering::SeqCst, Ordering::SeqCst);
+        self.duty.release(index)
     }
 
     /// The worker holding the timer duty.
     pub(crate) fn duty_holder(&self) -> Option<usize> {
-        self.duty.load(Ordering::SeqCst).checked_sub(1)
+        self.duty.holder()
     }
 
     /// Fires every timer due by `now`, in tick order. Returns at once if
@@ -265,7 +255,7 @@ impl Wheel {
     fn recompute_hint(&self, processed: u64) {
         // Start from "none"; inserts racing with the scan lower it again
         // with their own fetch_min, which is never lost.
-        self.hint.store(u64::MAX, Ordering::SeqCst);
+        self.duty.reset_hint();
         if self.pending() == 0 {
             return;
         }
@@ -284,7 +274,7 @@ impl Wheel {
         if best == u64::MAX {
             best = processed + SLOTS as u64;
         }
-        self.hint.fetch_min(best, Ordering::SeqCst);
+        self.duty.lower(best);
     }
 
     /// A timer just inserted at a tick already processed (a race with an
