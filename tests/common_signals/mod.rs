@@ -1,0 +1,310 @@
+//! Helpers for the signal, registry, timer, introspection and supervisor
+//! tests (`tests/link.rs`, `tests/monitor.rs`, `tests/registry.rs`,
+//! `tests/timer.rs`, `tests/introspection.rs`, `tests/supervisor.rs`).
+//!
+//! Every wait is bounded: [`run`] fails the test if its future does not
+//! complete within [`TIMEOUT`]; [`wait_until`] polls with a deadline;
+//! [`recv`] receives with a deadline. Wall-clock time is only a bound here,
+//! never something a test asserts on.
+
+// Each test binary uses its own subset of these helpers.
+#![allow(dead_code)]
+
+use rusm_otp::{Context, ExitReason, Message, Pid, ProcessHandle, Received, Runtime};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::task::{Poll, Waker};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How long any single wait may take before the test is declared hung.
+/// Generous (debug builds on a loaded machine are slow); a healthy run never
+/// comes near it.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A runtime with `workers` worker threads.
+pub(crate) fn runtime(workers: usize) -> Runtime {
+    Runtime::builder().workers(workers).build()
+}
+
+/// `rt.block_on(fut)`, failing the test instead of hanging if `fut` does not
+/// complete within [`TIMEOUT`].
+pub(crate) fn run<F: Future>(rt: &Runtime, fut: F) -> F::Output {
+    let limit = TIMEOUT;
+    match rt.block_on(Bounded::new(fut, limit)) {
+        Some(v) => v,
+        None => panic!(
+            "block_on did not complete within {limit:?}: a message, a signal or a wake-up \
+             was lost, or a process never ended"
+        ),
+    }
+}
+
+struct Watchdog {
+    waker: Mutex<Option<Waker>>,
+    done: AtomicBool,
+}
+
+/// A future that gives `None` once its deadline has passed. A watchdog
+/// thread wakes it at the deadline, so it does not depend on the runtime's
+/// own timers.
+struct Bounded<F> {
+    fut: Pin<Box<F>>,
+    deadline: Instant,
+    shared: Arc<Watchdog>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<F: Future> Bounded<F> {
+    fn new(fut: F, limit: Duration) -> Self {
+        Bounded {
+            fut: Box::pin(fut),
+            deadline: Instant::now() + limit,
+            shared: Arc::new(Watchdog {
+                waker: Mutex::new(None),
+                done: AtomicBool::new(false),
+            }),
+            thread: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Bounded<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(v) = this.fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if Instant::now() >= this.deadline {
+            return Poll::Ready(None);
+        }
+        *this.shared.waker.lock().unwrap() = Some(cx.waker().clone());
+        if this.thread.is_none() {
+            let shared = this.shared.clone();
+            let deadline = this.deadline;
+            this.thread = Some(thread::spawn(move || {
+                while !shared.done.load(Ordering::Acquire) {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        if let Some(w) = shared.waker.lock().unwrap().take() {
+                            w.wake();
+                        }
+                        return;
+                    }
+                    thread::park_timeout(deadline - now);
+                }
+            }));
+        }
+        Poll::Pending
+    }
+}
+
+impl<F> Drop for Bounded<F> {
+    fn drop(&mut self) {
+        self.shared.done.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polls until `cond` holds, sleeping a millisecond (on the runtime's
+/// timers) between checks; panics with `what` after [`TIMEOUT`]. Usable
+/// inside a process and inside `block_on`.
+pub(crate) async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        rusm_otp::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Receives the next item, failing the test after [`TIMEOUT`].
+pub(crate) async fn recv(ctx: &mut Context, what: &str) -> Received {
+    match ctx.recv_timeout(TIMEOUT).await {
+        Some(r) => r,
+        None => panic!(
+            "{}: nothing received within {TIMEOUT:?} ({what})",
+            ctx.pid()
+        ),
+    }
+}
+
+/// Receives the oldest item `pred` accepts, failing the test after
+/// [`TIMEOUT`].
+pub(crate) async fn recv_match(
+    ctx: &mut Context,
+    what: &str,
+    pred: impl FnMut(&Received) -> bool,
+) -> Received {
+    let me = ctx.pid();
+    match ctx.recv_match_timeout(pred, TIMEOUT).await {
+        Some(r) => r,
+        None => panic!("{me}: no matching item within {TIMEOUT:?} ({what})"),
+    }
+}
+
+/// Receives the next item and requires it to be a user message of type `T`.
+pub(crate) async fn recv_msg<T: 'static>(ctx: &mut Context, what: &str) -> T {
+    match recv(ctx, what).await {
+        Received::Message(m) => match m.downcast::<T>() {
+            Ok(v) => v,
+            Err(m) => panic!(
+                "{what}: expected a {}, got a {}",
+                std::any::type_name::<T>(),
+                m.type_name()
+            ),
+        },
+        other => panic!("{what}: expected a user message, got {other:?}"),
+    }
+}
+
+/// Runs `f` as a process (the *tester*) and requires it to end `Normal`:
+/// its assertions are the test's. Its panic message, if any, is reported.
+/// (Waits by `join` only: no timer is involved, so tests may count the
+/// runtime's pending timers.)
+pub(crate) fn check<F, Fut>(rt: &Runtime, f: F)
+where
+    F: FnOnce(Context) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let panic = Arc::new(Mutex::new(None));
+    let slot = panic.clone();
+    let h = rt.spawn(move |ctx| RecordPanic {
+        fut: Box::pin(f(ctx)),
+        slot,
+    });
+    let pid = h.pid();
+    let reason = run(rt, h.join());
+    assert_eq!(
+        reason,
+        ExitReason::Normal,
+        "tester {pid} ended {reason:?}; panic: {:?}",
+        panic.lock().unwrap()
+    );
+}
+
+/// Records the panic message of the future it wraps, then lets the panic
+/// go on (so the process still ends `Crashed`).
+struct RecordPanic<F> {
+    fut: Pin<Box<F>>,
+    slot: Arc<Mutex<Option<String>>>,
+}
+
+impl<F: Future> Future for RecordPanic<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let fut = &mut this.fut;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "<non-string panic>".to_string());
+                *this.slot.lock().unwrap() = Some(msg);
+                std::panic::resume_unwind(payload)
+            }
+        }
+    }
+}
+
+/// What an [`spawn_actor`] process does when told to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Go {
+    /// Panic (ends `Crashed`).
+    Panic,
+    /// Return from the body (ends `Normal`).
+    Return,
+}
+
+/// Asks an actor whether it is alive: it replies `Pong(n)` to `from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ping(pub(crate) Pid, pub(crate) u64);
+
+/// An actor's reply to [`Ping`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pong(pub(crate) u64);
+
+/// Spawns an actor: it answers [`Ping`]s, obeys [`Go`], and ignores
+/// everything else (including `Exit`s, should it trap exits).
+pub(crate) fn spawn_actor(rt: &Runtime) -> ProcessHandle {
+    rt.spawn(|mut ctx| async move {
+        loop {
+            let Received::Message(m) = ctx.recv().await else {
+                continue;
+            };
+            if let Some(&Ping(from, n)) = m.downcast_ref::<Ping>() {
+                ctx.runtime().send(from, Pong(n));
+            } else if let Some(go) = m.downcast_ref::<Go>() {
+                match go {
+                    Go::Panic => panic!("{EXPECTED_PANIC} told to crash"),
+                    Go::Return => return,
+                }
+            }
+        }
+    })
+}
+
+/// Whether `pid` is alive *and running*: it answers a [`Ping`] before it
+/// goes down. A process that has been told to exit never answers. Leaves
+/// nothing behind in the caller's mailbox.
+pub(crate) async fn responds(ctx: &mut Context, pid: Pid) -> bool {
+    static NONCE: AtomicU64 = AtomicU64::new(0);
+    let n = NONCE.fetch_add(1, Ordering::Relaxed);
+    let rt = ctx.runtime().clone();
+    let me = ctx.pid();
+    let r = rt.monitor(me, pid);
+    rt.send(pid, Ping(me, n));
+    let got = recv_match(ctx, "a Pong or a Down", |item| match item {
+        Received::Message(m) => m.downcast_ref::<Pong>() == Some(&Pong(n)),
+        Received::Down { reference, .. } => *reference == r,
+        Received::Exit { .. } => false,
+    })
+    .await;
+    match got {
+        Received::Message(_) => {
+            assert!(rt.demonitor(r), "the monitor had not fired");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A user message's payload, for assertions on mixed mailboxes.
+pub(crate) fn payload<T: Clone + 'static>(m: &Message) -> Option<T> {
+    m.downcast_ref::<T>().cloned()
+}
+
+/// Panics whose message contains this are expected; see
+/// [`silence_expected_panics`].
+pub(crate) const EXPECTED_PANIC: &str = "[expected panic]";
+
+/// Installs (once per test binary) a panic hook that prints nothing for
+/// panics whose message contains [`EXPECTED_PANIC`] and defers to the
+/// previous hook for every other panic, so real failures still print.
+pub(crate) fn silence_expected_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("");
+            if !msg.contains(EXPECTED_PANIC) {
+                previous(info);
+            }
+        }));
+    });
+}

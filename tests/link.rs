@@ -1,0 +1,515 @@
+//! Links and exit signals, with Erlang's semantics: propagation of abnormal
+//! exits, trapping, `kill`, `unlink`, `spawn_link`, `send_exit`, `exit`, and
+//! the ordering of signals after messages from the same sender.
+
+mod common_signals;
+
+use common_signals::{
+    EXPECTED_PANIC, Go, check, recv, recv_msg, responds, run, runtime, silence_expected_panics,
+    spawn_actor,
+};
+use rusm_otp::{ExitReason, Pid, Received};
+
+fn expect_exit(r: Received, from: Pid, reason: ExitReason) {
+    match r {
+        Received::Exit { from: f, reason: x } => {
+            assert_eq!((f, x), (from, reason), "the Exit's sender and reason");
+        }
+        other => panic!("expected Exit {{ from: {from}, reason: {reason:?} }}, got {other:?}"),
+    }
+}
+
+#[test]
+fn normal_exit_does_not_cascade() {
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let survivor = spawn_actor(&rt);
+        let leaver = spawn_actor(&rt);
+        rt.link(survivor.pid(), leaver.pid());
+        assert_eq!(rt.info(survivor.pid()).unwrap().links, 1);
+        rt.send(leaver.pid(), Go::Return);
+        assert_eq!(leaver.join().await, ExitReason::Normal);
+        // Teardown is complete: had the signal ended the survivor, it would
+        // already have been told to exit, and would never answer.
+        assert!(
+            responds(&mut ctx, survivor.pid()).await,
+            "a linked process survives a Normal exit"
+        );
+        assert_eq!(
+            rt.info(survivor.pid()).unwrap().links,
+            0,
+            "the link is gone with the process that ended"
+        );
+        rt.kill(survivor.pid());
+    });
+}
+
+#[test]
+fn abnormal_exit_cascades_with_original_reason() {
+    silence_expected_panics();
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        let a = spawn_actor(&rt);
+        let b = spawn_actor(&rt);
+        let c = spawn_actor(&rt);
+        rt.link(a.pid(), b.pid());
+        rt.link(b.pid(), c.pid());
+        let refs = [a.pid(), b.pid(), c.pid()].map(|p| (rt.monitor(me, p), p));
+        rt.send(a.pid(), Go::Panic);
+        let mut downs = Vec::new();
+        while downs.len() < 3 {
+            match recv(&mut ctx, "the three Downs").await {
+                Received::Down {
+                    reference,
+                    pid,
+                    reason,
+                } => {
+                    assert!(refs.contains(&(reference, pid)), "a Down of ours");
+                    downs.push((pid, reason));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        for (pid, reason) in &downs {
+            assert_eq!(
+                *reason,
+                ExitReason::Crashed,
+                "{pid} ends with the original reason, not a reason of its own"
+            );
+        }
+        assert_eq!(a.join().await, ExitReason::Crashed);
+        assert_eq!(b.join().await, ExitReason::Crashed);
+        assert_eq!(c.join().await, ExitReason::Crashed);
+    });
+}
+
+#[test]
+fn shutdown_cascades_with_original_reason() {
+    let rt = runtime(2);
+    let a = spawn_actor(&rt);
+    let b = spawn_actor(&rt);
+    let c = spawn_actor(&rt);
+    rt.link(a.pid(), b.pid());
+    rt.link(c.pid(), b.pid());
+    assert!(rt.exit(a.pid(), ExitReason::Shutdown));
+    assert_eq!(run(&rt, a.join()), ExitReason::Shutdown);
+    assert_eq!(run(&rt, b.join()), ExitReason::Shutdown);
+    assert_eq!(run(&rt, c.join()), ExitReason::Shutdown);
+}
+
+#[test]
+fn trapping_process_receives_exit_from_linked_crash() {
+    silence_expected_panics();
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        rt.set_trap_exit(me, true);
+        let child = spawn_actor(&rt);
+        let child_pid = child.pid();
+        rt.link(me, child_pid);
+        rt.send(child_pid, Go::Panic);
+        expect_exit(
+            recv(&mut ctx, "the Exit").await,
+            child_pid,
+            ExitReason::Crashed,
+        );
+        assert_eq!(child.join().await, ExitReason::Crashed);
+        assert_eq!(rt.info(me).unwrap().links, 0);
+        // And the trapping process goes on running: it ends Normal.
+    });
+}
+
+#[test]
+fn kill_is_untrappable() {
+    let rt = runtime(2);
+    let p = spawn_actor(&rt);
+    rt.set_trap_exit(p.pid(), true);
+    assert!(rt.info(p.pid()).unwrap().trap_exit);
+    assert!(rt.kill(p.pid()));
+    assert_eq!(run(&rt, p.join()), ExitReason::Killed);
+}
+
+#[test]
+fn killed_over_a_link_can_be_trapped() {
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        rt.set_trap_exit(me, true);
+        let victim = spawn_actor(&rt);
+        let victim_pid = victim.pid();
+        rt.link(me, victim_pid);
+        assert!(rt.kill(victim_pid));
+        expect_exit(
+            recv(&mut ctx, "the Exit").await,
+            victim_pid,
+            ExitReason::Killed,
+        );
+        assert_eq!(victim.join().await, ExitReason::Killed);
+        // Still alive and receiving: a message to ourselves comes back.
+        rt.send(me, 7u32);
+        assert_eq!(recv_msg::<u32>(&mut ctx, "our own message").await, 7);
+    });
+}
+
+#[test]
+fn unlinking_stops_propagation() {
+    silence_expected_panics();
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        // A non-trapping process survives its former link partner's crash.
+        let survivor = spawn_actor(&rt);
+        let crasher = spawn_actor(&rt);
+        rt.link(survivor.pid(), crasher.pid());
+        rt.unlink(crasher.pid(), survivor.pid());
+        assert_eq!(rt.info(survivor.pid()).unwrap().links, 0);
+        assert_eq!(rt.info(crasher.pid()).unwrap().links, 0);
+        rt.send(crasher.pid(), Go::Panic);
+        assert_eq!(crasher.join().await, ExitReason::Crashed);
+        assert!(
+            responds(&mut ctx, survivor.pid()).await,
+            "an unlinked process is not taken down"
+        );
+        rt.kill(survivor.pid());
+
+        // A trapping process gets no Exit once unlinked.
+        rt.set_trap_exit(me, true);
+        let crasher = spawn_actor(&rt);
+        rt.link(me, crasher.pid());
+        rt.unlink(me, crasher.pid());
+        assert_eq!(rt.info(me).unwrap().links, 0);
+        rt.send(crasher.pid(), Go::Panic);
+        assert_eq!(crasher.join().await, ExitReason::Crashed);
+        // Teardown is complete, so any Exit would already be queued.
+        assert!(ctx.try_recv().is_none(), "no Exit after unlink");
+    });
+}
+
+#[test]
+fn link_is_symmetric_and_at_most_one_per_pair() {
+    silence_expected_panics();
+    let rt = runtime(2);
+    let a = spawn_actor(&rt);
+    let b = spawn_actor(&rt);
+    rt.link(a.pid(), b.pid());
+    rt.link(a.pid(), b.pid());
+    rt.link(b.pid(), a.pid());
+    assert_eq!(rt.info(a.pid()).unwrap().links, 1);
+    assert_eq!(rt.info(b.pid()).unwrap().links, 1);
+    // One unlink removes the only link, from both sides.
+    rt.unlink(b.pid(), a.pid());
+    assert_eq!(rt.info(a.pid()).unwrap().links, 0);
+    assert_eq!(rt.info(b.pid()).unwrap().links, 0);
+
+    // Symmetric: a link made from either side carries a crash either way,
+    // in both directions.
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        rt.set_trap_exit(me, true);
+        let x = spawn_actor(&rt);
+        let y = spawn_actor(&rt);
+        rt.link(me, x.pid()); // made from the watcher's side
+        rt.link(y.pid(), me); // made from the other side
+        assert_eq!(rt.info(me).unwrap().links, 2);
+        rt.send(x.pid(), Go::Panic);
+        expect_exit(
+            recv(&mut ctx, "x's Exit").await,
+            x.pid(),
+            ExitReason::Crashed,
+        );
+        rt.send(y.pid(), Go::Panic);
+        expect_exit(
+            recv(&mut ctx, "y's Exit").await,
+            y.pid(),
+            ExitReason::Crashed,
+        );
+    });
+    for first_ends in [true, false] {
+        let first = spawn_actor(&rt);
+        let second = spawn_actor(&rt);
+        rt.link(first.pid(), second.pid());
+        let (ending, other) = if first_ends {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        assert!(rt.exit(ending.pid(), ExitReason::Shutdown));
+        assert_eq!(run(&rt, ending.join()), ExitReason::Shutdown);
+        assert_eq!(
+            run(&rt, other.join()),
+            ExitReason::Shutdown,
+            "the signal travels from the {} side",
+            if first_ends { "linking" } else { "linked" }
+        );
+    }
+    rt.kill(a.pid());
+    rt.kill(b.pid());
+}
+
+#[test]
+fn self_link_does_nothing() {
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        rt.set_trap_exit(me, true);
+        rt.link(me, me);
+        let info = rt.info(me).unwrap();
+        assert_eq!(info.links, 0, "no link to oneself");
+        assert_eq!(info.mailbox_depth, 0, "and no signal");
+        assert!(ctx.try_recv().is_none());
+        rt.unlink(me, me);
+        assert_eq!(rt.info(me).unwrap().links, 0);
+    });
+}
+
+#[test]
+fn link_to_dead_pid_keeps_no_half_link_and_trapping_caller_gets_noproc() {
+    let rt = runtime(2);
+    let dead = spawn_actor(&rt);
+    let dead_pid = dead.pid();
+    rt.send(dead_pid, Go::Return);
+    assert_eq!(run(&rt, dead.join()), ExitReason::Normal);
+    let unknown = Pid::from_raw(u64::MAX - 7);
+
+    // A non-trapping caller: no link, no signal, no harm.
+    let plain = spawn_actor(&rt);
+    rt.link(plain.pid(), dead_pid);
+    rt.link(unknown, plain.pid());
+    let info = rt.info(plain.pid()).unwrap();
+    assert_eq!(info.links, 0, "no half-link to a dead pid");
+    assert_eq!(info.mailbox_depth, 0, "a non-trapping caller gets no Exit");
+
+    check(&rt, move |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        rt.set_trap_exit(me, true);
+        rt.link(me, dead_pid);
+        expect_exit(
+            ctx.try_recv().expect("the NoProc Exit is there at once"),
+            dead_pid,
+            ExitReason::NoProc,
+        );
+        rt.link(dead_pid, me);
+        expect_exit(
+            ctx.try_recv().expect("the NoProc Exit is there at once"),
+            dead_pid,
+            ExitReason::NoProc,
+        );
+        rt.link(me, unknown);
+        expect_exit(
+            ctx.try_recv().expect("the NoProc Exit is there at once"),
+            unknown,
+            ExitReason::NoProc,
+        );
+        assert_eq!(rt.info(me).unwrap().links, 0, "no half-link");
+    });
+    assert!(rt.kill(plain.pid()));
+}
+
+#[test]
+fn spawn_link_links_before_first_run() {
+    silence_expected_panics();
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        rt.set_trap_exit(me, true);
+        // Repeated, so that a link made after the child could first run
+        // (which would give NoProc, or nothing) has many chances to show.
+        for round in 0..200 {
+            let child = rt.spawn_link(me, |_ctx| async move {
+                panic!("{EXPECTED_PANIC} crash on first poll");
+            });
+            let child_pid = child.pid();
+            match recv(&mut ctx, "the child's Exit").await {
+                Received::Exit { from, reason } => {
+                    assert_eq!(from, child_pid, "round {round}");
+                    assert_eq!(reason, ExitReason::Crashed, "round {round}");
+                }
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+            assert_eq!(child.join().await, ExitReason::Crashed);
+        }
+        assert_eq!(rt.info(me).unwrap().links, 0);
+    });
+
+    // From ordinary threads, where a child can be picked up by a worker at
+    // once: each child finds itself linked on its very first poll.
+    let parent = spawn_actor(&rt);
+    rt.set_trap_exit(parent.pid(), true);
+    let parent_pid = parent.pid();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                let mut unlinked = 0;
+                for _ in 0..2000 {
+                    let child = rt.spawn_link(parent_pid, |ctx| async move {
+                        let links = ctx.runtime().info(ctx.pid()).unwrap().links;
+                        assert_eq!(links, 1, "not linked on its first run");
+                    });
+                    if run(&rt, child.join()) != ExitReason::Normal {
+                        unlinked += 1;
+                    }
+                }
+                unlinked
+            })
+        })
+        .collect();
+    let unlinked: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(
+        unlinked, 0,
+        "children that ran before their link was in place"
+    );
+    rt.kill(parent_pid);
+}
+
+#[test]
+fn spawn_link_from_outside_a_process_links_the_parent() {
+    let rt = runtime(2);
+    let parent = spawn_actor(&rt);
+    let child = rt.spawn_link(parent.pid(), |mut ctx| async move {
+        let _ = ctx.recv().await;
+    });
+    assert_eq!(rt.info(parent.pid()).unwrap().links, 1);
+    assert_eq!(rt.info(child.pid()).unwrap().links, 1);
+    assert!(rt.exit(parent.pid(), ExitReason::Shutdown));
+    assert_eq!(run(&rt, parent.join()), ExitReason::Shutdown);
+    assert_eq!(
+        run(&rt, child.join()),
+        ExitReason::Shutdown,
+        "the parent's exit signal ends the linked child"
+    );
+}
+
+#[test]
+fn send_exit_semantics() {
+    let rt = runtime(2);
+    let sender = Pid::from_raw(u64::MAX - 1);
+
+    // A trapping target receives the signal, even Normal.
+    check(&rt, move |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        rt.set_trap_exit(me, true);
+        assert!(rt.send_exit(sender, me, ExitReason::Normal));
+        expect_exit(recv(&mut ctx, "Normal").await, sender, ExitReason::Normal);
+        assert!(rt.send_exit(sender, me, ExitReason::Shutdown));
+        expect_exit(
+            recv(&mut ctx, "Shutdown").await,
+            sender,
+            ExitReason::Shutdown,
+        );
+        assert!(rt.send_exit(sender, me, ExitReason::Crashed));
+        expect_exit(recv(&mut ctx, "Crashed").await, sender, ExitReason::Crashed);
+    });
+
+    // A non-trapping target ignores Normal...
+    check(&rt, move |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let target = spawn_actor(&rt);
+        assert!(rt.send_exit(sender, target.pid(), ExitReason::Normal));
+        assert!(
+            responds(&mut ctx, target.pid()).await,
+            "a non-trapping process ignores a Normal exit signal"
+        );
+        // ...and ends with any other reason.
+        assert!(rt.send_exit(sender, target.pid(), ExitReason::Shutdown));
+        assert_eq!(target.join().await, ExitReason::Shutdown);
+    });
+
+    // Killed is untrappable.
+    let trapping = spawn_actor(&rt);
+    rt.set_trap_exit(trapping.pid(), true);
+    assert!(rt.send_exit(sender, trapping.pid(), ExitReason::Killed));
+    assert_eq!(run(&rt, trapping.join()), ExitReason::Killed);
+
+    // Nobody to signal.
+    let gone = spawn_actor(&rt);
+    let gone_pid = gone.pid();
+    rt.kill(gone_pid);
+    run(&rt, gone.join());
+    assert!(!rt.send_exit(sender, gone_pid, ExitReason::Shutdown));
+}
+
+#[test]
+fn exit_ends_even_trapping_process() {
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        for reason in [
+            ExitReason::Shutdown,
+            ExitReason::Crashed,
+            ExitReason::Normal,
+        ] {
+            let p = spawn_actor(&rt);
+            let p_pid = p.pid();
+            rt.set_trap_exit(p_pid, true);
+            let r = rt.monitor(me, p_pid);
+            assert!(rt.exit(p_pid, reason));
+            match recv(&mut ctx, "the Down").await {
+                Received::Down {
+                    reference,
+                    pid,
+                    reason: seen,
+                } => {
+                    assert_eq!((reference, pid), (r, p_pid));
+                    assert_eq!(seen, reason, "monitors see the reason given to exit");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            assert_eq!(
+                p.join().await,
+                reason,
+                "exit ends a trapping process with the reason given"
+            );
+            assert!(!rt.is_alive(p_pid));
+            assert!(!rt.exit(p_pid, reason), "false once it is gone");
+        }
+    });
+}
+
+#[test]
+fn signals_from_one_sender_keep_order() {
+    silence_expected_panics();
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        rt.set_trap_exit(me, true);
+        for round in 0..50u32 {
+            let child = rt.spawn_link(me, move |ctx| async move {
+                // Sent before the crash, so they arrive before the Exit.
+                let rt = ctx.runtime().clone();
+                for i in 0..100u32 {
+                    assert!(rt.send(me, (round, i)));
+                }
+                panic!("{EXPECTED_PANIC} crash after sending");
+            });
+            let child_pid = child.pid();
+            for i in 0..100u32 {
+                match recv(&mut ctx, "a message").await {
+                    Received::Message(m) => {
+                        assert_eq!(m.downcast::<(u32, u32)>().ok(), Some((round, i)));
+                    }
+                    other => panic!("round {round}: got {other:?} before message {i}"),
+                }
+            }
+            expect_exit(
+                recv(&mut ctx, "the Exit").await,
+                child_pid,
+                ExitReason::Crashed,
+            );
+            assert_eq!(child.join().await, ExitReason::Crashed);
+        }
+    });
+}

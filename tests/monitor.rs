@@ -1,0 +1,315 @@
+//! Monitors: `Down` with the exit reason, one `Down` per monitor, `NoProc`
+//! for dead targets, `demonitor`, and cleanup of monitors whose watcher or
+//! target is gone.
+
+mod common_signals;
+
+use common_signals::{
+    Go, check, recv, responds, run, runtime, silence_expected_panics, spawn_actor,
+};
+use rusm_otp::{ExitReason, MonitorRef, Pid, Received};
+use std::collections::HashSet;
+
+fn expect_down(r: Received, reference: MonitorRef, pid: Pid, reason: ExitReason) {
+    match r {
+        Received::Down {
+            reference: r2,
+            pid: p2,
+            reason: x,
+        } => {
+            assert_eq!(r2, reference, "the Down's monitor reference");
+            assert_eq!(p2, pid, "the Down's pid");
+            assert_eq!(x, reason, "the Down's reason");
+        }
+        other => panic!("expected a Down for {pid} with {reason:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn down_carries_exit_reason() {
+    silence_expected_panics();
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+
+        let returns = spawn_actor(&rt);
+        let r = rt.monitor(me, returns.pid());
+        rt.send(returns.pid(), Go::Return);
+        let d = recv(&mut ctx, "Normal").await;
+        expect_down(d, r, returns.pid(), ExitReason::Normal);
+
+        let panics = spawn_actor(&rt);
+        let r = rt.monitor(me, panics.pid());
+        rt.send(panics.pid(), Go::Panic);
+        let d = recv(&mut ctx, "Crashed").await;
+        expect_down(d, r, panics.pid(), ExitReason::Crashed);
+
+        let killed = spawn_actor(&rt);
+        let r = rt.monitor(me, killed.pid());
+        rt.kill(killed.pid());
+        let d = recv(&mut ctx, "Killed").await;
+        expect_down(d, r, killed.pid(), ExitReason::Killed);
+
+        let shut = spawn_actor(&rt);
+        let r = rt.monitor(me, shut.pid());
+        rt.exit(shut.pid(), ExitReason::Shutdown);
+        let d = recv(&mut ctx, "Shutdown").await;
+        expect_down(d, r, shut.pid(), ExitReason::Shutdown);
+
+        // A cascade over a link: the Down carries the original reason.
+        let a = spawn_actor(&rt);
+        let b = spawn_actor(&rt);
+        rt.link(a.pid(), b.pid());
+        let r = rt.monitor(me, b.pid());
+        rt.send(a.pid(), Go::Panic);
+        let d = recv(&mut ctx, "Crashed via link").await;
+        expect_down(d, r, b.pid(), ExitReason::Crashed);
+    });
+}
+
+#[test]
+fn down_is_delivered_to_a_watcher_that_does_not_trap_exits() {
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        assert!(!rt.info(me).unwrap().trap_exit);
+        let t = spawn_actor(&rt);
+        let r = rt.monitor(me, t.pid());
+        rt.kill(t.pid());
+        let d = recv(&mut ctx, "the Down").await;
+        expect_down(d, r, t.pid(), ExitReason::Killed);
+    });
+}
+
+#[test]
+fn two_monitors_two_downs() {
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        let t = spawn_actor(&rt);
+        let r1 = rt.monitor(me, t.pid());
+        let r2 = rt.monitor(me, t.pid());
+        assert_ne!(r1, r2, "each call places a new monitor");
+        assert_ne!(r1.raw(), r2.raw());
+        assert_eq!(rt.info(t.pid()).unwrap().monitors, 2);
+        rt.exit(t.pid(), ExitReason::Shutdown);
+        assert_eq!(t.join().await, ExitReason::Shutdown);
+        let mut refs = HashSet::new();
+        for _ in 0..2 {
+            match recv(&mut ctx, "a Down").await {
+                Received::Down {
+                    reference,
+                    pid,
+                    reason,
+                } => {
+                    assert_eq!(reason, ExitReason::Shutdown);
+                    let _ = pid;
+                    assert!(refs.insert(reference), "one Down per monitor");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(refs, HashSet::from([r1, r2]));
+        assert!(ctx.try_recv().is_none(), "exactly two Downs");
+        assert_eq!(rt.monitor_count(), 0);
+    });
+}
+
+#[test]
+fn monitor_of_dead_pid_gives_noproc_at_once() {
+    let rt = runtime(2);
+    let dead = spawn_actor(&rt);
+    let dead_pid = dead.pid();
+    rt.kill(dead_pid);
+    assert_eq!(run(&rt, dead.join()), ExitReason::Killed);
+    check(&rt, move |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        let r = rt.monitor(me, dead_pid);
+        let d = ctx.try_recv().expect("the Down is already in the mailbox");
+        expect_down(d, r, dead_pid, ExitReason::NoProc);
+
+        let unknown = Pid::from_raw(u64::MAX - 3);
+        let r = rt.monitor(me, unknown);
+        let d = ctx.try_recv().expect("the Down is already in the mailbox");
+        expect_down(d, r, unknown, ExitReason::NoProc);
+
+        assert!(!rt.demonitor(r), "a monitor that fired cannot be removed");
+        assert_eq!(rt.monitor_count(), 0, "a fired monitor is not kept");
+        assert_eq!(rt.info(me).unwrap().monitors, 0);
+    });
+}
+
+#[test]
+fn demonitor_prevents_down() {
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+
+        // Removed before the target ends: no Down, ever.
+        let t = spawn_actor(&rt);
+        let r = rt.monitor(me, t.pid());
+        assert_eq!(rt.info(t.pid()).unwrap().monitors, 1);
+        assert!(rt.demonitor(r), "a live monitor is removed");
+        assert_eq!(rt.info(t.pid()).unwrap().monitors, 0);
+        assert!(!rt.demonitor(r), "removing it twice");
+        rt.kill(t.pid());
+        assert_eq!(t.join().await, ExitReason::Killed);
+        // Teardown is complete: a Down would already be queued.
+        assert!(ctx.try_recv().is_none(), "no Down after demonitor");
+
+        // Removed after it fired: false, and the Down is there.
+        let t = spawn_actor(&rt);
+        let r = rt.monitor(me, t.pid());
+        rt.kill(t.pid());
+        let d = recv(&mut ctx, "the Down").await;
+        expect_down(d, r, t.pid(), ExitReason::Killed);
+        assert!(!rt.demonitor(r), "false after the monitor fired");
+
+        // One of two monitors removed: only the other fires.
+        let t = spawn_actor(&rt);
+        let keep = rt.monitor(me, t.pid());
+        let drop_it = rt.monitor(me, t.pid());
+        assert!(rt.demonitor(drop_it));
+        rt.kill(t.pid());
+        let t_pid = t.pid();
+        assert_eq!(t.join().await, ExitReason::Killed);
+        let d = recv(&mut ctx, "the kept monitor's Down").await;
+        expect_down(d, keep, t_pid, ExitReason::Killed);
+        assert!(ctx.try_recv().is_none());
+        assert_eq!(rt.monitor_count(), 0);
+    });
+}
+
+#[test]
+fn demonitor_racing_the_targets_death_never_leaves_a_late_down() {
+    let rt = runtime(2);
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        for _ in 0..300 {
+            let t = spawn_actor(&rt);
+            let r = rt.monitor(me, t.pid());
+            rt.kill(t.pid());
+            let removed = rt.demonitor(r);
+            assert_eq!(t.join().await, ExitReason::Killed);
+            match ctx.try_recv() {
+                None => assert!(removed, "no Down, so demonitor must have removed it"),
+                Some(d) => {
+                    assert!(!removed, "demonitor returned true, yet a Down came: {d:?}");
+                    assert!(matches!(d, Received::Down { reference, .. } if reference == r));
+                }
+            }
+            assert!(ctx.try_recv().is_none());
+        }
+    });
+}
+
+#[test]
+fn info_counts_monitors() {
+    let rt = runtime(2);
+    check(&rt, |ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        let target = spawn_actor(&rt);
+        let other_watcher = spawn_actor(&rt);
+        assert_eq!(rt.info(target.pid()).unwrap().monitors, 0);
+        let r1 = rt.monitor(me, target.pid());
+        let _r2 = rt.monitor(me, target.pid());
+        let _r3 = rt.monitor(other_watcher.pid(), target.pid());
+        assert_eq!(
+            rt.info(target.pid()).unwrap().monitors,
+            3,
+            "monitors placed on the target"
+        );
+        assert_eq!(
+            rt.info(me).unwrap().monitors,
+            0,
+            "monitors a process places on others are not counted on it"
+        );
+        assert_eq!(rt.monitor_count(), 3);
+        assert!(rt.demonitor(r1));
+        assert_eq!(rt.info(target.pid()).unwrap().monitors, 2);
+        assert_eq!(rt.monitor_count(), 2);
+        rt.kill(other_watcher.pid());
+        assert_eq!(other_watcher.join().await, ExitReason::Killed);
+        assert_eq!(
+            rt.info(target.pid()).unwrap().monitors,
+            1,
+            "a dead watcher's monitor is gone from its target"
+        );
+        rt.kill(target.pid());
+    });
+}
+
+#[test]
+fn monitors_of_dead_watcher_are_cleaned_up() {
+    let rt = runtime(2);
+    let targets: Vec<_> = (0..10).map(|_| spawn_actor(&rt)).collect();
+    let target_pids: Vec<Pid> = targets.iter().map(|t| t.pid()).collect();
+    let pids = target_pids.clone();
+    let watcher = rt.spawn(move |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        for &t in &pids {
+            rt.monitor(ctx.pid(), t);
+            rt.monitor(ctx.pid(), t);
+        }
+        // Wait to be told to go.
+        let _ = recv(&mut ctx, "go").await;
+    });
+    run(
+        &rt,
+        common_signals::wait_until("the watcher to place its monitors", || {
+            rt.monitor_count() == 20
+        }),
+    );
+    for &t in &target_pids {
+        assert_eq!(rt.info(t).unwrap().monitors, 2);
+    }
+    rt.send(watcher.pid(), ());
+    assert_eq!(run(&rt, watcher.join()), ExitReason::Normal);
+    assert_eq!(
+        rt.monitor_count(),
+        0,
+        "the monitors of a dead watcher are removed"
+    );
+    for &t in &target_pids {
+        assert_eq!(rt.info(t).unwrap().monitors, 0, "and gone from {t}");
+    }
+    // The targets are unharmed, and their ends send nothing anywhere.
+    check(&rt, move |mut ctx| async move {
+        for &t in &target_pids {
+            assert!(responds(&mut ctx, t).await);
+        }
+    });
+    for t in targets {
+        rt.kill(t.pid());
+        assert_eq!(run(&rt, t.join()), ExitReason::Killed);
+    }
+    assert_eq!(rt.monitor_count(), 0);
+
+    // Fired monitors are removed too.
+    check(&rt, |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        let ts: Vec<_> = (0..10).map(|_| spawn_actor(&rt)).collect();
+        for t in &ts {
+            rt.monitor(me, t.pid());
+        }
+        assert_eq!(rt.monitor_count(), 10);
+        for t in &ts {
+            rt.kill(t.pid());
+        }
+        for _ in 0..10 {
+            assert!(matches!(
+                recv(&mut ctx, "a Down").await,
+                Received::Down { .. }
+            ));
+        }
+        assert_eq!(rt.monitor_count(), 0, "fired monitors are freed");
+    });
+}
