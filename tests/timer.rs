@@ -426,6 +426,47 @@ fn timers_fire_in_deadline_order_while_workers_are_busy() {
 }
 
 #[test]
+fn timer_bursts_never_stall_the_wheel() {
+    // Rounds of a burst of timers, each on a fresh runtime, several
+    // runtimes at once (more workers than cores, so a worker can be
+    // preempted anywhere). Every burst must drain: a worker that parks
+    // without the earliest deadline while another is recomputing it, with
+    // no later insert to wake it, would leave the wheel stalled with timers
+    // overdue, and the round would hang.
+    const THREADS: u64 = 4;
+    const ROUNDS: u64 = 6;
+    const N: usize = 50_000;
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let rt = runtime(2);
+                    check(&rt, move |mut ctx| async move {
+                        let rt = ctx.runtime().clone();
+                        let me = ctx.pid();
+                        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (t << 32 | round));
+                        for i in 0..N {
+                            let delay = Duration::from_micros(rng.next() % 300_000);
+                            let _ = rt.send_after(me, delay, i as u32);
+                        }
+                        let mut seen = vec![false; N];
+                        for _ in 0..N {
+                            let i = recv_msg::<u32>(&mut ctx, "a timer").await as usize;
+                            assert!(!seen[i], "timer {i} fired twice");
+                            seen[i] = true;
+                        }
+                    });
+                    assert_eq!(rt.pending_timers(), 0);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a round failed");
+    }
+}
+
+#[test]
 fn hundred_thousand_cancelled_timers_never_fire_and_are_freed() {
     const N: usize = 100_000;
     let rt = runtime(2);

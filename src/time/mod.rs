@@ -51,13 +51,20 @@ mod imp {
         pub(crate) fn add_timer(&self, deadline: Instant, action: Action) -> Arc<Entry> {
             let (entry, lowered) = self.timers.insert(deadline, action);
             if lowered {
-                match self.timers.duty_holder() {
-                    Some(w) => self.scheduler.parkers[w].unpark(),
-                    None => self.scheduler.notify(),
-                }
+                self.timer_hint_lowered();
             }
             self.timers.fire_if_passed(&entry, self);
             entry
+        }
+
+        /// The earliest-deadline hint went down: wake the duty holder so it
+        /// parks again with the new deadline, or, with none, a sleeper to
+        /// take the duty (see [`super::duty`]).
+        pub(crate) fn timer_hint_lowered(&self) {
+            match self.timers.duty_holder() {
+                Some(w) => self.scheduler.parkers[w].unpark(),
+                None => self.scheduler.notify(),
+            }
         }
 
         /// Fires due timers, if any (called by workers between tasks); true

@@ -229,7 +229,12 @@ impl Wheel {
         for e in due {
             self.fire(&e, shared);
         }
-        self.recompute_hint(to);
+        // A sleeper that took the duty while the hint was being rescanned
+        // may have read "no timers": a rescan that lowers the hint wakes it
+        // exactly as an insert would.
+        if self.recompute_hint(to) {
+            shared.timer_hint_lowered();
+        }
     }
 
     fn fire(&self, e: &Arc<Entry>, shared: &Shared) {
@@ -252,12 +257,14 @@ impl Wheel {
 
     /// Sets `hint` to the earliest pending tick after `processed`, scanning
     /// at most one turn of slots.
-    fn recompute_hint(&self, processed: u64) {
+    /// True when the hint went down from "none" to a pending tick (the
+    /// caller must then wake the duty holder, as for an insert).
+    fn recompute_hint(&self, processed: u64) -> bool {
         // Start from "none"; inserts racing with the scan lower it again
         // with their own fetch_min, which is never lost.
         self.duty.reset_hint();
         if self.pending() == 0 {
-            return;
+            return false;
         }
         let mut best = u64::MAX;
         for k in 1..=SLOTS as u64 {
@@ -274,7 +281,7 @@ impl Wheel {
         if best == u64::MAX {
             best = processed + SLOTS as u64;
         }
-        self.duty.lower(best);
+        self.duty.lower(best)
     }
 
     /// A timer just inserted at a tick already processed (a race with an
