@@ -9,6 +9,9 @@
 //! * An insert: [`Duty::lower`] (SeqCst `fetch_min` on `hint`); if that
 //!   lowered the hint, it reads [`Duty::holder`] (SeqCst) and unparks the
 //!   holder, or, with none, wakes a sleeping worker (who will take the duty).
+//! * A rescan after the wheel advances: [`Duty::reset_hint`], scan, then
+//!   `lower` with the earliest tick found, waking exactly like an insert when
+//!   that lowers the hint; so a sleeper that read "none" mid-rescan is woken.
 //!
 //! # Why no timer is slept through
 //!
