@@ -2,7 +2,9 @@
 //! rusm-otp and on the tokio baseline (`benches/common/mod.rs`, the same code
 //! as `examples/bench.rs`).
 //!
-//! Each group has two functions, `rusm` and `tokio`. The runtime is built
+//! Each group has two functions, `rusm` and `tokio` (only `rusm` for the
+//! workloads without a tokio baseline: restart_storm, monitor_churn,
+//! send_named, timers_fire, timers_cancel). The runtime is built
 //! once per function, outside the timing; each iteration is one run of the
 //! workload, and the time reported is the driver-internal time
 //! (`iter_custom`). One worker thread per core.
@@ -18,7 +20,7 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use std::time::Duration;
 
 /// The scaled-down sizes.
-const LOADS: [Workload; 7] = [
+const LOADS: [Workload; 13] = [
     Workload::Spawn { n: 100_000 },
     Workload::Skynet { leaves: 100_000 },
     Workload::Pingpong { n: 100_000 },
@@ -38,7 +40,32 @@ const LOADS: [Workload; 7] = [
         procs: 200,
         yields: 1_000,
     },
+    Workload::RestartStorm {
+        children: 100,
+        crashes: 100,
+    },
+    Workload::LinkCascade { procs: 10_000 },
+    Workload::MonitorChurn { n: 100_000 },
+    Workload::SendNamed {
+        senders: 2,
+        per: 50_000,
+    },
+    Workload::TimersFire { n: 100_000 },
+    Workload::TimersCancel { n: 100_000 },
 ];
+
+/// One run, checked; its driver-internal time.
+fn run_checked(w: &Workload, run: impl Fn() -> common::Outcome) -> Duration {
+    let o = run();
+    assert_eq!(
+        o.check,
+        w.expected_check(),
+        "{}: wrong check value",
+        w.name()
+    );
+    assert!(o.failure.is_none(), "{}: {:?}", w.name(), o.failure);
+    o.elapsed
+}
 
 fn workloads(c: &mut Criterion) {
     let workers = common::cores();
@@ -53,25 +80,17 @@ fn workloads(c: &mut Criterion) {
             g.bench_function("rusm", |b| {
                 b.iter_custom(|iters| {
                     (0..iters)
-                        .map(|_| {
-                            let o = w.run_rusm(&rt);
-                            assert_eq!(o.check, w.expected_check());
-                            o.elapsed
-                        })
+                        .map(|_| run_checked(&w, || w.run_rusm(&rt)))
                         .sum()
                 })
             });
         }
-        {
+        if w.has_tokio() {
             let rt = common::tokio_runtime(workers);
             g.bench_function("tokio", |b| {
                 b.iter_custom(|iters| {
                     (0..iters)
-                        .map(|_| {
-                            let o = w.run_tokio(&rt);
-                            assert_eq!(o.check, w.expected_check());
-                            o.elapsed
-                        })
+                        .map(|_| run_checked(&w, || w.run_tokio(&rt)))
                         .sum()
                 })
             });

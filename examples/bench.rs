@@ -7,14 +7,26 @@
 //! ```
 //!
 //! Workloads: `spawn`, `skynet`, `pingpong`, `parallel_pingpong`, `ring`,
-//! `fanin`, `yield_many`, `idle_memory` (`all` runs these, in this order) and
-//! `spawn_parallel` (2 drivers spawning `n/2` processes each; `--drivers D`).
-//! Defaults: the full sizes of WORKLOADS.md, `--peer rusm`, one worker per
-//! core, one timed run, no warm-up. Prints one line per timed run:
+//! `fanin`, `yield_many`, `idle_memory`, `restart_storm`, `link_cascade`,
+//! `monitor_churn`, `send_named`, `timers_fire`, `timers_cancel` (`all` runs
+//! these, in this order) and `spawn_parallel` (2 drivers spawning `n/2`
+//! processes each; `--drivers D`). Defaults: the full sizes of WORKLOADS.md,
+//! `--peer rusm`, one worker per core, one timed run, no warm-up. Prints one
+//! line per timed run:
 //!
 //! ```text
-//! workload=<name> peer=<runtime> n=<n> total_ms=<float> per_op_ns=<float> check=<value>
+//! workload=<name> peer=<runtime> n=<n> total_ms=<float> per_op_ns=<float> check=<value> [extra fields]
 //! ```
+//!
+//! Extra fields follow `check`: `cpu_ms=<float>` (CPU time of the whole
+//! process, all threads, over the timed section; timers only, 10 ms
+//! resolution) and untimed verification figures (`running_children=`,
+//! `reason=`, `pending_timers=`, ...).
+//!
+//! `restart_storm`, `monitor_churn`, `send_named`, `timers_fire` and
+//! `timers_cancel` have no tokio baseline: `--peer both` runs them on
+//! rusm-otp only. Sizes with `--n`: `restart_storm` n = restarts (1,000
+//! children, n/1,000 crashes each), `send_named` n = messages (2 senders).
 //!
 //! When more than one (workload, runtime) pair is asked for, each runs in a
 //! fresh child process of this same binary, so that no run inherits another's
@@ -28,7 +40,7 @@ use common::{Outcome, Workload};
 use std::process::{Command, ExitCode};
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 8] = [
+const ALL: [&str; 14] = [
     "spawn",
     "skynet",
     "pingpong",
@@ -37,6 +49,12 @@ const ALL: [&str; 8] = [
     "fanin",
     "yield_many",
     "idle_memory",
+    "restart_storm",
+    "link_cascade",
+    "monitor_churn",
+    "send_named",
+    "timers_fire",
+    "timers_cancel",
 ];
 
 /// Parsed command line.
@@ -144,6 +162,26 @@ fn workload(name: &str, n: Option<u64>, drivers: u64) -> Workload {
             drivers,
             per: (n.unwrap_or(1_000_000) / drivers).max(1),
         },
+        "restart_storm" => Workload::RestartStorm {
+            children: 1_000,
+            crashes: (n.unwrap_or(100_000) / 1_000).max(1),
+        },
+        "link_cascade" => Workload::LinkCascade {
+            procs: n.unwrap_or(100_000).max(1),
+        },
+        "monitor_churn" => Workload::MonitorChurn {
+            n: n.unwrap_or(1_000_000),
+        },
+        "send_named" => Workload::SendNamed {
+            senders: 2,
+            per: (n.unwrap_or(1_000_000) / 2).max(1),
+        },
+        "timers_fire" => Workload::TimersFire {
+            n: n.unwrap_or(1_000_000),
+        },
+        "timers_cancel" => Workload::TimersCancel {
+            n: n.unwrap_or(1_000_000),
+        },
         _ => usage(),
     }
 }
@@ -151,14 +189,23 @@ fn workload(name: &str, n: Option<u64>, drivers: u64) -> Workload {
 fn print(w: &Workload, peer: &str, o: &Outcome) {
     let total_ns = o.elapsed.as_nanos() as f64;
     let per_op = o.per_op.unwrap_or(total_ns / w.n() as f64);
+    let mut extra = String::new();
+    if let Some(cpu) = o.cpu {
+        extra += &format!(" cpu_ms={:.3}", cpu.as_secs_f64() * 1e3);
+    }
+    if let Some(note) = &o.note {
+        extra += " ";
+        extra += note;
+    }
     println!(
-        "workload={} peer={} n={} total_ms={:.3} per_op_ns={:.3} check={}",
+        "workload={} peer={} n={} total_ms={:.3} per_op_ns={:.3} check={}{}",
         w.name(),
         peer,
         w.n(),
         total_ns / 1e6,
         per_op,
-        o.check
+        o.check,
+        extra
     );
 }
 
@@ -175,7 +222,15 @@ fn run_here(w: Workload, peer: &str, args: &Args) -> bool {
             );
             ok = false;
         }
+        if let Some(why) = &o.failure {
+            eprintln!("CHECK FAILED: workload={} peer={peer}: {why}", w.name());
+            ok = false;
+        }
     };
+    if peer == "tokio" && !w.has_tokio() {
+        eprintln!("{}: no tokio baseline, skipped", w.name());
+        return true;
+    }
     match peer {
         "rusm" => {
             let rt = common::rusm_runtime(args.workers);
@@ -220,8 +275,13 @@ fn main() -> ExitCode {
         ok = run_here(loads[0], args.peers[0], &args);
     } else {
         let exe = std::env::current_exe().expect("current_exe");
-        for (name, _) in names.iter().zip(&loads) {
-            for peer in &args.peers {
+        for (name, w) in names.iter().zip(&loads) {
+            // Workloads without a tokio baseline run on rusm-otp only.
+            for peer in args
+                .peers
+                .iter()
+                .filter(|p| **p != "tokio" || w.has_tokio())
+            {
                 let mut cmd = Command::new(&exe);
                 cmd.arg(name)
                     .args(["--peer", peer])

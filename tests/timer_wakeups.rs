@@ -46,3 +46,36 @@ fn a_timer_more_than_one_wheel_turn_away_fires() {
     });
     assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
 }
+
+/// Waits (bounded) until every worker of `rt` is asleep.
+fn until_all_asleep(rt: &Runtime) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rt.metrics().sleeping_workers < rt.workers() {
+        assert!(Instant::now() < deadline, "the workers never went idle");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_timer_set_after_a_cancel_fires_on_an_idle_runtime() {
+    // A cancel leaves the earliest-deadline hint behind; the next timer, due
+    // after that stale hint, must still wake a sleeping worker.
+    let rt = Runtime::builder().workers(2).build();
+    let p = rt.spawn(|mut ctx| async move {
+        let me = ctx.pid();
+        let t = ctx.runtime().send_after(me, Duration::from_millis(50), ());
+        assert!(t.cancel());
+        let _ = ctx.recv().await;
+    });
+    until_all_asleep(&rt);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rt2 = rt.clone();
+    std::thread::spawn(move || {
+        rt2.block_on(rusm_otp::sleep(Duration::from_millis(100)));
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the sleep after a cancelled timer never fired");
+    assert_eq!(rt.pending_timers(), 0);
+    rt.kill(p.pid());
+}

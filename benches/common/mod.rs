@@ -13,6 +13,12 @@
 //! `UnboundedSender`. Spawning a tokio "process" therefore creates a channel
 //! and spawns a task, just as spawning a rusm-otp process allocates a task
 //! that carries its mailbox.
+//!
+//! restart_storm, monitor_churn, send_named, timers_fire and timers_cancel
+//! exercise rusm-otp's supervisor, monitors, registry and timer wheel, for
+//! which tokio has no counterpart: they have no tokio baseline
+//! ([`Workload::has_tokio`]). link_cascade has one, on an emulation of
+//! links and monitors over channels (see `tok::chain_proc`).
 
 #![allow(dead_code)]
 
@@ -22,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a driver reports.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     /// Time measured inside the driver.
     pub(crate) elapsed: Duration,
@@ -30,6 +36,13 @@ pub(crate) struct Outcome {
     pub(crate) check: u64,
     /// A per-op figure that is not `elapsed / n` (idle_memory: bytes per process).
     pub(crate) per_op: Option<f64>,
+    /// CPU time of the whole OS process (every thread) over the timed
+    /// section, for the workloads that report it (the timers).
+    pub(crate) cpu: Option<Duration>,
+    /// Extra `key=value` fields for the output line (untimed verification).
+    pub(crate) note: Option<String>,
+    /// Why the untimed verification failed, beyond the check value.
+    pub(crate) failure: Option<String>,
 }
 
 impl Outcome {
@@ -38,7 +51,28 @@ impl Outcome {
             elapsed,
             check,
             per_op: None,
+            cpu: None,
+            note: None,
+            failure: None,
         }
+    }
+
+    fn with_cpu(mut self, cpu: Duration) -> Outcome {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    fn with_note(mut self, note: String) -> Outcome {
+        self.note = Some(note);
+        self
+    }
+
+    /// Records a failed verification unless `ok`.
+    fn verify(mut self, ok: bool, what: impl FnOnce() -> String) -> Outcome {
+        if !ok && self.failure.is_none() {
+            self.failure = Some(what());
+        }
+        self
     }
 }
 
@@ -63,6 +97,19 @@ pub(crate) enum Workload {
     IdleMemory { n: u64 },
     /// `drivers` processes spawn `per` children each, in parallel.
     SpawnParallel { drivers: u64, per: u64 },
+    /// 7. a one-for-one supervisor of `children` children that crash
+    ///    `crashes` times each before staying up.
+    RestartStorm { children: u64, crashes: u64 },
+    /// 8. a chain of `procs` linked processes, killed from its head.
+    LinkCascade { procs: u64 },
+    /// `n` monitor + demonitor pairs on one idle target.
+    MonitorChurn { n: u64 },
+    /// `senders` processes send `per` messages each to a registered name.
+    SendNamed { senders: u64, per: u64 },
+    /// `n` `send_after` timers (0-100 ms) to the driver, all received.
+    TimersFire { n: u64 },
+    /// `n` `send_after` timers (10 s), all cancelled.
+    TimersCancel { n: u64 },
 }
 
 impl Workload {
@@ -78,20 +125,47 @@ impl Workload {
             Workload::YieldMany { .. } => "yield_many",
             Workload::IdleMemory { .. } => "idle_memory",
             Workload::SpawnParallel { .. } => "spawn_parallel",
+            Workload::RestartStorm { .. } => "restart_storm",
+            Workload::LinkCascade { .. } => "link_cascade",
+            Workload::MonitorChurn { .. } => "monitor_churn",
+            Workload::SendNamed { .. } => "send_named",
+            Workload::TimersFire { .. } => "timers_fire",
+            Workload::TimersCancel { .. } => "timers_cancel",
         }
     }
 
     /// The number of per-op units (`per_op_ns = total_ns / n`).
     pub(crate) fn n(&self) -> u64 {
         match *self {
-            Workload::Spawn { n } | Workload::Pingpong { n } | Workload::IdleMemory { n } => n,
+            Workload::Spawn { n }
+            | Workload::Pingpong { n }
+            | Workload::IdleMemory { n }
+            | Workload::MonitorChurn { n }
+            | Workload::TimersFire { n }
+            | Workload::TimersCancel { n } => n,
             Workload::Skynet { leaves } => leaves,
             Workload::ParallelPingpong { pairs, rounds } => pairs * rounds,
             Workload::Ring { hops, .. } => hops,
             Workload::Fanin { senders, per } => senders * per,
             Workload::YieldMany { procs, yields } => procs * yields,
             Workload::SpawnParallel { drivers, per } => drivers * per,
+            Workload::RestartStorm { children, crashes } => children * crashes,
+            Workload::LinkCascade { procs } => procs,
+            Workload::SendNamed { senders, per } => senders * per,
         }
+    }
+
+    /// Whether the tokio baseline has this workload (there is no tokio
+    /// supervisor, registry, monitor or timer-wheel peer to compare with).
+    pub(crate) fn has_tokio(&self) -> bool {
+        !matches!(
+            self,
+            Workload::RestartStorm { .. }
+                | Workload::MonitorChurn { .. }
+                | Workload::SendNamed { .. }
+                | Workload::TimersFire { .. }
+                | Workload::TimersCancel { .. }
+        )
     }
 
     /// The check value a correct run reports.
@@ -116,10 +190,21 @@ impl Workload {
             Workload::YieldMany { procs, yields } => rusm::yield_many(rt, procs, yields),
             Workload::IdleMemory { n } => rusm::idle_memory(rt, n),
             Workload::SpawnParallel { drivers, per } => rusm::spawn_parallel(rt, drivers, per),
+            Workload::RestartStorm { children, crashes } => {
+                rusm::restart_storm(rt, children, crashes)
+            }
+            Workload::LinkCascade { procs } => rusm::link_cascade(rt, procs),
+            Workload::MonitorChurn { n } => rusm::monitor_churn(rt, n),
+            Workload::SendNamed { senders, per } => rusm::send_named(rt, senders, per),
+            Workload::TimersFire { n } => rusm::timers_fire(rt, n),
+            Workload::TimersCancel { n } => rusm::timers_cancel(rt, n),
         }
     }
 
     /// Runs it once on the tokio baseline.
+    ///
+    /// # Panics
+    /// For a workload without a tokio peer (see [`Workload::has_tokio`]).
     pub(crate) fn run_tokio(&self, rt: &tokio::runtime::Runtime) -> Outcome {
         match *self {
             Workload::Spawn { n } => tok::spawn(rt, n),
@@ -133,6 +218,14 @@ impl Workload {
             Workload::YieldMany { procs, yields } => tok::yield_many(rt, procs, yields),
             Workload::IdleMemory { n } => tok::idle_memory(rt, n),
             Workload::SpawnParallel { drivers, per } => tok::spawn_parallel(rt, drivers, per),
+            Workload::LinkCascade { procs } => tok::link_cascade(rt, procs),
+            Workload::RestartStorm { .. }
+            | Workload::MonitorChurn { .. }
+            | Workload::SendNamed { .. }
+            | Workload::TimersFire { .. }
+            | Workload::TimersCancel { .. } => {
+                panic!("{}: no tokio baseline", self.name())
+            }
         }
     }
 }
@@ -166,6 +259,41 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// CPU time (user + system) used so far by this OS process, all threads
+/// together: fields 14 and 15 of `/proc/self/stat`, in clock ticks of
+/// 1/100 s (`USER_HZ`, 100 on Linux everywhere this runs), so the
+/// resolution is 10 ms.
+pub(crate) fn cpu_time() -> Duration {
+    const TICKS_PER_SEC: u64 = 100;
+    let s = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // count fields from the last ')', which ends it; field 3 comes next.
+    let rest = &s[s.rfind(')').expect("stat format") + 1..];
+    let mut fields = rest.split_whitespace().skip(11); // fields 3..=13
+    let mut next = || -> u64 {
+        fields
+            .next()
+            .and_then(|f| f.parse().ok())
+            .expect("stat format")
+    };
+    let ticks = next() + next(); // utime, stime
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SEC)
+}
+
+/// splitmix64: a tiny deterministic generator for the timer delays.
+#[derive(Debug)]
+pub(crate) struct SplitMix64(pub(crate) u64);
+
+impl SplitMix64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
 /// Untimed settling: waits (bounded) until `alive()` reaches 0, so that the
 /// teardown of one run does not spill into the next.
 fn settle(alive: impl Fn() -> usize) {
@@ -178,7 +306,8 @@ fn settle(alive: impl Fn() -> usize) {
 /// The rusm-otp side.
 pub(crate) mod rusm {
     use super::*;
-    use rusm_otp::{Context, ExitReason, Message, Pid, Runtime};
+    use rusm_otp::supervisor::{Children, WhichChildren};
+    use rusm_otp::{Context, ExitReason, Message, Pid, Received, Runtime, Strategy};
     use std::sync::Mutex;
 
     /// The token of pingpong.
@@ -458,9 +587,8 @@ pub(crate) mod rusm {
                 }
             }
             Outcome {
-                elapsed,
-                check: killed,
                 per_op: Some(after.saturating_sub(before) as f64 / n as f64),
+                ..Outcome::new(elapsed, killed)
             }
         })
     }
@@ -493,6 +621,265 @@ pub(crate) mod rusm {
             Outcome::new(t0.elapsed(), total)
         })
     }
+
+    /// Parks on the mailbox until the process is ended from outside.
+    async fn idle(mut ctx: Context) {
+        loop {
+            let _ = ctx.recv().await;
+        }
+    }
+
+    /// What a restart-storm child tells the driver once it stays up.
+    struct Alive;
+
+    /// restart_storm (WORKLOADS.md §7). The child specifications (the
+    /// supervisor's builder) are data, made before the clock starts, like an
+    /// OTP child spec list; the timed section starts the supervisor.
+    pub(crate) fn restart_storm(rt: &Runtime, children: u64, crashes: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            // Untimed: the start counters and the child specifications.
+            let counters: Arc<Vec<AtomicU64>> =
+                Arc::new((0..children).map(|_| AtomicU64::new(0)).collect());
+            let mut spec = rt.supervisor(Strategy::OneForOne).max_restarts(0);
+            for i in 0..children as usize {
+                let counters = counters.clone();
+                spec = spec.child(move |rt: &Runtime| {
+                    let counters = counters.clone();
+                    rt.spawn(move |ctx| async move {
+                        let starts = counters[i].fetch_add(1, Ordering::Relaxed) + 1;
+                        if starts <= crashes {
+                            let pid = ctx.pid();
+                            ctx.runtime().exit(pid, ExitReason::Crashed);
+                            return;
+                        }
+                        ctx.runtime().send(me, Alive);
+                        idle(ctx).await;
+                    })
+                });
+            }
+            let t0 = Instant::now();
+            let sup = spec.start().pid();
+            let mut alive = 0;
+            while alive < children {
+                if recv(&mut ctx).await.is::<Alive>() {
+                    alive += 1;
+                }
+            }
+            let elapsed = t0.elapsed();
+            // Untimed verification. Each child's last start happened before
+            // its `Alive`, so the counters are final.
+            let restarts: u64 = counters
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed).saturating_sub(1))
+                .sum();
+            rt.send(sup, WhichChildren(me));
+            let running = loop {
+                if let Ok(Children(pids)) = recv(&mut ctx).await.downcast::<Children>() {
+                    break pids.iter().filter(|p| rt.is_alive(**p)).count() as u64;
+                }
+            };
+            // The supervisor's links take its children with it.
+            rt.kill(sup);
+            Outcome::new(elapsed, restarts)
+                .with_note(format!("running_children={running}"))
+                .verify(running == children, || {
+                    format!("{running} running children, expected {children}")
+                })
+        })
+    }
+
+    /// link_cascade (WORKLOADS.md §8).
+    pub(crate) fn link_cascade(rt: &Runtime, procs: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            // Untimed setup: the chain, linked, every member parked on its
+            // mailbox; the driver monitors the last.
+            let started = Arc::new(AtomicU64::new(0));
+            let chain: Vec<Pid> = (0..procs)
+                .map(|_| {
+                    let started = started.clone();
+                    rt.spawn(move |ctx| async move {
+                        started.fetch_add(1, Ordering::Release);
+                        idle(ctx).await;
+                    })
+                    .pid()
+                })
+                .collect();
+            for w in chain.windows(2) {
+                rt.link(w[0], w[1]);
+            }
+            let last = *chain.last().expect("an empty chain");
+            let mref = rt.monitor(me, last);
+            while started.load(Ordering::Acquire) < procs {
+                rusm_otp::yield_now().await;
+            }
+            let t0 = Instant::now();
+            rt.exit(chain[0], ExitReason::Shutdown);
+            let reason = loop {
+                if let Received::Down {
+                    reference, reason, ..
+                } = ctx.recv().await
+                {
+                    if reference == mref {
+                        break reason;
+                    }
+                }
+            };
+            let elapsed = t0.elapsed();
+            // Untimed verification.
+            let dead = chain.iter().filter(|p| !rt.is_alive(**p)).count() as u64;
+            Outcome::new(elapsed, dead)
+                .with_note(format!("reason={reason:?}"))
+                .verify(reason == ExitReason::Shutdown, || {
+                    format!("the last process ended {reason:?}, expected Shutdown")
+                })
+        })
+    }
+
+    /// monitor_churn: `n` times, monitor one live idle target and take the
+    /// monitor off again.
+    pub(crate) fn monitor_churn(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            // Untimed: the target.
+            let target = rt.spawn(idle).pid();
+            let t0 = Instant::now();
+            let mut removed = 0;
+            for _ in 0..n {
+                let r = rt.monitor(me, target);
+                if rt.demonitor(r) {
+                    removed += 1;
+                }
+            }
+            let elapsed = t0.elapsed();
+            // Untimed verification: nothing left behind, no `Down` arrived.
+            let left = rt.monitor_count();
+            let on_target = rt.info(target).map_or(usize::MAX, |i| i.monitors);
+            let stray = ctx.try_recv().is_some();
+            rt.kill(target);
+            Outcome::new(elapsed, removed)
+                .with_note(format!("monitors_left={left}"))
+                .verify(left == 0 && on_target == 0 && !stray, || {
+                    format!("{left} monitors left ({on_target} on the target), stray item: {stray}")
+                })
+        })
+    }
+
+    /// send_named's sink reports its count.
+    struct Counted(u64);
+
+    /// send_named: `senders` processes send `per` messages each to the
+    /// process registered as `sink`, which counts them and reports.
+    pub(crate) fn send_named(rt: &Runtime, senders: u64, per: u64) -> Outcome {
+        const NAME: &str = "sink";
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            let total = senders * per;
+            // Untimed setup: the registered sink.
+            let sink = rt
+                .spawn(move |mut c| async move {
+                    let mut count = 0u64;
+                    while count < total {
+                        if recv(&mut c).await.is::<()>() {
+                            count += 1;
+                        }
+                    }
+                    c.runtime().send(me, Counted(count));
+                })
+                .pid();
+            assert!(rt.register(NAME, sink), "the name {NAME:?} is taken");
+            let t0 = Instant::now();
+            for _ in 0..senders {
+                rt.spawn(move |c| async move {
+                    for _ in 0..per {
+                        c.runtime().send_named(NAME, ());
+                    }
+                });
+            }
+            let Counted(count) = recv_as::<Counted>(&mut ctx).await;
+            Outcome::new(t0.elapsed(), count)
+        })
+    }
+
+    /// timers_fire: the driver sets `n` timers to itself, each 0-99 ms
+    /// away (uniform, whole milliseconds), and receives them all.
+    pub(crate) fn timers_fire(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            let mut rng = SplitMix64(0x7133_5EED);
+            let cpu0 = cpu_time();
+            let t0 = Instant::now();
+            for i in 0..n {
+                let delay = Duration::from_millis(rng.next_u64() % 100);
+                // Dropping the `TimerRef` does not cancel the timer.
+                let _ = rt.send_after(me, delay, i);
+            }
+            let scheduled = t0.elapsed();
+            let (mut count, mut sum) = (0u64, 0u64);
+            for _ in 0..n {
+                sum += recv_as::<u64>(&mut ctx).await;
+                count += 1;
+            }
+            let elapsed = t0.elapsed();
+            let cpu = cpu_time().saturating_sub(cpu0);
+            // Untimed verification: each timer fired once, none is left.
+            let pending = rt.pending_timers();
+            Outcome::new(elapsed, count)
+                .with_cpu(cpu)
+                .with_note(format!(
+                    "schedule_ms={:.3} pending_timers={pending}",
+                    scheduled.as_secs_f64() * 1e3
+                ))
+                .verify(sum == n * n.saturating_sub(1) / 2 && pending == 0, || {
+                    format!("sum of the timers' values {sum}, {pending} timers pending")
+                })
+        })
+    }
+
+    /// timers_cancel: the driver sets `n` timers 10 s away, then cancels
+    /// them all. Dropping the cancelled `TimerRef`s afterwards is untimed.
+    pub(crate) fn timers_cancel(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            // Untimed: room for the references.
+            let mut timers = Vec::with_capacity(n as usize);
+            let cpu0 = cpu_time();
+            let t0 = Instant::now();
+            for i in 0..n {
+                timers.push(rt.send_after(me, Duration::from_secs(10), i));
+            }
+            let scheduled = t0.elapsed();
+            let mut cancelled = 0;
+            for t in &timers {
+                if t.cancel() {
+                    cancelled += 1;
+                }
+            }
+            let elapsed = t0.elapsed();
+            let cpu = cpu_time().saturating_sub(cpu0);
+            // Untimed verification: nothing pending, nothing delivered.
+            let pending = rt.pending_timers();
+            let stray = ctx.try_recv().is_some();
+            drop(timers);
+            Outcome::new(elapsed, cancelled)
+                .with_cpu(cpu)
+                .with_note(format!(
+                    "schedule_ms={:.3} cancel_ms={:.3} pending_timers={pending}",
+                    scheduled.as_secs_f64() * 1e3,
+                    (elapsed - scheduled).as_secs_f64() * 1e3
+                ))
+                .verify(pending == 0 && !stray, || {
+                    format!("{pending} timers pending after cancelling, stray item: {stray}")
+                })
+        })
+    }
 }
 
 /// The tokio baseline: a process is a task that owns an unbounded mailbox.
@@ -500,6 +887,7 @@ pub(crate) mod tok {
     use super::*;
     use tokio::runtime::Runtime;
     use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+    use tokio::sync::oneshot;
 
     /// A process's address.
     type Addr<M> = UnboundedSender<M>;
@@ -806,9 +1194,8 @@ pub(crate) mod tok {
                 tokio::task::yield_now().await;
             }
             Outcome {
-                elapsed,
-                check: killed,
                 per_op: Some(after.saturating_sub(before) as f64 / n as f64),
+                ..Outcome::new(elapsed, killed)
             }
         })
     }
@@ -838,6 +1225,111 @@ pub(crate) mod tok {
                 total += recv(&mut rx).await;
             }
             Outcome::new(t0.elapsed(), total)
+        })
+    }
+    /// link_cascade's exit reasons (only the two this workload can see).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Reason {
+        Normal,
+        Shutdown,
+    }
+
+    /// What a link_cascade process's mailbox carries.
+    enum ChainMsg {
+        /// An ordinary message (never sent here: what an idle process waits for).
+        User,
+        /// An exit signal over the link with process `from`.
+        Exit { from: usize, reason: Reason },
+    }
+
+    /// One member of the tokio link_cascade chain: the emulation of links
+    /// and monitors that tokio lacks.
+    ///
+    /// * A link is the pair (peer index, peer's mailbox address), held by
+    ///   both sides (each process holds its predecessor and successor).
+    /// * The process idles on its mailbox. An `Exit` with an abnormal
+    ///   reason ends it with that reason (a non-trapping process ignores
+    ///   `Normal`); the link it came over is dropped on this side, as the
+    ///   dying peer already dropped its own.
+    /// * Dying: it first closes its mailbox (it now looks dead to senders,
+    ///   as a rusm process leaves the process table first), then fires its
+    ///   monitor (a `oneshot` to the watcher; only the last process has
+    ///   one), then sends `Exit` with the same reason to every remaining
+    ///   link, so the cascade carries the original reason.
+    async fn chain_proc(
+        me: usize,
+        mut rx: Mailbox<ChainMsg>,
+        mut links: Vec<(usize, Addr<ChainMsg>)>,
+        monitor: Option<oneshot::Sender<Reason>>,
+        started: Arc<AtomicU64>,
+    ) {
+        started.fetch_add(1, Ordering::Release);
+        let reason = loop {
+            match rx.recv().await {
+                Some(ChainMsg::User)
+                | Some(ChainMsg::Exit {
+                    reason: Reason::Normal,
+                    ..
+                }) => {}
+                Some(ChainMsg::Exit { from, reason }) => {
+                    links.retain(|&(p, _)| p != from);
+                    break reason;
+                }
+                None => return,
+            }
+        };
+        drop(rx);
+        if let Some(m) = monitor {
+            let _ = m.send(reason);
+        }
+        for (_, peer) in links {
+            let _ = peer.send(ChainMsg::Exit { from: me, reason });
+        }
+    }
+
+    /// link_cascade (WORKLOADS.md §8) on the emulation of [`chain_proc`].
+    pub(crate) fn link_cascade(rt: &Runtime, procs: u64) -> Outcome {
+        drive(rt, move |_me: Addr<()>, _rx| async move {
+            let n = procs as usize;
+            // Untimed setup: every mailbox first, so that each process is
+            // born knowing its links; then every process parked on its
+            // mailbox. The driver keeps the addresses (for the check only).
+            let started = Arc::new(AtomicU64::new(0));
+            let (txs, rxs): (Vec<_>, Vec<_>) =
+                (0..n).map(|_| unbounded_channel::<ChainMsg>()).unzip();
+            let (down_tx, down_rx) = oneshot::channel();
+            let mut down_tx = Some(down_tx);
+            for (i, rx) in rxs.into_iter().enumerate() {
+                let mut links = Vec::with_capacity(2);
+                if i > 0 {
+                    links.push((i - 1, txs[i - 1].clone()));
+                }
+                if i + 1 < n {
+                    links.push((i + 1, txs[i + 1].clone()));
+                }
+                let monitor = if i + 1 == n { down_tx.take() } else { None };
+                tokio::spawn(chain_proc(i, rx, links, monitor, started.clone()));
+            }
+            while started.load(Ordering::Acquire) < procs {
+                tokio::task::yield_now().await;
+            }
+            let t0 = Instant::now();
+            // The driver is linked to nobody: `from` names no chain member.
+            let _ = txs[0].send(ChainMsg::Exit {
+                from: usize::MAX,
+                reason: Reason::Shutdown,
+            });
+            let reason = down_rx
+                .await
+                .expect("the last process's monitor never fired");
+            let elapsed = t0.elapsed();
+            // Untimed verification: a dead process has closed its mailbox.
+            let dead = txs.iter().filter(|t| t.is_closed()).count() as u64;
+            Outcome::new(elapsed, dead)
+                .with_note(format!("reason={reason:?}"))
+                .verify(reason == Reason::Shutdown, || {
+                    format!("the last process ended {reason:?}, expected Shutdown")
+                })
         })
     }
 }

@@ -119,8 +119,8 @@ impl Wheel {
         self.start + RESOLUTION * (tick.min(u32::MAX as u64) as u32)
     }
 
-    /// Schedules `action` at `deadline`. The caller then calls
-    /// [`Shared::timer_inserted`] with the returned flag.
+    /// Schedules `action` at `deadline`. When the returned flag is true the
+    /// caller must wake the duty holder (`Shared::timer_hint_lowered`).
     pub(crate) fn insert(&self, deadline: Instant, action: Action) -> (Arc<Entry>, bool) {
         let tick = self
             .tick_at_or_after(deadline)
@@ -136,9 +136,12 @@ impl Wheel {
             entry.index.store(slot.len(), Ordering::Relaxed);
             slot.push(entry.clone());
         }
-        self.pending.fetch_add(1, Ordering::SeqCst);
+        // A sleeper that saw no timer pending parked without a deadline,
+        // whatever the (possibly stale) hint said: the first timer after an
+        // empty spell must wake it like a lowered hint does.
+        let was_empty = self.pending.fetch_add(1, Ordering::SeqCst) == 0;
         let lowered = self.duty.lower(tick);
-        (entry, lowered)
+        (entry, lowered || was_empty)
     }
 
     /// Removes `entry` from its slot (under the slot lock).
