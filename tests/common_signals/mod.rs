@@ -13,10 +13,9 @@
 use rusm_otp::{Context, ExitReason, Message, Pid, ProcessHandle, Received, Runtime};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
-use std::task::{Poll, Waker};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// How long any single wait may take before the test is declared hung.
@@ -24,93 +23,16 @@ use std::time::{Duration, Instant};
 /// comes near it.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A runtime with `workers` worker threads.
-pub(crate) fn runtime(workers: usize) -> Runtime {
-    Runtime::builder().workers(workers).build()
-}
+#[path = "../support/mod.rs"]
+mod support;
+
+#[allow(unused_imports)] // each test binary uses its own subset
+pub(crate) use support::{EXPECTED_PANIC, runtime, silence_expected_panics};
 
 /// `rt.block_on(fut)`, failing the test instead of hanging if `fut` does not
-/// complete within [`TIMEOUT`].
+/// complete within [`TIMEOUT`] (the shared bounded wait of `tests/support`).
 pub(crate) fn run<F: Future>(rt: &Runtime, fut: F) -> F::Output {
-    let limit = TIMEOUT;
-    match rt.block_on(Bounded::new(fut, limit)) {
-        Some(v) => v,
-        None => panic!(
-            "block_on did not complete within {limit:?}: a message, a signal or a wake-up \
-             was lost, or a process never ended"
-        ),
-    }
-}
-
-struct Watchdog {
-    waker: Mutex<Option<Waker>>,
-    done: AtomicBool,
-}
-
-/// A future that gives `None` once its deadline has passed. A watchdog
-/// thread wakes it at the deadline, so it does not depend on the runtime's
-/// own timers.
-struct Bounded<F> {
-    fut: Pin<Box<F>>,
-    deadline: Instant,
-    shared: Arc<Watchdog>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl<F: Future> Bounded<F> {
-    fn new(fut: F, limit: Duration) -> Self {
-        Bounded {
-            fut: Box::pin(fut),
-            deadline: Instant::now() + limit,
-            shared: Arc::new(Watchdog {
-                waker: Mutex::new(None),
-                done: AtomicBool::new(false),
-            }),
-            thread: None,
-        }
-    }
-}
-
-impl<F: Future> Future for Bounded<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if let Poll::Ready(v) = this.fut.as_mut().poll(cx) {
-            return Poll::Ready(Some(v));
-        }
-        if Instant::now() >= this.deadline {
-            return Poll::Ready(None);
-        }
-        *this.shared.waker.lock().unwrap() = Some(cx.waker().clone());
-        if this.thread.is_none() {
-            let shared = this.shared.clone();
-            let deadline = this.deadline;
-            this.thread = Some(thread::spawn(move || {
-                while !shared.done.load(Ordering::Acquire) {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        if let Some(w) = shared.waker.lock().unwrap().take() {
-                            w.wake();
-                        }
-                        return;
-                    }
-                    thread::park_timeout(deadline - now);
-                }
-            }));
-        }
-        Poll::Pending
-    }
-}
-
-impl<F> Drop for Bounded<F> {
-    fn drop(&mut self) {
-        self.shared.done.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
-    }
+    support::run_for(rt, TIMEOUT, fut)
 }
 
 /// Polls until `cond` holds, sleeping a millisecond (on the runtime's
@@ -282,29 +204,4 @@ pub(crate) async fn responds(ctx: &mut Context, pid: Pid) -> bool {
 /// A user message's payload, for assertions on mixed mailboxes.
 pub(crate) fn payload<T: Clone + 'static>(m: &Message) -> Option<T> {
     m.downcast_ref::<T>().cloned()
-}
-
-/// Panics whose message contains this are expected; see
-/// [`silence_expected_panics`].
-pub(crate) const EXPECTED_PANIC: &str = "[expected panic]";
-
-/// Installs (once per test binary) a panic hook that prints nothing for
-/// panics whose message contains [`EXPECTED_PANIC`] and defers to the
-/// previous hook for every other panic, so real failures still print.
-pub(crate) fn silence_expected_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let msg = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("");
-            if !msg.contains(EXPECTED_PANIC) {
-                previous(info);
-            }
-        }));
-    });
 }
