@@ -105,6 +105,12 @@ impl Shared {
         while !self.scheduler.injector.is_empty() {
             let _ = self.scheduler.injector.steal();
         }
+        // The table released its references to the processes ended above
+        // through the epoch; with the workers gone, a few flushes let the
+        // epoch advance and free them now rather than at some later pin.
+        for _ in 0..3 {
+            crossbeam_epoch::pin().flush();
+        }
     }
 }
 
