@@ -8,9 +8,10 @@
 //!
 //! # Lock order
 //!
-//! monitor shard → process aux → process-table shard (read). Nothing takes
-//! an aux lock while holding a table shard: wakes that need the aux lock (a
-//! foreign waker) run after the table lock is released ([`Shared::deliver`]).
+//! monitor shard → process aux (two at most, in pid order, for `link`) →
+//! registry shard. Process-table lookups take no lock (see
+//! [`crate::process::table`]), so a delivery may wake a foreign waker under
+//! the receiver's aux lock from anywhere.
 //!
 //! # Teardown (a process ending with reason R)
 //!
@@ -25,9 +26,8 @@
 //!    ignores `Normal` and otherwise ends with R (so cascades carry R).
 //! 5. Monitors it had placed on others are removed.
 
-use crate::mailbox::queue::Wake;
 use crate::mailbox::{MonitorRef, Received};
-use crate::process::task::{Notified, TaskRef, finish_wake};
+use crate::process::task::TaskRef;
 use crate::process::{ExitReason, Pid};
 use crate::runtime::{Runtime, Shared};
 use parking_lot::Mutex;
@@ -67,29 +67,9 @@ impl Shared {
     /// Delivers `item` to `pid`'s mailbox and wakes it; false when `pid` is
     /// not alive (or its mailbox is closed).
     pub(crate) fn deliver(&self, pid: Pid, item: Received) -> bool {
-        let mut foreign = None;
-        let delivered = self.table.with(pid, |task| {
-            let h = task.header();
-            match h.push(item) {
-                Ok(Wake::Nobody) => true,
-                Ok(Wake::Process) => {
-                    // Scheduling takes no aux lock: fine under the table lock.
-                    if h.state.wake() {
-                        self.scheduler.schedule(Notified::of(h));
-                    }
-                    true
-                }
-                Ok(Wake::Foreign) => {
-                    foreign = Some(task.to_ref());
-                    true
-                }
-                Err(()) => false,
-            }
-        });
-        if let Some(task) = foreign {
-            finish_wake(&task, Wake::Foreign);
-        }
-        delivered == Some(true)
+        self.table
+            .with(pid, |task| task.header().deliver(item))
+            .unwrap_or(false)
     }
 
     /// Fires monitor `r` (if it is still live) with `Down { pid, reason }`.

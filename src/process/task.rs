@@ -258,35 +258,35 @@ impl Header {
         self.context_alive.store(false, Ordering::Release);
     }
 
-    /// Pushes `item` into the mailbox; `Err` when the process is gone. The
-    /// caller completes the wake with [`finish_wake`] *after* releasing any
-    /// process-table lock it holds (a foreign wake takes the aux lock).
-    pub(crate) fn push(&self, item: Received) -> Result<Wake, ()> {
-        self.mailbox.push(item).map_err(drop)
+    /// Pushes `item` into the mailbox and wakes the process if its receive
+    /// is parked; false when the process is gone (its mailbox is closed).
+    pub(crate) fn deliver(&self, item: Received) -> bool {
+        match self.mailbox.push(item) {
+            Ok(Wake::Nobody) => {}
+            Ok(Wake::Process) => {
+                if self.state.wake() {
+                    self.rt.shared.scheduler.schedule(Notified::of(self));
+                }
+            }
+            Ok(Wake::Foreign) => {
+                if let Some(w) = self
+                    .aux
+                    .lock()
+                    .as_ref()
+                    .and_then(|a| a.foreign_waker.as_ref())
+                {
+                    w.wake_by_ref();
+                }
+            }
+            Err(_) => return false,
+        }
+        true
     }
 
     /// Wakes the process with an exit request.
     pub(crate) fn exit(&self, reason: ExitReason) {
         if self.request_exit(reason) {
             self.rt.shared.scheduler.schedule(Notified::of(self));
-        }
-    }
-}
-
-/// Completes a wake owed by a successful [`Header::push`].
-pub(crate) fn finish_wake(task: &TaskRef, wake: Wake) {
-    let h = task.header();
-    match wake {
-        Wake::Nobody => {}
-        Wake::Process => {
-            if h.state.wake() {
-                h.rt.shared.scheduler.schedule(Notified::of(h));
-            }
-        }
-        Wake::Foreign => {
-            if let Some(w) = h.aux.lock().as_ref().and_then(|a| a.foreign_waker.as_ref()) {
-                w.wake_by_ref();
-            }
         }
     }
 }
