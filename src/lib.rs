@@ -35,6 +35,8 @@ mod scheduler;
 #[cfg(not(loom))]
 mod coop;
 #[cfg(not(loom))]
+mod guard;
+#[cfg(not(loom))]
 mod registry;
 #[cfg(not(loom))]
 mod runtime;

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     finished: CachePadded<AtomicU64>,
     /// Processes that ended by panicking.
     panics: AtomicU64,
+    /// Panics in user code no process owned (see `guard`).
+    unowned_panics: AtomicU64,
     /// The worker threads, until they are joined.
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Names and tags.
@@ -71,6 +73,13 @@ impl Shared {
 
     pub(crate) fn note_panic(&self) {
         self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a panic in user code that no process owned (a destructor of a
+    /// value whose process is gone).
+    #[allow(dead_code)]
+    pub(crate) fn note_unowned_panic(&self) {
+        self.unowned_panics.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether a timer is due now.
@@ -197,6 +206,7 @@ impl Builder {
             next_pid: CachePadded::new(AtomicU64::new(0)),
             finished: CachePadded::new(AtomicU64::new(0)),
             panics: AtomicU64::new(0),
+            unowned_panics: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             registry: crate::registry::Registry::new(),
             monitors: crate::signal::Monitors::new(),
@@ -479,6 +489,7 @@ impl Runtime {
             spawned: self.spawned(),
             finished: self.finished(),
             panics: self.shared.panics.load(Ordering::Relaxed),
+            unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed),
         }
     }
 }
@@ -545,6 +556,10 @@ pub struct Metrics {
     pub finished: u64,
     /// Processes that ended by panicking.
     pub panics: u64,
+    /// Panics in user code that no process owned, caught by the runtime:
+    /// for example the destructor of a timer's message whose target had
+    /// ended. They end nothing; they are counted here.
+    pub unowned_panics: u64,
 }
 
 /// Counters of one worker.
