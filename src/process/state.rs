@@ -58,8 +58,39 @@ pub(crate) enum EndPoll {
 
 impl State {
     /// A new process: queued at once (its first run is owed).
+    #[cfg(all(test, loom))]
     pub(crate) fn new_scheduled() -> State {
         State(AtomicUsize::new(NOTIFIED))
+    }
+
+    /// A process being spawned: the spawner holds `RUNNING` while the spawn
+    /// closure runs and the future is stored, then [`launch`](Self::launch)es it.
+    pub(crate) fn new_spawning() -> State {
+        State(AtomicUsize::new(RUNNING))
+    }
+
+    /// Hands a process being spawned to the run queues: clears `RUNNING` and
+    /// sets `NOTIFIED` in one CAS, so the caller must push it (a wake that
+    /// landed meanwhile found `RUNNING` and pushed nothing). `Kill` when an
+    /// exit was requested meanwhile: the caller keeps `RUNNING` and ends it.
+    pub(crate) fn launch(&self) -> StartPoll {
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            debug_assert!(cur & RUNNING != 0);
+            if cur & KILLED != 0 {
+                return StartPoll::Kill;
+            }
+            // Release: the worker that runs it sees the stored future.
+            match self.0.compare_exchange_weak(
+                cur,
+                (cur & !RUNNING) | NOTIFIED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return StartPoll::Poll,
+                Err(actual) => cur = actual,
+            }
+        }
     }
 
     pub(crate) fn load(&self) -> usize {

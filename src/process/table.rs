@@ -21,8 +21,13 @@
 //!   unlinked from the directory and freed deferred;
 //! * a replaced directory is freed deferred.
 //!
-//! A pid that was allocated but never inserted (its spawn closure panicked)
-//! is *skipped*, which counts it as removed, so its page still retires.
+//! Every pid issued is inserted (before its spawn closure runs) and
+//! removed once, and pid 0 is never issued, so page 0 starts with it
+//! counted as removed: every page retires once its pids have all ended. A
+//! retired page's directory entry is null *tagged* [`RETIRED`], unlike one
+//! not created yet (a concurrent spawn may create page `n + 1` first), and
+//! only leading retired entries are trimmed, so a page number still to come
+//! never falls below the directory's first one.
 //!
 //! Inserts into a page that does not exist yet, directory growth, page
 //! retirement and directory trimming happen under one `grow` mutex; that is
@@ -37,6 +42,9 @@ use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+/// The tag of a directory entry whose page has retired.
+const RETIRED: usize = 1;
+
 /// Slots per page.
 const PAGE_BITS: u32 = 10;
 const PAGE: usize = 1 << PAGE_BITS;
@@ -50,12 +58,13 @@ struct Page {
 }
 
 impl Page {
-    fn new() -> Page {
+    /// A page with `retired` of its pids already gone for good.
+    fn new(retired: usize) -> Page {
         Page {
             slots: (0..PAGE)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
-            retired: AtomicUsize::new(0),
+            retired: AtomicUsize::new(retired),
         }
     }
 }
@@ -80,6 +89,8 @@ pub(crate) struct Table {
     dir: Atomic<Dir>,
     /// Serialises page creation, directory growth and retirement.
     grow: Mutex<()>,
+    /// Releases of removed processes deferred and not yet run.
+    pending: AtomicUsize,
 }
 
 impl std::fmt::Debug for Table {
@@ -100,6 +111,7 @@ impl Table {
                 pages: (0..16).map(|_| Atomic::null()).collect(),
             }),
             grow: Mutex::new(()),
+            pending: AtomicUsize::new(0),
         }
     }
 
@@ -108,7 +120,7 @@ impl Table {
         let dir = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: the directory is only freed deferred, after our pin.
         let dir = unsafe { dir.as_ref() }?;
-        let i = n.checked_sub(dir.first)? as usize;
+        let i = usize::try_from(n.checked_sub(dir.first)?).ok()?;
         let page = dir.pages.get(i)?.load(Ordering::Acquire, guard);
         // SAFETY: pages are only freed deferred, after our pin.
         unsafe { page.as_ref() }
@@ -127,7 +139,12 @@ impl Table {
         let dir_ptr = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: never null; freed only deferred.
         let dir = unsafe { dir_ptr.deref() };
-        let i = (n - dir.first) as usize;
+        // Pages are created only for pids not yet gone, so their page was
+        // never retired, let alone trimmed.
+        let i = n
+            .checked_sub(dir.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .expect("a page is created only before it retires");
         if i >= dir.pages.len() {
             let len = (i + 1).next_power_of_two().max(dir.pages.len() * 2);
             let pages: Box<[Atomic<Page>]> = (0..len)
@@ -147,7 +164,9 @@ impl Table {
         let dir = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: as above.
         let dir = unsafe { dir.deref() };
-        let page = Owned::new(Page::new()).into_shared(guard);
+        // Pid 0 is never issued: count it as gone, or page 0 never retires
+        // and the directory can never be trimmed.
+        let page = Owned::new(Page::new(usize::from(n == 0))).into_shared(guard);
         dir.pages[i].store(page, Ordering::Release);
         // SAFETY: just stored; freed only deferred.
         unsafe { page.deref() }
@@ -162,14 +181,6 @@ impl Table {
         page.slots[i].store(task.cast_mut(), Ordering::Release);
     }
 
-    /// Counts `pid` as removed without it ever having been inserted.
-    pub(crate) fn skip(&self, pid: Pid) {
-        let guard = &epoch::pin();
-        let (n, _) = split(pid);
-        let page = self.page_or_create(n, guard);
-        self.retire_one(n, page, guard);
-    }
-
     /// Removes `pid`; true when it was present. The table's reference is
     /// released once no pinned reader can hold it.
     pub(crate) fn remove(&self, pid: Pid) -> bool {
@@ -182,11 +193,22 @@ impl Table {
         if old.is_null() {
             return false;
         }
+        self.pending.fetch_add(1, Ordering::Relaxed);
         let release = Release(old);
         guard.defer(move || {
             let release = release;
+            // SAFETY: the table's strong reference, not yet released, so the
+            // process (and the runtime it refers to) is still allocated.
+            let task = unsafe { TaskPtr::from_raw(release.0) };
+            // Counted before the release, which may free this very table.
+            task.header()
+                .rt
+                .shared
+                .table
+                .pending
+                .fetch_sub(1, Ordering::Relaxed);
             // SAFETY: the table's strong reference, released exactly once.
-            unsafe { TaskPtr::from_raw(release.0).release() }
+            unsafe { task.release() }
         });
         self.retire_one(n, page, guard);
         true
@@ -201,15 +223,26 @@ impl Table {
         let dir_ptr = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: never null; freed only deferred.
         let dir = unsafe { dir_ptr.deref() };
-        let i = (n - dir.first) as usize;
-        let old = dir.pages[i].swap(epoch::Shared::null(), Ordering::AcqRel, guard);
+        // A page being retired is in the directory: only retired pages are
+        // ever trimmed off its front.
+        let i = n
+            .checked_sub(dir.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .expect("a live page is in the directory");
+        // The tag marks the entry as retired (not merely not created yet), so
+        // that trimming below never drops a page number that may still come.
+        let old = dir.pages[i].swap(
+            epoch::Shared::null().with_tag(RETIRED),
+            Ordering::AcqRel,
+            guard,
+        );
         // SAFETY: unlinked; readers pinned now may still hold it.
         unsafe { guard.defer_destroy(old) };
-        // Trim the directory once its front half is empty.
+        // Trim the directory once its front half is retired.
         let lead = dir
             .pages
             .iter()
-            .take_while(|p| p.load(Ordering::Acquire, guard).is_null())
+            .take_while(|p| p.load(Ordering::Acquire, guard).tag() == RETIRED)
             .count();
         if lead >= 16 && lead * 2 >= dir.pages.len() {
             let pages: Box<[Atomic<Page>]> = dir.pages[lead..]
@@ -224,6 +257,36 @@ impl Table {
             self.dir.store(new, Ordering::Release);
             // SAFETY: unlinked; readers pinned now may still hold it.
             unsafe { guard.defer_destroy(dir_ptr) };
+        }
+    }
+
+    /// Releases of removed processes deferred and not yet run.
+    pub(crate) fn pending_releases(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Runs this table's deferred releases: flushes the calling thread's
+    /// deferred functions and lets the epoch advance, until none is pending
+    /// or `go_on` gives up. `go_on` is asked after each round that freed
+    /// nothing, with the number of such rounds in a row: another thread
+    /// pinned in an old epoch holds the advance back (and frees them itself
+    /// when it next flushes). The caller must not be pinned, or its own pin
+    /// holds the epoch back.
+    pub(crate) fn reclaim(&self, mut go_on: impl FnMut(u32) -> bool) {
+        let mut stalled = 0;
+        let mut before = self.pending_releases();
+        while before > 0 {
+            epoch::pin().flush();
+            let now = self.pending_releases();
+            if now < before {
+                stalled = 0;
+            } else {
+                stalled += 1;
+                if !go_on(stalled) {
+                    return;
+                }
+            }
+            before = now;
         }
     }
 

@@ -130,6 +130,9 @@ mod imp {
         /// Tells every worker to stop after its current task.
         pub(crate) fn begin_shutdown(&self) {
             self.shutdown.store(true, Ordering::SeqCst);
+            // Orders the flag before the caller's scan of the process table:
+            // pairs with the fence in `Runtime::spawn_inner` (see there).
+            std::sync::atomic::fence(Ordering::SeqCst);
             for p in &self.parkers {
                 p.unpark();
             }

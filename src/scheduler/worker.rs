@@ -112,6 +112,17 @@ struct Core {
 }
 
 impl Core {
+    /// Stops counting this worker as searching, passing the search on if it
+    /// was the last searcher (as finding a task does).
+    fn leave_search(&mut self, sched: &Scheduler) {
+        if self.searching {
+            self.searching = false;
+            if sched.idle.end_search() {
+                sched.notify();
+            }
+        }
+    }
+
     fn next_random(&mut self, n: usize) -> usize {
         let mut x = self.rng;
         x ^= x << 13;
@@ -123,6 +134,14 @@ impl Core {
 }
 
 /// The body of worker thread `index`.
+///
+/// User code the runtime runs is guarded where it runs (process bodies,
+/// destructors; see `guard`), so nothing is expected to unwind into this
+/// loop. Should something still do so, the loop is restarted rather than
+/// the thread lost: a lost worker would shrink the pool for good, and one
+/// that died while counted as searching would stop posters from ever waking
+/// a sleeper again. The unwinding run leaves the search count as it found
+/// it (see [`Core::leave_search`]).
 pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     let sched = &shared.scheduler;
     let _current = crate::runtime::enter(&crate::runtime::Runtime::from_shared(shared.clone()));
@@ -132,29 +151,48 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
         next: Cell::new(None),
     };
     CURRENT.with(|c| c.set(Some(NonNull::from(&w))));
-    let stats = &sched.stats[index];
     let mut core = Core {
         tick: 0,
         lifo_polls: 0,
         searching: false,
         rng: 0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1,
     };
+    while let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_loop(&shared, &w, &mut core, index)
+    })) {
+        crate::guard::drop_payload(payload);
+        shared.note_unowned_panic();
+        core.leave_search(sched);
+    }
+    core.leave_search(sched);
+    CURRENT.with(|c| c.set(None));
+    // Queue entries own nothing: they are simply forgotten with the deque.
+    // The runtime's teardown ends every live process through the table.
+}
+
+/// The run loop proper, until shutdown.
+fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
+    let sched = &shared.scheduler;
+    let stats = &sched.stats[index];
     // Held while running tasks, so that process-table lookups made by the
-    // processes nest in it and cost no fence; refreshed every
+    // processes nest in it and cost no fence; refreshed and flushed every
     // `INJECTOR_INTERVAL` ticks and dropped before parking, so the epoch
-    // keeps advancing.
+    // keeps advancing and ended processes are freed (see `table`).
     let mut pin = Some(crossbeam_epoch::pin());
     while !sched.is_shutdown() {
         core.tick = core.tick.wrapping_add(1);
         match &mut pin {
-            Some(g) if core.tick % INJECTOR_INTERVAL == 0 => g.repin(),
+            Some(g) if core.tick % INJECTOR_INTERVAL == 0 => {
+                g.repin();
+                g.flush();
+            }
             Some(_) => {}
             None => pin = Some(crossbeam_epoch::pin()),
         }
         if core.tick % INJECTOR_INTERVAL == 0 {
             shared.poll_timers();
         }
-        let task = next_task(sched, &w, &mut core).or_else(|| search(sched, &w, &mut core, index));
+        let task = next_task(sched, w, core).or_else(|| search(sched, w, core, index));
         if let Some(task) = task {
             if core.searching {
                 core.searching = false;
@@ -169,7 +207,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
         // Spin a little as a searcher before parking: while we are counted
         // as searching, posters wake no one, so a burst of work arriving
         // now costs no futex round trip.
-        if spin_for_work(sched, &mut core) {
+        if spin_for_work(sched, core) {
             continue;
         }
         // Timers that fire here wake processes into our own next slot:
@@ -178,6 +216,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
             continue;
         }
         pin = None;
+        // Ended processes are freed before this worker sleeps, so nothing
+        // waits for the next burst of work to be reclaimed. Two epoch
+        // advances are needed; a few more rounds cover a backlog.
+        shared.table.reclaim(|stalled| stalled < 4);
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline.
         let duty = shared.timers.take_duty(index);
@@ -198,13 +240,6 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
             shared.timers.release_duty(index);
         }
     }
-    drop(pin);
-    if core.searching {
-        sched.idle.end_search();
-    }
-    CURRENT.with(|c| c.set(None));
-    // Queue entries own nothing: they are simply forgotten with the deque.
-    // The runtime's teardown ends every live process through the table.
 }
 
 /// Spins up to [`SPIN_ROUNDS`] rounds (with growing pauses) watching every
