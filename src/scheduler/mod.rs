@@ -69,6 +69,9 @@ mod imp {
         pub(crate) shutdown: AtomicBool,
         /// One per worker, by index.
         pub(crate) stats: Vec<CachePadded<WorkerStats>>,
+        /// Tests: panics to inject into workers' loops while they search.
+        #[cfg(test)]
+        pub(crate) inject_panics: std::sync::atomic::AtomicUsize,
     }
 
     impl Scheduler {
@@ -84,6 +87,8 @@ mod imp {
                 parkers: (0..n).map(|_| Parker::new()).collect(),
                 shutdown: AtomicBool::new(false),
                 stats: (0..n).map(|_| CachePadded::default()).collect(),
+                #[cfg(test)]
+                inject_panics: std::sync::atomic::AtomicUsize::new(0),
             };
             (sched, locals)
         }

@@ -210,6 +210,10 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         if spin_for_work(sched, core) {
             continue;
         }
+        #[cfg(test)]
+        if core.searching && tests::take_injected_panic(sched) {
+            panic!("injected into a searching worker's loop");
+        }
         // Timers that fire here wake processes into our own next slot:
         // go round again to run them rather than park on them.
         if shared.poll_timers() {
@@ -315,4 +319,43 @@ fn search(sched: &Scheduler, w: &WorkerLocal, core: &mut Core, index: usize) -> 
         }
     }
     steal_injector(sched, w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scheduler;
+    use crate::ExitReason;
+    use std::sync::atomic::Ordering;
+
+    pub(super) fn take_injected_panic(sched: &Scheduler) -> bool {
+        sched
+            .inject_panics
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Something unwinding out of a worker's loop while it is counted as
+    /// searching: the worker goes on (its thread is not lost), the search
+    /// count is restored, and work posted from outside still wakes sleepers.
+    #[test]
+    fn a_panic_in_the_worker_loop_loses_neither_the_worker_nor_a_wake() {
+        for workers in [1, 2] {
+            let rt = crate::Runtime::builder().workers(workers).build();
+            let sched = &rt.shared.scheduler;
+            sched.inject_panics.store(3, Ordering::Release);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            // Each spawn wakes a worker, which searches once it is done.
+            while rt.metrics().unowned_panics < 3 {
+                assert!(std::time::Instant::now() < deadline, "panics not injected");
+                rt.spawn(|_| async {});
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let handles: Vec<_> = (0..20).map(|_| rt.spawn(|_| async {})).collect();
+            rt.block_on(async {
+                for h in handles {
+                    assert_eq!(h.join().await, ExitReason::Normal);
+                }
+            });
+        }
+    }
 }
