@@ -265,6 +265,24 @@ impl Table {
         self.pending.load(Ordering::Relaxed)
     }
 
+    /// A worker's periodic share of reclamation: moves its pin to the
+    /// current epoch, hands its deferred releases to the global queue, lets
+    /// the epoch advance, and frees what has expired. One flush frees a
+    /// bounded batch, so a backlog (left by a long poll that held the epoch
+    /// back) is drained with a few more, as long as they make progress.
+    pub(crate) fn collect(&self, guard: &mut Guard) {
+        guard.repin();
+        let mut before = self.pending_releases();
+        for _ in 0..8 {
+            guard.flush();
+            let now = self.pending_releases();
+            if now == 0 || now >= before {
+                return;
+            }
+            before = now;
+        }
+    }
+
     /// Runs this table's deferred releases: flushes the calling thread's
     /// deferred functions and lets the epoch advance, until none is pending
     /// or `go_on` gives up. `go_on` is asked after each round that freed

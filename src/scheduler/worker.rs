@@ -182,10 +182,7 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
     while !sched.is_shutdown() {
         core.tick = core.tick.wrapping_add(1);
         match &mut pin {
-            Some(g) if core.tick % INJECTOR_INTERVAL == 0 => {
-                g.repin();
-                g.flush();
-            }
+            Some(g) if core.tick % INJECTOR_INTERVAL == 0 => shared.table.collect(g),
             Some(_) => {}
             None => pin = Some(crossbeam_epoch::pin()),
         }
