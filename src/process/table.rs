@@ -404,3 +404,124 @@ impl Drop for Table {
         drop(unsafe { dir.into_owned() });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::task::Task;
+    use std::sync::Arc;
+
+    type Idle = std::future::Pending<()>;
+
+    impl Table {
+        /// (first page number, directory length, pages present).
+        fn window(&self) -> (u64, usize, usize) {
+            let guard = &epoch::pin();
+            // SAFETY: never null; freed only deferred, after our pin.
+            let dir = unsafe { self.dir.load(Ordering::Acquire, guard).deref() };
+            let present = dir
+                .pages
+                .iter()
+                .filter(|p| !p.load(Ordering::Acquire, guard).is_null())
+                .count();
+            (dir.first, dir.pages.len(), present)
+        }
+    }
+
+    /// A process that never runs, for the table alone.
+    fn task(rt: &crate::Runtime, pid: Pid) -> *const Header {
+        let t: Arc<Task<Idle>> = Arc::new(Task::new(pid, rt.weak_handle()));
+        Arc::into_raw(t).cast::<Header>()
+    }
+
+    /// Pages retire once all their pids are gone (page 0 included, whose
+    /// pid 0 is never issued), the directory is trimmed at the front and
+    /// never grows past the live window, and lookups of removed,
+    /// never-issued and huge pids find nothing.
+    #[test]
+    fn pages_retire_and_the_directory_trims() {
+        // The runtime's own table (a deferred release counts itself off the
+        // table of its process's runtime); this runtime spawns nothing.
+        let rt = crate::Runtime::builder().workers(1).build();
+        let table = &rt.shared.table;
+        let rounds: u64 = if cfg!(miri) { 40 } else { 200 };
+        // One long-lived pid per round of a page, as a sliding window.
+        let mut next = 1u64;
+        let mut live = std::collections::VecDeque::new();
+        for _ in 0..rounds {
+            for _ in 0..PAGE {
+                let pid = Pid::from_raw(next);
+                next += 1;
+                table.insert(pid, task(&rt, pid));
+                live.push_back(pid);
+            }
+            while live.len() > 2 * PAGE {
+                let pid = live.pop_front().unwrap();
+                assert!(table.contains(pid));
+                assert!(table.remove(pid));
+                assert!(!table.remove(pid), "removed once");
+                assert!(table.get(pid).is_none());
+            }
+        }
+        let (first, len, present) = table.window();
+        assert!(first > 0, "the front was trimmed (page 0 retired)");
+        assert!(len <= 32, "the directory stays small: {len}");
+        assert!(present <= 4, "retired pages are unlinked: {present}");
+        assert_eq!(table.len(), 2 * PAGE);
+        for pid in [0, 1, PAGE as u64, next, next + 1, u64::MAX, u64::MAX >> 1] {
+            assert!(table.get(Pid::from_raw(pid)).is_none(), "pid {pid}");
+        }
+        assert!(table.contains(*live.back().unwrap()));
+        for pid in live.drain(..) {
+            assert!(table.remove(pid));
+        }
+        assert_eq!(table.len(), 0);
+        // The releases are deferred; run them.
+        table.reclaim(|stalled| {
+            std::thread::yield_now();
+            stalled < 100_000
+        });
+        assert_eq!(table.pending_releases(), 0);
+    }
+
+    /// Concurrent inserts may create page `n + 1` before page `n`: trimming
+    /// must never drop a page number that is still to come.
+    #[test]
+    fn a_page_created_out_of_order_is_not_trimmed_away() {
+        // The runtime's own table (a deferred release counts itself off the
+        // table of its process's runtime); this runtime spawns nothing.
+        let rt = crate::Runtime::builder().workers(1).build();
+        let table = &rt.shared.table;
+        let pages: u64 = if cfg!(miri) { 20 } else { 40 };
+        // Fill and empty pages 0..pages, except that page `pages` is
+        // created (by its last pid) before the page before it is.
+        let gap = pages - 1;
+        let early = Pid::from_raw(((gap + 1) << PAGE_BITS) | (PAGE as u64 - 1));
+        table.insert(early, task(&rt, early));
+        for p in 0..pages {
+            if p == gap {
+                continue;
+            }
+            for i in 0..PAGE as u64 {
+                let pid = Pid::from_raw((p << PAGE_BITS) | i);
+                if pid.raw() == 0 {
+                    continue;
+                }
+                table.insert(pid, task(&rt, pid));
+                assert!(table.remove(pid));
+            }
+        }
+        // Page `gap` was never created; it comes now.
+        let late = Pid::from_raw(gap << PAGE_BITS);
+        table.insert(late, task(&rt, late));
+        assert!(table.contains(late));
+        assert!(table.contains(early));
+        assert!(table.remove(late));
+        assert!(table.remove(early));
+        table.reclaim(|stalled| {
+            std::thread::yield_now();
+            stalled < 100_000
+        });
+        assert_eq!(table.pending_releases(), 0);
+    }
+}
