@@ -33,8 +33,32 @@
 //! retirement and directory trimming happen under one `grow` mutex; that is
 //! once per [`PAGE`] spawns, so the lock is cold.
 //!
-//! Worker threads pin once per task they run, so the pin of a lookup made
-//! from inside a process is nested and costs no fence.
+//! Worker threads stay pinned while they run tasks, so the pin of a lookup
+//! made from inside a process is nested and costs no fence.
+//!
+//! # When the memory comes back
+//!
+//! Deferred functions sit in the deferring thread's local bag, then in the
+//! epoch's global queue, and run only once the global epoch has advanced
+//! twice past them; the epoch advances only inside a collection, and only
+//! when every pinned thread is pinned in the current epoch. Merely
+//! re-pinning never collects, so the table drives this itself, and counts
+//! its deferred releases (`pending`) to know when it is done:
+//!
+//! * every `INJECTOR_INTERVAL` ticks of its loop a worker
+//!   re-pins and flushes ([`Table::collect`]), draining a backlog a few
+//!   bounded batches at a time while that makes progress;
+//! * a worker about to sleep, unpinned, flushes until nothing of ours is
+//!   pending or a few rounds free nothing ([`Table::reclaim`]), so nothing
+//!   waits for the next burst of work once the runtime goes idle;
+//! * the runtime's stop, once its workers are joined, does the same until
+//!   nothing is pending, yielding between fruitless rounds (bounded), so the
+//!   memory is back when the owner's last handle is dropped.
+//!
+//! The delay is thus bounded by the longest poll of a running process (a
+//! pinned worker holds the epoch back meanwhile) plus a few ticks. A thread
+//! outside the runtime that removes a process (a spawner whose process was
+//! killed before launch) flushes right after.
 
 use super::Pid;
 use super::task::{Header, TaskPtr, TaskRef};

@@ -11,6 +11,33 @@
 //! [`super::state`]); it is dropped in place exactly once, by
 //! [`Task::finish`], which also breaks the reference cycle future → Context →
 //! task.
+//!
+//! # Spawning
+//!
+//! A task is born holding `RUNNING` for its spawner ([`State::new_spawning`]),
+//! and is in the process table before the spawn closure runs, so the closure
+//! can use the pid. Until [`Task::launch`] no one else touches the stage: a
+//! wake or kill meanwhile only sets flags, which `launch` reads in the CAS
+//! that hands the process to the run queues. A panicking closure ends the
+//! process through [`Task::abandon`] (a full teardown with no future).
+//!
+//! # User code outside the body
+//!
+//! The body's polls run under `catch_unwind`. Every other piece of user code
+//! this module runs goes through [`crate::guard`], so that the worst it can
+//! do is crash its own process:
+//!
+//! * a panic payload (its destructor may panic too): `guard::drop_payload`;
+//! * the future's destructor in `finish`: a panic there ends the process
+//!   `Crashed` (payload dropped under the guard);
+//! * the joiner's waker, woken at the end of `finish`: a panic is counted as
+//!   unowned (the process is over);
+//! * `Task::drop`, which runs wherever the last reference goes (a deferred
+//!   release on a worker, a dropped handle): a never-run future and the
+//!   wakers left in the aux data, a panic counted as unowned.
+//!
+//! Queued messages dropped when the mailbox closes are the mailbox's to
+//! guard; timer payloads the timer wheel's.
 
 use super::state::{EndPoll, StartPoll, State};
 use super::{ExitReason, Pid};
