@@ -11,8 +11,20 @@ use rusm_otp::{ExitReason, Runtime};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Wake, Waker};
-use support::{EXPECTED_PANIC, run, runtime, silence_expected_panics, wait_until};
+use std::time::{Duration, Instant};
+use support::{EXPECTED_PANIC, run, silence_expected_panics, threads_named, wait_until};
+
+/// A runtime whose worker threads are named `prefix-<index>` (a prefix
+/// unique to the test, as tests run side by side), so that they can be
+/// counted.
+fn runtime(workers: usize, prefix: &str) -> Runtime {
+    Runtime::builder()
+        .workers(workers)
+        .thread_name(prefix)
+        .build()
+}
 
 /// A value whose destructor panics.
 struct PanicsOnDrop;
@@ -24,8 +36,8 @@ impl Drop for PanicsOnDrop {
 }
 
 /// Spawns 20 processes from outside the runtime and checks that every one
-/// of them runs to its end.
-fn twenty_later_spawns_all_run(rt: &Runtime) {
+/// of them runs to its end, then that every worker thread is still there.
+fn workers_alive_and_twenty_later_spawns_all_run(rt: &Runtime, prefix: &str) {
     let handles: Vec<_> = (0..20u32)
         .map(|i| {
             rt.spawn(move |_| async move {
@@ -38,11 +50,43 @@ fn twenty_later_spawns_all_run(rt: &Runtime) {
             assert_eq!(h.join().await, ExitReason::Normal);
         }
     });
+    assert_eq!(threads_named(prefix), rt.workers(), "a worker thread died");
+    all_workers_run(rt);
+}
+
+/// Every worker still runs processes: one process per worker, each
+/// waiting without yielding until all of them have started, which only
+/// happens if each is on a worker of its own.
+fn all_workers_run(rt: &Runtime) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let n = rt.workers();
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let started = started.clone();
+            rt.spawn(move |_| async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while started.load(Ordering::SeqCst) < n {
+                    assert!(
+                        Instant::now() < deadline,
+                        "a worker no longer runs processes"
+                    );
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    run(rt, async {
+        for h in handles {
+            assert_eq!(h.join().await, ExitReason::Normal);
+        }
+    });
 }
 
 fn panic_payload_whose_drop_panics(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(workers);
+    let prefix = format!("tf-pp{workers}");
+    let rt = runtime(workers, &prefix);
     let h = rt.spawn(|_| async move {
         std::panic::panic_any(PanicsOnDrop);
     });
@@ -50,7 +94,7 @@ fn panic_payload_whose_drop_panics(workers: usize) {
     assert_eq!(run(&rt, h.join()), ExitReason::Crashed);
     assert!(!rt.is_alive(pid));
     assert_eq!(rt.metrics().panics, 1);
-    twenty_later_spawns_all_run(&rt);
+    workers_alive_and_twenty_later_spawns_all_run(&rt, &prefix);
 }
 
 #[test]
@@ -66,7 +110,8 @@ fn a_panic_payload_whose_drop_panics_crashes_only_its_process_two_workers() {
 /// A future that owns a value whose destructor panics, then waits forever.
 fn future_drop_panics_on_kill(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(workers);
+    let prefix = format!("tf-fd{workers}");
+    let rt = runtime(workers, &prefix);
     let bomb = PanicsOnDrop;
     let h = rt.spawn(move |mut ctx| async move {
         let _bomb = &bomb;
@@ -77,7 +122,7 @@ fn future_drop_panics_on_kill(workers: usize) {
     let pid = h.pid();
     assert!(rt.kill(pid));
     assert_eq!(run(&rt, h.join()), ExitReason::Crashed);
-    twenty_later_spawns_all_run(&rt);
+    workers_alive_and_twenty_later_spawns_all_run(&rt, &prefix);
 }
 
 #[test]
@@ -102,14 +147,15 @@ fn a_future_whose_drop_panics_with_a_bad_payload_after_returning() {
         }
     }
     for workers in [1, 2] {
-        let rt = runtime(workers);
+        let prefix = format!("tf-bp{workers}");
+        let rt = runtime(workers, &prefix);
         let bomb = PanicsWithBadPayload;
         let h = rt.spawn(move |_| async move {
             let _keep = &bomb;
         });
         assert_eq!(run(&rt, h.join()), ExitReason::Crashed);
         assert_eq!(rt.metrics().panics, 1);
-        twenty_later_spawns_all_run(&rt);
+        workers_alive_and_twenty_later_spawns_all_run(&rt, &prefix);
     }
 }
 
@@ -129,7 +175,8 @@ impl Wake for PanickingWaker {
 fn a_join_waker_that_panics_is_counted_not_fatal() {
     silence_expected_panics();
     for workers in [1, 2] {
-        let rt = runtime(workers);
+        let prefix = format!("tf-jw{workers}");
+        let rt = runtime(workers, &prefix);
         let h = rt.spawn(|mut ctx| async move {
             ctx.recv().await;
         });
@@ -148,6 +195,6 @@ fn a_join_waker_that_panics_is_counted_not_fatal() {
             Pin::new(&mut join).poll(&mut cx),
             Poll::Ready(ExitReason::Normal)
         );
-        twenty_later_spawns_all_run(&rt);
+        workers_alive_and_twenty_later_spawns_all_run(&rt, &prefix);
     }
 }
