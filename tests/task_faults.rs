@@ -36,7 +36,8 @@ impl Drop for PanicsOnDrop {
 }
 
 /// Spawns 20 processes from outside the runtime and checks that every one
-/// of them runs to its end, then that every worker thread is still there.
+/// of them runs to its end, then that every worker still runs processes
+/// and every worker thread is still there.
 fn workers_alive_and_twenty_later_spawns_all_run(rt: &Runtime, prefix: &str) {
     let handles: Vec<_> = (0..20u32)
         .map(|i| {
@@ -50,8 +51,9 @@ fn workers_alive_and_twenty_later_spawns_all_run(rt: &Runtime, prefix: &str) {
             assert_eq!(h.join().await, ExitReason::Normal);
         }
     });
-    assert_eq!(threads_named(prefix), rt.workers(), "a worker thread died");
     all_workers_run(rt);
+    // After every worker has run a process, so each has named its thread.
+    assert_eq!(threads_named(prefix), rt.workers(), "a worker thread died");
 }
 
 /// Every worker still runs processes: one process per worker, each
