@@ -43,7 +43,8 @@
 //! twice past them; the epoch advances only inside a collection, and only
 //! when every pinned thread is pinned in the current epoch. Merely
 //! re-pinning never collects, so the table drives this itself, and counts
-//! its deferred releases (`pending`) to know when it is done:
+//! its deferred frees (`pending`: processes, pages, directories) to know
+//! when it is done:
 //!
 //! * every `INJECTOR_INTERVAL` ticks of its loop a worker
 //!   re-pins and flushes ([`Table::collect`]), draining a backlog a few
@@ -64,13 +65,15 @@ use super::Pid;
 use super::task::{Header, TaskPtr, TaskRef};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use parking_lot::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// The tag of a directory entry whose page has retired.
 const RETIRED: usize = 1;
 
-/// Slots per page.
-const PAGE_BITS: u32 = 10;
+/// Slots per page (fewer under Miri, so that the tests reach page
+/// retirement and directory trimming in reasonable time).
+const PAGE_BITS: u32 = if cfg!(miri) { 4 } else { 10 };
 const PAGE: usize = 1 << PAGE_BITS;
 
 /// `PAGE` consecutive pids' slots.
@@ -113,8 +116,10 @@ pub(crate) struct Table {
     dir: Atomic<Dir>,
     /// Serialises page creation, directory growth and retirement.
     grow: Mutex<()>,
-    /// Releases of removed processes deferred and not yet run.
-    pending: AtomicUsize,
+    /// Deferred frees (processes, pages, directories) not yet run. Shared
+    /// with the deferred functions of pages and directories, which may run
+    /// after the table itself is gone.
+    pending: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Table {
@@ -135,7 +140,7 @@ impl Table {
                 pages: (0..16).map(|_| Atomic::null()).collect(),
             }),
             grow: Mutex::new(()),
-            pending: AtomicUsize::new(0),
+            pending: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -182,8 +187,8 @@ impl Table {
                 pages,
             });
             self.dir.store(new, Ordering::Release);
-            // SAFETY: unlinked above; readers pinned now may still hold it.
-            unsafe { guard.defer_destroy(dir_ptr) };
+            // SAFETY: unlinked; readers pinned now may still hold it.
+            unsafe { self.defer_free(dir_ptr, guard) };
         }
         let dir = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: as above.
@@ -261,7 +266,7 @@ impl Table {
             guard,
         );
         // SAFETY: unlinked; readers pinned now may still hold it.
-        unsafe { guard.defer_destroy(old) };
+        unsafe { self.defer_free(old, guard) };
         // Trim the directory once its front half is retired.
         let lead = dir
             .pages
@@ -280,11 +285,33 @@ impl Table {
             });
             self.dir.store(new, Ordering::Release);
             // SAFETY: unlinked; readers pinned now may still hold it.
-            unsafe { guard.defer_destroy(dir_ptr) };
+            unsafe { self.defer_free(dir_ptr, guard) };
         }
     }
 
-    /// Releases of removed processes deferred and not yet run.
+    /// Frees `p` (a page or directory, unless null) once no pinned reader
+    /// can hold it, counting it as pending meanwhile.
+    ///
+    /// # Safety
+    /// `p` is unlinked from the table and freed by no one else.
+    unsafe fn defer_free<T>(&self, p: epoch::Shared<'_, T>, guard: &Guard) {
+        if p.is_null() {
+            return;
+        }
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let pending = self.pending.clone();
+        // SAFETY: the caller's contract; pages and directories hold only
+        // atomics and raw pointers, so freeing them on another thread is
+        // fine (`defer_destroy` has the same requirement).
+        unsafe {
+            guard.defer_unchecked(move || {
+                drop(p.into_owned());
+                pending.fetch_sub(1, Ordering::Relaxed);
+            })
+        };
+    }
+
+    /// Deferred frees (processes, pages, directories) not yet run.
     pub(crate) fn pending_releases(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
     }
@@ -468,7 +495,7 @@ mod tests {
         // table of its process's runtime); this runtime spawns nothing.
         let rt = crate::Runtime::builder().workers(1).build();
         let table = &rt.shared.table;
-        let rounds: u64 = if cfg!(miri) { 40 } else { 200 };
+        let rounds: u64 = 200;
         // One long-lived pid per round of a page, as a sliding window.
         let mut next = 1u64;
         let mut live = std::collections::VecDeque::new();
@@ -516,7 +543,7 @@ mod tests {
         // table of its process's runtime); this runtime spawns nothing.
         let rt = crate::Runtime::builder().workers(1).build();
         let table = &rt.shared.table;
-        let pages: u64 = if cfg!(miri) { 20 } else { 40 };
+        let pages: u64 = 40;
         // Fill and empty pages 0..pages, except that page `pages` is
         // created (by its last pid) before the page before it is.
         let gap = pages - 1;
