@@ -314,6 +314,12 @@ impl Runtime {
     /// Spawns a process. `f` is called at once, on the calling thread, with
     /// the new process's [`Context`]; the future it returns runs as the
     /// process. Callable from anywhere.
+    ///
+    /// The process exists while `f` runs: its pid can be registered, made
+    /// to trap exits, linked, monitored and sent to (messages wait in its
+    /// mailbox), and a kill ends it before it first runs. If `f` panics,
+    /// the process ends `Crashed` (names released, links and monitors
+    /// notified) and the panic goes on to the caller.
     pub fn spawn<F, Fut>(&self, f: F) -> ProcessHandle
     where
         F: FnOnce(Context) -> Fut,
