@@ -125,8 +125,9 @@ impl Shared {
             stalled < 10_000
         });
         // Popping the epoch's queue of deferred batches defers the queue's
-        // own nodes (a few per thousand frees): a few more rounds free them.
-        for _ in 0..8 {
+        // own nodes (a few per thousand frees), which more rounds free; each
+        // frees a bounded batch, so a large backlog leaves a few dozen.
+        for _ in 0..64 {
             crossbeam_epoch::pin().flush();
         }
     }
