@@ -343,6 +343,8 @@ impl Runtime {
             Arc::into_raw(task.clone()).cast::<crate::process::task::Header>(),
         );
         let task: TaskRef = task;
+        // A supervisor starting a child monitors it here, before it can run.
+        crate::supervisor::on_spawn(self, pid);
         before_run(pid);
         // Checked after the insert: either the runtime's stop sees this
         // process in the table, or we see the flag (both are SeqCst).

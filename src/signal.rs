@@ -318,6 +318,35 @@ impl Runtime {
         r
     }
 
+    /// [`monitor`](Self::monitor) without recording the monitor in the
+    /// watcher's own list, so the watcher's teardown does not remove it and
+    /// firing it costs no search of that list. Only for a watcher that
+    /// guarantees the target ends whenever it does (a supervisor kills its
+    /// children as it ends): the monitor then goes when the target does.
+    pub(crate) fn monitor_untracked(&self, watcher: Pid, target: Pid) -> MonitorRef {
+        let shared = &self.shared;
+        let r = MonitorRef(shared.monitors.next_ref.fetch_add(1, Ordering::Relaxed));
+        shared
+            .monitors
+            .shard(r)
+            .lock()
+            .insert(r.0, (watcher, target));
+        let placed = shared.table.get(target).is_some_and(|t| {
+            t.header().with_aux(|a| {
+                // As in `monitor`: checked under the target's aux lock.
+                let alive = shared.table.contains(target);
+                if alive {
+                    a.monitors.push(r);
+                }
+                alive
+            })
+        });
+        if !placed {
+            shared.fire_monitor(r, target, ExitReason::NoProc);
+        }
+        r
+    }
+
     /// Removes a monitor. No `Down` for it arrives after this returns; false
     /// when it had already fired or been removed.
     pub fn demonitor(&self, reference: MonitorRef) -> bool {
