@@ -9,8 +9,10 @@
 //! Workloads: `spawn`, `skynet`, `pingpong`, `parallel_pingpong`, `ring`,
 //! `fanin`, `yield_many`, `idle_memory`, `restart_storm`, `link_cascade`,
 //! `monitor_churn`, `send_named`, `timers_fire`, `timers_cancel` (`all` runs
-//! these, in this order) and `spawn_parallel` (2 drivers spawning `n/2`
-//! processes each; `--drivers D`). Defaults: the full sizes of WORKLOADS.md,
+//! these, in this order), `spawn_parallel` (2 drivers spawning `n/2`
+//! processes each; `--drivers D`), `restart_storm_windowed` (restart_storm
+//! under `max_restarts(1_000_000).within(1 s)`) and `dynamic_children`
+//! (`n` `start_child` then `n` `terminate_pid` on a dynamic supervisor). Defaults: the full sizes of WORKLOADS.md,
 //! `--peer rusm`, one worker per core, one timed run, no warm-up. Prints one
 //! line per timed run:
 //!
@@ -23,9 +25,9 @@
 //! resolution) and untimed verification figures (`running_children=`,
 //! `reason=`, `pending_timers=`, ...).
 //!
-//! `restart_storm`, `monitor_churn`, `send_named`, `timers_fire` and
-//! `timers_cancel` have no tokio baseline: `--peer both` runs them on
-//! rusm-otp only. Sizes with `--n`: `restart_storm` n = restarts (1,000
+//! `restart_storm_windowed`, `dynamic_children`, `monitor_churn`,
+//! `send_named`, `timers_fire` and `timers_cancel` have no tokio baseline:
+//! `--peer both` runs them on rusm-otp only. Sizes with `--n`: `restart_storm` n = restarts (1,000
 //! children, n/1,000 crashes each), `send_named` n = messages (2 senders).
 //!
 //! When more than one (workload, runtime) pair is asked for, each runs in a
@@ -165,6 +167,13 @@ fn workload(name: &str, n: Option<u64>, drivers: u64) -> Workload {
         "restart_storm" => Workload::RestartStorm {
             children: 1_000,
             crashes: (n.unwrap_or(100_000) / 1_000).max(1),
+        },
+        "restart_storm_windowed" => Workload::RestartStormWindowed {
+            children: 1_000,
+            crashes: (n.unwrap_or(100_000) / 1_000).max(1),
+        },
+        "dynamic_children" => Workload::DynamicChildren {
+            n: n.unwrap_or(100_000),
         },
         "link_cascade" => Workload::LinkCascade {
             procs: n.unwrap_or(100_000).max(1),

@@ -14,10 +14,12 @@
 //! and spawns a task, just as spawning a rusm-otp process allocates a task
 //! that carries its mailbox.
 //!
-//! restart_storm, monitor_churn, send_named, timers_fire and timers_cancel
-//! exercise rusm-otp's supervisor, monitors, registry and timer wheel, for
-//! which tokio has no counterpart: they have no tokio baseline
-//! ([`Workload::has_tokio`]). link_cascade has one, on an emulation of
+//! restart_storm_windowed, dynamic_children, monitor_churn, send_named,
+//! timers_fire and timers_cancel exercise rusm-otp's supervisor, monitors,
+//! registry and timer wheel, for which tokio has no counterpart: they have
+//! no tokio baseline ([`Workload::has_tokio`]). restart_storm has one: a
+//! task that restarts the children of a `JoinSet` as they end
+//! (`tok::restart_storm`). link_cascade has one, on an emulation of
 //! links and monitors over channels (see `tok::chain_proc`).
 
 #![allow(dead_code)]
@@ -100,6 +102,12 @@ pub(crate) enum Workload {
     /// 7. a one-for-one supervisor of `children` children that crash
     ///    `crashes` times each before staying up.
     RestartStorm { children: u64, crashes: u64 },
+    /// 7, with a sliding intensity window (`max_restarts(1_000_000)
+    /// .within(1 s)`) instead of unlimited restarts.
+    RestartStormWindowed { children: u64, crashes: u64 },
+    /// `n` children started on a dynamic supervisor (`start_child`), then
+    /// each stopped (`terminate_pid`).
+    DynamicChildren { n: u64 },
     /// 8. a chain of `procs` linked processes, killed from its head.
     LinkCascade { procs: u64 },
     /// `n` monitor + demonitor pairs on one idle target.
@@ -126,6 +134,8 @@ impl Workload {
             Workload::IdleMemory { .. } => "idle_memory",
             Workload::SpawnParallel { .. } => "spawn_parallel",
             Workload::RestartStorm { .. } => "restart_storm",
+            Workload::RestartStormWindowed { .. } => "restart_storm_windowed",
+            Workload::DynamicChildren { .. } => "dynamic_children",
             Workload::LinkCascade { .. } => "link_cascade",
             Workload::MonitorChurn { .. } => "monitor_churn",
             Workload::SendNamed { .. } => "send_named",
@@ -149,7 +159,9 @@ impl Workload {
             Workload::Fanin { senders, per } => senders * per,
             Workload::YieldMany { procs, yields } => procs * yields,
             Workload::SpawnParallel { drivers, per } => drivers * per,
-            Workload::RestartStorm { children, crashes } => children * crashes,
+            Workload::RestartStorm { children, crashes }
+            | Workload::RestartStormWindowed { children, crashes } => children * crashes,
+            Workload::DynamicChildren { n } => n,
             Workload::LinkCascade { procs } => procs,
             Workload::SendNamed { senders, per } => senders * per,
         }
@@ -160,7 +172,8 @@ impl Workload {
     pub(crate) fn has_tokio(&self) -> bool {
         !matches!(
             self,
-            Workload::RestartStorm { .. }
+            Workload::RestartStormWindowed { .. }
+                | Workload::DynamicChildren { .. }
                 | Workload::MonitorChurn { .. }
                 | Workload::SendNamed { .. }
                 | Workload::TimersFire { .. }
@@ -191,8 +204,12 @@ impl Workload {
             Workload::IdleMemory { n } => rusm::idle_memory(rt, n),
             Workload::SpawnParallel { drivers, per } => rusm::spawn_parallel(rt, drivers, per),
             Workload::RestartStorm { children, crashes } => {
-                rusm::restart_storm(rt, children, crashes)
+                rusm::restart_storm(rt, children, crashes, false)
             }
+            Workload::RestartStormWindowed { children, crashes } => {
+                rusm::restart_storm(rt, children, crashes, true)
+            }
+            Workload::DynamicChildren { n } => rusm::dynamic_children(rt, n),
             Workload::LinkCascade { procs } => rusm::link_cascade(rt, procs),
             Workload::MonitorChurn { n } => rusm::monitor_churn(rt, n),
             Workload::SendNamed { senders, per } => rusm::send_named(rt, senders, per),
@@ -219,7 +236,11 @@ impl Workload {
             Workload::IdleMemory { n } => tok::idle_memory(rt, n),
             Workload::SpawnParallel { drivers, per } => tok::spawn_parallel(rt, drivers, per),
             Workload::LinkCascade { procs } => tok::link_cascade(rt, procs),
-            Workload::RestartStorm { .. }
+            Workload::RestartStorm { children, crashes } => {
+                tok::restart_storm(rt, children, crashes)
+            }
+            Workload::RestartStormWindowed { .. }
+            | Workload::DynamicChildren { .. }
             | Workload::MonitorChurn { .. }
             | Workload::SendNamed { .. }
             | Workload::TimersFire { .. }
@@ -306,7 +327,7 @@ fn settle(alive: impl Fn() -> usize) {
 /// The rusm-otp side.
 pub(crate) mod rusm {
     use super::*;
-    use rusm_otp::supervisor::{Children, WhichChildren};
+    use rusm_otp::supervisor::{ChildSpec, Restart, SupervisorRef};
     use rusm_otp::{Context, ExitReason, Message, Pid, Received, Runtime, Strategy};
     use std::sync::Mutex;
 
@@ -632,20 +653,32 @@ pub(crate) mod rusm {
     /// What a restart-storm child tells the driver once it stays up.
     struct Alive;
 
-    /// restart_storm (WORKLOADS.md §7). The child specifications (the
+    /// restart_storm (WORKLOADS.md §7), with child specs. The specs (the
     /// supervisor's builder) are data, made before the clock starts, like an
     /// OTP child spec list; the timed section starts the supervisor.
-    pub(crate) fn restart_storm(rt: &Runtime, children: u64, crashes: u64) -> Outcome {
+    /// `windowed`: `max_restarts(1_000_000).within(1 s)` instead of
+    /// unlimited, so every restart is charged to a sliding window.
+    pub(crate) fn restart_storm(
+        rt: &Runtime,
+        children: u64,
+        crashes: u64,
+        windowed: bool,
+    ) -> Outcome {
         drive(rt, move |mut ctx| async move {
             let rt = ctx.runtime().clone();
             let me = ctx.pid();
             // Untimed: the start counters and the child specifications.
             let counters: Arc<Vec<AtomicU64>> =
                 Arc::new((0..children).map(|_| AtomicU64::new(0)).collect());
-            let mut spec = rt.supervisor(Strategy::OneForOne).max_restarts(0);
+            let mut spec = rt.supervisor(Strategy::OneForOne);
+            spec = if windowed {
+                spec.max_restarts(1_000_000).within(Duration::from_secs(1))
+            } else {
+                spec.max_restarts(0)
+            };
             for i in 0..children as usize {
                 let counters = counters.clone();
-                spec = spec.child(move |rt: &Runtime| {
+                spec = spec.child_spec(ChildSpec::new(format!("c{i}"), move |rt: &Runtime| {
                     let counters = counters.clone();
                     rt.spawn(move |ctx| async move {
                         let starts = counters[i].fetch_add(1, Ordering::Relaxed) + 1;
@@ -657,7 +690,7 @@ pub(crate) mod rusm {
                         ctx.runtime().send(me, Alive);
                         idle(ctx).await;
                     })
-                });
+                }));
             }
             let t0 = Instant::now();
             let sup = spec.start().pid();
@@ -674,19 +707,54 @@ pub(crate) mod rusm {
                 .iter()
                 .map(|c| c.load(Ordering::Relaxed).saturating_sub(1))
                 .sum();
-            rt.send(sup, WhichChildren(me));
-            let running = loop {
-                if let Ok(Children(pids)) = recv(&mut ctx).await.downcast::<Children>() {
-                    break pids.iter().filter(|p| rt.is_alive(**p)).count() as u64;
-                }
-            };
-            // The supervisor's links take its children with it.
+            let infos = SupervisorRef::new(&rt, sup)
+                .which_children()
+                .await
+                .unwrap_or_default();
+            let running = infos
+                .iter()
+                .filter(|c| c.pid.is_some_and(|p| rt.is_alive(p)))
+                .count() as u64;
+            // A killed supervisor's children go with it.
             rt.kill(sup);
             Outcome::new(elapsed, restarts)
                 .with_note(format!("running_children={running}"))
                 .verify(running == children, || {
                     format!("{running} running children, expected {children}")
                 })
+        })
+    }
+
+    /// `n` children started on a dynamic supervisor, then each stopped by
+    /// pid; every request is a round trip from the driver.
+    pub(crate) fn dynamic_children(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |ctx| async move {
+            let rt = ctx.runtime().clone();
+            let sup = rt.dynamic_supervisor().start().pid();
+            let r = SupervisorRef::new(&rt, sup);
+            let spec =
+                ChildSpec::new("w", |rt: &Runtime| rt.spawn(idle)).restart(Restart::Temporary);
+            let mut pids = Vec::with_capacity(n as usize);
+            let t0 = Instant::now();
+            for _ in 0..n {
+                pids.push(r.start_child(spec.clone()).await.expect("started"));
+            }
+            let mut stopped = 0;
+            for p in pids {
+                if r.terminate_pid(p).await.is_ok() {
+                    stopped += 1;
+                }
+            }
+            let elapsed = t0.elapsed();
+            let left = r
+                .count_children()
+                .await
+                .map(|c| c.specs)
+                .unwrap_or(usize::MAX);
+            rt.kill(sup);
+            Outcome::new(elapsed, stopped)
+                .with_note(format!("children_left={left}"))
+                .verify(left == 0, || format!("{left} children left"))
         })
     }
 
@@ -938,6 +1006,82 @@ pub(crate) mod tok {
         let m = rt.metrics();
         settle(|| m.num_alive_tasks());
         r
+    }
+
+    /// restart_storm's baseline: the supervisor is a task that owns a
+    /// `JoinSet` of its children and restarts each one as it ends. A child
+    /// is a task with its own mailbox; it "crashes" by returning its index
+    /// (the `JoinSet` hands it back, no panic machinery), and once it stays
+    /// up it parks on its mailbox. The supervisor keeps each child's
+    /// mailbox sender, as a registry of addresses would.
+    pub(crate) fn restart_storm(rt: &Runtime, children: u64, crashes: u64) -> Outcome {
+        use tokio::task::JoinSet;
+
+        async fn child(
+            i: usize,
+            counters: Arc<Vec<AtomicU64>>,
+            crashes: u64,
+            driver: Addr<()>,
+            mut mailbox: Mailbox<()>,
+        ) -> usize {
+            let starts = counters[i].fetch_add(1, Ordering::Relaxed) + 1;
+            if starts > crashes {
+                let _ = driver.send(());
+                while mailbox.recv().await.is_some() {}
+            }
+            i
+        }
+
+        drive(rt, move |me: Addr<()>, mut rx| async move {
+            let counters: Arc<Vec<AtomicU64>> =
+                Arc::new((0..children).map(|_| AtomicU64::new(0)).collect());
+            let t0 = Instant::now();
+            let c = counters.clone();
+            let driver = me.clone();
+            let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+            let sup = tokio::spawn(async move {
+                let mut set = JoinSet::new();
+                let mut addrs: Vec<Option<Addr<()>>> = Vec::with_capacity(children as usize);
+                let start = |set: &mut JoinSet<usize>, i: usize| {
+                    let (tx, rx) = unbounded_channel();
+                    set.spawn(child(i, c.clone(), crashes, driver.clone(), rx));
+                    tx
+                };
+                for i in 0..children as usize {
+                    addrs.push(Some(start(&mut set, i)));
+                }
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop_rx => break,
+                        Some(done) = set.join_next() => {
+                            let i = done.expect("a child panicked");
+                            addrs[i] = Some(start(&mut set, i));
+                        }
+                    }
+                }
+                let running = addrs.iter().filter(|a| a.is_some()).count() as u64;
+                set.abort_all();
+                running
+            });
+            let mut alive = 0;
+            while alive < children {
+                recv(&mut rx).await;
+                alive += 1;
+            }
+            let elapsed = t0.elapsed();
+            let restarts: u64 = counters
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed).saturating_sub(1))
+                .sum();
+            let _ = stop_tx.send(());
+            let running = sup.await.expect("the supervisor panicked");
+            Outcome::new(elapsed, restarts)
+                .with_note(format!("running_children={running}"))
+                .verify(running == children, || {
+                    format!("{running} running children, expected {children}")
+                })
+        })
     }
 
     pub(crate) fn spawn(rt: &Runtime, n: u64) -> Outcome {
