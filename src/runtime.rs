@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     /// The timer wheel.
     pub(crate) timers: crate::time::wheel::Wheel,
     /// Per-process mailbox capacity for user messages (`usize::MAX`: unbounded).
-    mailbox_capacity: usize,
+    pub(crate) mailbox_capacity: usize,
     /// User messages shed because a mailbox was full.
     dropped: AtomicU64,
 }
@@ -68,6 +68,7 @@ impl Shared {
         let pid = task.header().pid;
         self.table.remove(pid);
         self.release_signals(task, reason);
+        crate::call::release_watchers(task, reason);
         self.finished.fetch_add(1, Ordering::Release);
     }
 
