@@ -45,6 +45,8 @@ mod runtime;
 #[cfg(not(loom))]
 mod send_error;
 #[cfg(not(loom))]
+pub mod server;
+#[cfg(not(loom))]
 mod signal;
 #[cfg(not(loom))]
 pub mod supervisor;
@@ -63,6 +65,8 @@ pub use process::{Context, Join, ProcessHandle, Recv, RecvMatch};
 pub use runtime::{Builder, Metrics, ProcessInfo, Runtime, WorkerMetrics};
 #[cfg(not(loom))]
 pub use send_error::SendError;
+#[cfg(not(loom))]
+pub use server::{Flow, Server, ServerRef};
 #[cfg(not(loom))]
 pub use supervisor::{Strategy, Supervisor};
 #[cfg(not(loom))]
