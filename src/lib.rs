@@ -28,6 +28,8 @@
 
 mod loom;
 
+pub mod call;
+
 mod mailbox;
 mod process;
 mod scheduler;
@@ -41,6 +43,10 @@ mod registry;
 #[cfg(not(loom))]
 mod runtime;
 #[cfg(not(loom))]
+mod send_error;
+#[cfg(not(loom))]
+pub mod server;
+#[cfg(not(loom))]
 mod signal;
 #[cfg(not(loom))]
 pub mod supervisor;
@@ -52,9 +58,15 @@ pub use mailbox::{Message, MonitorRef, Received};
 pub use process::{ExitReason, Pid};
 
 #[cfg(not(loom))]
+pub use call::{Call, CallError, ReplyTo, Request};
+#[cfg(not(loom))]
 pub use process::{Context, Join, ProcessHandle, Recv, RecvMatch};
 #[cfg(not(loom))]
 pub use runtime::{Builder, Metrics, ProcessInfo, Runtime, WorkerMetrics};
+#[cfg(not(loom))]
+pub use send_error::SendError;
+#[cfg(not(loom))]
+pub use server::{Flow, Server, ServerRef};
 #[cfg(not(loom))]
 pub use supervisor::{Strategy, Supervisor};
 #[cfg(not(loom))]

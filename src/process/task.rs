@@ -63,6 +63,8 @@ pub(crate) struct Aux {
     pub(crate) tags: Vec<String>,
     /// A free-form label, for observability.
     pub(crate) label: Option<String>,
+    /// Calls waiting on this process (see `crate::call`).
+    pub(crate) calls: crate::call::Watchers,
 }
 
 /// Type-specific operations reachable from a thin pointer to a header.
@@ -261,6 +263,12 @@ impl Header {
     /// Pushes `item` into the mailbox and wakes the process if its receive
     /// is parked; false when the process is gone (its mailbox is closed).
     pub(crate) fn deliver(&self, item: Received) -> bool {
+        self.try_deliver(item).is_ok()
+    }
+
+    /// [`deliver`](Self::deliver), giving `item` back when the mailbox is
+    /// closed.
+    pub(crate) fn try_deliver(&self, item: Received) -> Result<(), Received> {
         match self.mailbox.push(item) {
             Ok(Wake::Nobody) => {}
             Ok(Wake::Process) => {
@@ -278,9 +286,9 @@ impl Header {
                     w.wake_by_ref();
                 }
             }
-            Err(_) => return false,
+            Err(item) => return Err(item),
         }
-        true
+        Ok(())
     }
 
     /// Wakes the process with an exit request.
@@ -354,6 +362,7 @@ where
     /// Runs the process once off a run queue: poll, or drop if killed.
     fn run_once(self: &Arc<Self>) {
         let h = &self.header;
+        let _running = super::current::enter(h);
         match h.state.start_poll() {
             StartPoll::Complete => {}
             StartPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
@@ -453,6 +462,7 @@ where
     }
 
     fn shut_down(self: Arc<Self>) {
+        let _running = super::current::enter(&self.header);
         if self.header.state.claim() {
             self.finish(ExitReason::Killed);
         } else {
