@@ -46,9 +46,10 @@
 //! # Parent
 //!
 //! As a `gen_server`, a server obeys its parent's exit signal whatever it
-//! traps. Its parent is the process that spawned it: the process this
-//! thread was running when `spawn_server` was called (a supervisor running
-//! its child factory), none when spawned from outside any process. A
+//! traps. Its parent is the process that spawned it: the supervisor whose
+//! child factory called `spawn_server`, else the process this thread was
+//! running when `spawn_server` was called, none when spawned from outside
+//! any process. A
 //! server that traps exits and receives `Exit { from: parent, reason }`
 //! (the parent ended while linked to it, or sent `send_exit(parent,
 //! server, reason)`, as a supervisor's orderly `Shutdown` does) runs
@@ -147,7 +148,9 @@ impl Runtime {
     /// this, if any. Usable as a supervisor child:
     /// `.child(|rt| rt.spawn_server(MyServer::new()))`.
     pub fn spawn_server<S: Server>(&self, server: S) -> ProcessHandle {
-        let parent = current::pid_in(&self.shared);
+        // A supervisor's `start` runs its static children's factories on the
+        // caller's thread: the supervisor, not the caller, is the parent.
+        let parent = crate::supervisor::current_parent().or_else(|| current::pid_in(&self.shared));
         self.spawn(move |ctx| serve(server, ctx, parent))
     }
 }

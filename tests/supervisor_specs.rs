@@ -681,3 +681,66 @@ fn a_child_that_ended_before_it_could_be_monitored_is_judged_by_its_real_reason(
     assert!(rt.is_alive(sup.pid()));
     rt.kill(sup.pid());
 }
+
+/// A server that traps exits and logs the reason its `terminate` got.
+struct Trapper(Arc<Mutex<Vec<ExitReason>>>);
+
+impl rusm_otp::Server for Trapper {
+    type Call = ();
+    type Reply = ();
+    type Cast = ();
+
+    async fn init(&mut self, ctx: &mut Context) {
+        let me = ctx.pid();
+        ctx.runtime().set_trap_exit(me, true);
+    }
+
+    async fn handle_call(
+        &mut self,
+        _request: (),
+        reply: rusm_otp::ReplyTo<()>,
+        _ctx: &mut Context,
+    ) -> rusm_otp::Flow {
+        reply.reply(());
+        rusm_otp::Flow::Continue
+    }
+
+    async fn terminate(&mut self, reason: ExitReason, _ctx: &mut Context) {
+        self.0.lock().unwrap().push(reason);
+    }
+}
+
+#[test]
+fn a_trapping_server_child_started_from_a_thread_obeys_its_supervisors_shutdown() {
+    let rt = runtime(2);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    // Started from this plain thread: the server's parent must still be
+    // the supervisor, so that its orderly Shutdown runs `terminate`.
+    let sup = rt
+        .supervisor(Strategy::OneForOne)
+        .child_spec(
+            ChildSpec::new("srv", move |rt: &Runtime| {
+                rt.spawn_server(Trapper(l.clone()))
+            })
+            .shutdown(Shutdown::Timeout(Duration::from_secs(2))),
+        )
+        .start();
+    let r = SupervisorRef::new(&rt, sup.pid());
+    let srv = pid_of(&rt, sup.pid(), "srv").unwrap();
+    // The server has run its init (it answers a call) before it is stopped.
+    assert_eq!(
+        run(&rt, rt.call::<(), ()>(srv, (), Duration::from_secs(60))),
+        Ok(())
+    );
+    let w = watch(&rt, srv);
+    assert_eq!(run(&rt, r.terminate_child("srv")), Ok(()));
+    assert_eq!(
+        down(&rt, w),
+        ExitReason::Shutdown,
+        "not killed after the timeout"
+    );
+    assert_eq!(*log.lock().unwrap(), [ExitReason::Shutdown]);
+    rt.kill(sup.pid());
+    run(&rt, sup.join());
+}

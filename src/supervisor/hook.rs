@@ -35,8 +35,7 @@ pub(crate) fn on_spawn(rt: &Runtime, pid: Pid) {
 }
 
 /// The supervisor whose child factory is running on this thread, if any: a
-/// behaviour spawned by a factory may record it as its parent.
-#[allow(dead_code)]
+/// behaviour spawned by a factory records it as its parent.
 pub(crate) fn current_parent() -> Option<Pid> {
     PARENT.with(Cell::get)
 }

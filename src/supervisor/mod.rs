@@ -68,15 +68,14 @@
 //!
 //! # Requests
 //!
-//! [`SupervisorRef`] sends a private request message carrying a one-shot
-//! reply slot (see `reply`). An unanswered slot closes when the request is
-//! dropped, which is what happens to it when the supervisor ends first
-//! (its mailbox is freed), so the caller gets `NoProc` without a monitor
-//! and without waiting.
+//! [`SupervisorRef`]'s requests are [`Runtime::call`]s of a private request
+//! type with no timeout: the supervisor answers each one when it is done
+//! with it (a `terminate_*` after the child's `Down`), and a supervisor
+//! that is not alive, or ends before answering, fails the call at once,
+//! which the ref reports as `NoProc`.
 
 mod children;
 mod hook;
-mod reply;
 mod run;
 
 #[allow(unused_imports)]
@@ -449,19 +448,28 @@ impl Supervisor {
     }
 }
 
-/// A request to a supervisor, sent by [`SupervisorRef`].
-struct Request(Op);
-
-/// One request and its reply slot.
+/// A supervisor request, sent by [`SupervisorRef`] with
+/// [`Runtime::call`] (the caller cannot build one: the type is private).
 enum Op {
-    Start(ChildSpec, reply::Replier<Result<Pid, SupervisorError>>),
-    TerminateChild(String, reply::Replier<Result<(), SupervisorError>>),
-    TerminatePid(Pid, reply::Replier<Result<(), SupervisorError>>),
-    Restart(String, reply::Replier<Result<Pid, SupervisorError>>),
-    Delete(String, reply::Replier<Result<(), SupervisorError>>),
-    Which(reply::Replier<Vec<ChildInfo>>),
-    Count(reply::Replier<ChildCount>),
+    Start(ChildSpec),
+    TerminateChild(String),
+    TerminatePid(Pid),
+    Restart(String),
+    Delete(String),
+    Which,
+    Count,
 }
+
+/// A supervisor's answer to an [`Op`].
+enum Answer {
+    Pid(Result<Pid, SupervisorError>),
+    Done(Result<(), SupervisorError>),
+    Which(Vec<ChildInfo>),
+    Count(ChildCount),
+}
+
+/// What a supervisor receives for an [`Op`].
+type SupRequest = crate::Request<Op, Answer>;
 
 /// A handle on a running supervisor, for OTP's supervisor requests. Each
 /// request is answered by the supervisor process; it is usable from a
@@ -495,11 +503,22 @@ impl SupervisorRef {
         self.pid
     }
 
-    async fn ask<T>(&self, op: impl FnOnce(reply::Replier<T>) -> Op) -> Result<T, SupervisorError> {
-        let (tx, rx) = reply::slot();
-        // A failed send drops the request, which closes the slot.
-        self.rt.send(self.pid, Request(op(tx)));
-        rx.await.ok_or(SupervisorError::NoProc)
+    /// One request, by `call` with no timeout: a supervisor answers each
+    /// request once it is done with it (a stop may take as long as the
+    /// child's `Shutdown`). A call that fails means the supervisor was not
+    /// alive, or ended before answering.
+    async fn ask(&self, op: Op) -> Result<Answer, SupervisorError> {
+        self.rt
+            .call::<Op, Answer>(self.pid, op, Duration::MAX)
+            .await
+            .map_err(|_| SupervisorError::NoProc)
+    }
+
+    async fn done(&self, op: Op) -> Result<(), SupervisorError> {
+        match self.ask(op).await? {
+            Answer::Done(r) => r,
+            _ => unreachable!("answered with a result"),
+        }
     }
 
     /// Adds `spec` and starts it. `AlreadyStarted(pid)` if a running child
@@ -507,7 +526,10 @@ impl SupervisorRef {
     /// dynamic supervisor), `MaxChildren`, `StartFailed` if the factory
     /// panicked (the spec is then not kept).
     pub async fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
-        self.ask(|r| Op::Start(spec, r)).await?
+        match self.ask(Op::Start(spec)).await? {
+            Answer::Pid(r) => r,
+            _ => unreachable!("a start answers a pid"),
+        }
     }
 
     /// Stops child `id` per its `Shutdown` and answers once it is down; the
@@ -515,35 +537,44 @@ impl SupervisorRef {
     /// stopped; `NotFound`.
     pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
         let id = id.to_string();
-        self.ask(|r| Op::TerminateChild(id, r)).await?
+        self.done(Op::TerminateChild(id)).await
     }
 
     /// [`terminate_child`](Self::terminate_child) by the child's pid; how a
     /// dynamic supervisor's children are stopped (their spec goes too).
     pub async fn terminate_pid(&self, pid: Pid) -> Result<(), SupervisorError> {
-        self.ask(|r| Op::TerminatePid(pid, r)).await?
+        self.done(Op::TerminatePid(pid)).await
     }
 
     /// Starts stopped child `id` again. `Running` (also while the
     /// supervisor is restarting it), `NotFound`, `StartFailed`.
     pub async fn restart_child(&self, id: &str) -> Result<Pid, SupervisorError> {
         let id = id.to_string();
-        self.ask(|r| Op::Restart(id, r)).await?
+        match self.ask(Op::Restart(id)).await? {
+            Answer::Pid(r) => r,
+            _ => unreachable!("a restart answers a pid"),
+        }
     }
 
     /// Removes stopped child `id`'s spec. `Running`, `NotFound`.
     pub async fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
         let id = id.to_string();
-        self.ask(|r| Op::Delete(id, r)).await?
+        self.done(Op::Delete(id)).await
     }
 
     /// Every child, in start order.
     pub async fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
-        self.ask(Op::Which).await
+        match self.ask(Op::Which).await? {
+            Answer::Which(v) => Ok(v),
+            _ => unreachable!("which answers children"),
+        }
     }
 
     /// Counts of its children.
     pub async fn count_children(&self) -> Result<ChildCount, SupervisorError> {
-        self.ask(Op::Count).await
+        match self.ask(Op::Count).await? {
+            Answer::Count(c) => Ok(c),
+            _ => unreachable!("count answers counts"),
+        }
     }
 }

@@ -3,8 +3,10 @@
 
 use super::children::{Children, State};
 use super::hook;
+use super::{
+    Answer, Children as ChildrenMsg, Op, Restart, Shutdown, Strategy, SupRequest, SupervisorError,
+};
 use super::{ChildSpec, WhichChildren};
-use super::{Children as ChildrenMsg, Op, Request, Restart, Shutdown, Strategy, SupervisorError};
 use crate::mailbox::{MonitorRef, Received};
 use crate::process::{Context, ExitReason, Pid};
 use crate::runtime::Runtime;
@@ -135,8 +137,14 @@ impl Sup {
                     reason,
                 } => self.on_down(reference, pid, reason).await,
                 Received::Exit { from, reason } => self.on_exit(from, reason),
-                Received::Message(m) => match m.downcast::<Request>() {
-                    Ok(Request(op)) => self.on_request(op).await,
+                Received::Message(m) => match m.downcast::<SupRequest>() {
+                    Ok(req) => {
+                        let (op, reply) = req.into_parts();
+                        let answer = self.on_request(op).await;
+                        // false: the caller gave up; nothing to do.
+                        let _ = reply.reply(answer);
+                        Ok(())
+                    }
                     Err(m) => {
                         if let Some(WhichChildren(to)) = m.downcast_ref::<WhichChildren>() {
                             let pids = self.children.running_pids();
@@ -327,59 +335,46 @@ impl Sup {
         }
     }
 
-    async fn on_request(&mut self, op: Op) -> Result<(), End> {
+    async fn on_request(&mut self, op: Op) -> Answer {
         match op {
-            Op::Start(spec, reply) => reply.send(self.start_child(spec)),
-            Op::TerminateChild(id, reply) => {
-                let r = match self.children.by_id(&id) {
-                    Some(i) => {
-                        self.terminate(i).await;
+            Op::Start(spec) => Answer::Pid(self.start_child(spec)),
+            Op::TerminateChild(id) => Answer::Done(match self.children.by_id(&id) {
+                Some(i) => {
+                    self.terminate(i).await;
+                    Ok(())
+                }
+                None => Err(SupervisorError::NotFound),
+            }),
+            Op::TerminatePid(pid) => Answer::Done(match self.children.by_pid(pid) {
+                Some(i) => {
+                    self.terminate(i).await;
+                    Ok(())
+                }
+                None => Err(SupervisorError::NotFound),
+            }),
+            Op::Restart(id) => Answer::Pid(match self.children.by_id(&id) {
+                None => Err(SupervisorError::NotFound),
+                Some(i) => match self.children.get(i).state {
+                    State::Stopped => match self.start(i) {
+                        Ok(()) => Ok(self.children.get(i).pid().expect("just started")),
+                        Err(msg) => Err(SupervisorError::StartFailed(msg)),
+                    },
+                    _ => Err(SupervisorError::Running),
+                },
+            }),
+            Op::Delete(id) => Answer::Done(match self.children.by_id(&id) {
+                None => Err(SupervisorError::NotFound),
+                Some(i) => match self.children.get(i).state {
+                    State::Stopped => {
+                        self.children.remove(i);
                         Ok(())
                     }
-                    None => Err(SupervisorError::NotFound),
-                };
-                reply.send(r);
-            }
-            Op::TerminatePid(pid, reply) => {
-                let r = match self.children.by_pid(pid) {
-                    Some(i) => {
-                        self.terminate(i).await;
-                        Ok(())
-                    }
-                    None => Err(SupervisorError::NotFound),
-                };
-                reply.send(r);
-            }
-            Op::Restart(id, reply) => {
-                let r = match self.children.by_id(&id) {
-                    None => Err(SupervisorError::NotFound),
-                    Some(i) => match self.children.get(i).state {
-                        State::Stopped => match self.start(i) {
-                            Ok(()) => Ok(self.children.get(i).pid().expect("just started")),
-                            Err(msg) => Err(SupervisorError::StartFailed(msg)),
-                        },
-                        _ => Err(SupervisorError::Running),
-                    },
-                };
-                reply.send(r);
-            }
-            Op::Delete(id, reply) => {
-                let r = match self.children.by_id(&id) {
-                    None => Err(SupervisorError::NotFound),
-                    Some(i) => match self.children.get(i).state {
-                        State::Stopped => {
-                            self.children.remove(i);
-                            Ok(())
-                        }
-                        _ => Err(SupervisorError::Running),
-                    },
-                };
-                reply.send(r);
-            }
-            Op::Which(reply) => reply.send(self.children.which()),
-            Op::Count(reply) => reply.send(self.children.count()),
+                    _ => Err(SupervisorError::Running),
+                },
+            }),
+            Op::Which => Answer::Which(self.children.which()),
+            Op::Count => Answer::Count(self.children.count()),
         }
-        Ok(())
     }
 
     fn start_child(&mut self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
