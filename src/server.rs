@@ -150,7 +150,8 @@ impl Runtime {
     pub fn spawn_server<S: Server>(&self, server: S) -> ProcessHandle {
         // A supervisor's `start` runs its static children's factories on the
         // caller's thread: the supervisor, not the caller, is the parent.
-        let parent = crate::supervisor::current_parent().or_else(|| current::pid_in(&self.shared));
+        let parent =
+            crate::supervisor::current_parent(self).or_else(|| current::pid_in(&self.shared));
         self.spawn(move |ctx| serve(server, ctx, parent))
     }
 }

@@ -17,27 +17,41 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 thread_local! {
-    /// The supervisor whose factory runs on this thread, until its first
-    /// spawn takes it.
-    static HOOK: Cell<Option<Pid>> = const { Cell::new(None) };
+    /// The supervisor whose factory runs on this thread (with its
+    /// runtime's identity), until the factory's first spawn on that
+    /// runtime takes it.
+    static HOOK: Cell<Option<(usize, Pid)>> = const { Cell::new(None) };
     /// The process that took [`HOOK`], and the supervisor's monitor on it.
     static HOOKED: Cell<Option<(Pid, MonitorRef)>> = const { Cell::new(None) };
-    /// The supervisor whose factory runs on this thread, for the whole call.
-    static PARENT: Cell<Option<Pid>> = const { Cell::new(None) };
+    /// The supervisor whose factory runs on this thread (with its
+    /// runtime's identity), for the whole call.
+    static PARENT: Cell<Option<(usize, Pid)>> = const { Cell::new(None) };
 }
 
 /// Called by every spawn between the table insert and the first schedule.
 pub(crate) fn on_spawn(rt: &Runtime, pid: Pid) {
-    if let Some(sup) = HOOK.with(Cell::take) {
+    let Some((key, sup)) = HOOK.with(Cell::get) else {
+        return;
+    };
+    if key == runtime_key(rt) {
+        HOOK.with(|h| h.set(None));
         let reference = rt.monitor_untracked(sup, pid);
         HOOKED.with(|h| h.set(Some((pid, reference))));
     }
 }
 
+/// A runtime's identity: the address of its shared state.
+fn runtime_key(rt: &Runtime) -> usize {
+    std::sync::Arc::as_ptr(&rt.shared) as usize
+}
+
 /// The supervisor whose child factory is running on this thread, if any: a
 /// behaviour spawned by a factory records it as its parent.
-pub(crate) fn current_parent() -> Option<Pid> {
-    PARENT.with(Cell::get)
+pub(crate) fn current_parent(rt: &Runtime) -> Option<Pid> {
+    match PARENT.with(Cell::get) {
+        Some((key, sup)) if key == runtime_key(rt) => Some(sup),
+        _ => None,
+    }
 }
 
 /// A child just started by [`start`].
@@ -55,10 +69,11 @@ pub(super) struct Started {
 /// Runs `spec`'s factory for supervisor `sup`. `Err` carries the panic
 /// message of a factory that panicked.
 pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started, String> {
+    let key = runtime_key(rt);
     let saved = (
-        HOOK.with(|h| h.replace(Some(sup))),
+        HOOK.with(|h| h.replace(Some((key, sup)))),
         HOOKED.with(Cell::take),
-        PARENT.with(|p| p.replace(Some(sup))),
+        PARENT.with(|p| p.replace(Some((key, sup)))),
     );
     let result = catch_unwind(AssertUnwindSafe(|| (spec.start)(rt)));
     let hooked = HOOKED.with(Cell::take);
