@@ -744,3 +744,38 @@ fn a_trapping_server_child_started_from_a_thread_obeys_its_supervisors_shutdown(
     rt.kill(sup.pid());
     run(&rt, sup.join());
 }
+
+#[test]
+fn a_child_that_links_itself_to_its_supervisor_and_crashes_is_restarted_not_taken_for_an_owner() {
+    silence_expected_panics();
+    let rt = runtime(2);
+    let sup = rt
+        .supervisor(Strategy::OneForOne)
+        .max_restarts(0)
+        .child_spec(ChildSpec::new("clingy", |rt: &Runtime| {
+            rt.spawn(|mut ctx| async move {
+                let m = ctx.recv().await.message().unwrap();
+                let sup = m.downcast::<Pid>().unwrap();
+                let me = ctx.pid();
+                ctx.runtime().link(me, sup);
+                panic!("{EXPECTED_PANIC} clingy");
+            })
+        }))
+        .start();
+    let s = sup.pid();
+    for round in 0..3 {
+        let p = pid_of(&rt, s, "clingy").unwrap();
+        let w = watch(&rt, p);
+        rt.send(p, s);
+        assert_eq!(down(&rt, w), ExitReason::Crashed);
+        // The request queues behind the child's Down (its Exit comes right
+        // after, from the same teardown; the next round's request would
+        // find the supervisor gone had that Exit ended it).
+        let q = pid_of(&rt, s, "clingy").expect("restarted");
+        assert_ne!(p, q, "round {round}");
+        assert!(rt.is_alive(s), "round {round}: its Exit is not an owner's");
+    }
+    assert_eq!(which(&rt, s).len(), 1);
+    rt.kill(s);
+    run(&rt, sup.join());
+}

@@ -29,6 +29,17 @@
 //! children of a killed supervisor see. An orderly stop (below) comes
 //! first whenever the supervisor ends on its own.
 //!
+//! Exit signals: from a process that is not a child, `Normal` is ignored
+//! and any other reason ends the tree (*ending*, below). A child that links
+//! itself to its supervisor is no owner: its `Exit` is ignored while it is
+//! a child, and after its death too (its `Exit` comes right behind its
+//! `Down`, from the same teardown; the last 1,024 children to end are
+//! remembered for that).
+//!
+//! A dynamic supervisor's children need not have unique ids, so its
+//! requests by id (`terminate_child`, `restart_child`, `delete_child`)
+//! answer `NotFound`: its children are stopped by pid.
+//!
 //! # States
 //!
 //! The supervisor is in one of these states:
