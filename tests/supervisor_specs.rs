@@ -172,6 +172,8 @@ fn a_temporary_bystander_under_one_for_all_is_stopped_not_restarted_and_costs_no
     );
     let ids: Vec<String> = which(&rt, s).into_iter().map(|c| c.id).collect();
     assert_eq!(ids, ["victim", "other"], "the bystander is not restarted");
+    let count = run(&rt, SupervisorRef::new(&rt, s).count_children()).unwrap();
+    assert_eq!((count.specs, count.active), (2, 2));
     assert_ne!(pid_of(&rt, s, "other"), Some(other), "one for all");
     assert!(rt.is_alive(s), "one restart is within the budget");
     rt.kill(s);

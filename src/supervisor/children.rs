@@ -163,7 +163,10 @@ impl Children {
     /// Removes entry `i` (which must not be running).
     pub(super) fn remove(&mut self, i: u32) -> ChildSpec {
         let child = self.slots[i as usize].take().expect("a live entry");
-        debug_assert!(!matches!(child.state, State::Running { .. }));
+        assert!(
+            !matches!(child.state, State::Running { .. }),
+            "a running child is stopped before it is removed"
+        );
         match child.prev {
             NIL => self.head = child.next,
             p => self.get_mut(p).next = child.next,

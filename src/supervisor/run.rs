@@ -237,6 +237,7 @@ impl Sup {
                 if self.children.get(j).pid().is_some() {
                     self.stop(j).await;
                     if self.children.get(j).spec.restart == Restart::Temporary {
+                        self.children.set_not_running(j, State::Stopped);
                         self.children.remove(j);
                     } else {
                         self.children.set_not_running(j, State::Restarting);
