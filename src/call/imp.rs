@@ -121,7 +121,7 @@ impl Watchers {
 /// How [`send_request`] went.
 enum Sent<Q, R: Send + 'static> {
     /// In the callee's mailbox, its watch placed.
-    Sent,
+    Delivered,
     /// The callee is not alive; nothing was placed.
     NoProc(Request<Q, R>),
     /// The watch is placed but the mailbox is closed: the callee is ending,
@@ -156,7 +156,7 @@ where
             return Sent::Full(req);
         }
         match h.try_deliver(Received::Message(Message::new(req))) {
-            Ok(()) => Sent::Sent,
+            Ok(()) => Sent::Delivered,
             Err(Received::Message(m)) => match m.downcast::<Request<Q, R>>() {
                 Ok(req) => Sent::Closing(req),
                 Err(_) => unreachable!("the request comes back as itself"),
@@ -414,7 +414,7 @@ where
             body: request,
         };
         match send_request(shared, self.pid, req) {
-            Sent::Sent => {}
+            Sent::Delivered => {}
             Sent::NoProc(mut req) => {
                 req.reply.disarm();
                 return Err(CallError::NoProc);
