@@ -106,11 +106,14 @@ impl Watchers {
         if self.list.len() >= self.prune_at {
             // Amortised O(1) per push: the list is scanned only once it has
             // doubled since the last scan.
-            let (keep, settled) = std::mem::take(&mut self.list)
-                .into_iter()
-                .partition(|w| !w.is_settled());
-            self.list = keep;
-            pruned = settled;
+            let mut i = 0;
+            while i < self.list.len() {
+                if self.list[i].is_settled() {
+                    pruned.push(self.list.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
             self.prune_at = (self.list.len() * 2).max(8);
         }
         self.list.push(w);
@@ -178,6 +181,12 @@ pub(crate) fn release_watchers(task: &TaskRef, reason: ExitReason) {
         .map(|a| std::mem::take(&mut a.calls.list));
     for w in list.into_iter().flatten() {
         w.exited(reason);
+        // Normally the last reference to a settled call holds no value; a
+        // caller that forgot its finished `Call` may have left a reply in
+        // it, whose destructor is user code with no process to blame.
+        if !crate::guard::drop_caught(w) {
+            task.header().rt.shared.note_unowned_panic();
+        }
     }
 }
 
