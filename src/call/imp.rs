@@ -449,12 +449,7 @@ where
 impl Timeout {
     /// Keeps the deadline watched under `waker`; true when it has passed.
     fn check(&mut self, shared: &Shared, waker: &Waker) -> bool {
-        if let Timeout::Lazy { timeout, yielded } = self {
-            if !*yielded {
-                *yielded = true;
-                waker.wake_by_ref();
-                return false;
-            }
+        if let Timeout::Lazy { timeout, .. } = self {
             *self = match Instant::now().checked_add(*timeout) {
                 Some(deadline) => Timeout::Armed {
                     deadline,
@@ -514,6 +509,16 @@ where
             panic!("Call polled after completion");
         };
         let shared = &this.rt.shared;
+        if let Timeout::Lazy { yielded, .. } = timeout {
+            if !*yielded {
+                // The first wait: no waker registered, no timer armed; the
+                // callee, woken by the request, usually answers before this
+                // call is polled again.
+                *yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
         let outcome = match pending.slot.poll(cx.waker()) {
             Poll::Ready(outcome) => outcome,
             Poll::Pending => {
