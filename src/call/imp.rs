@@ -543,3 +543,39 @@ impl<Q, R: Send + 'static> Drop for Call<Q, R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settled() -> Arc<dyn Watch> {
+        let p = Arc::new(Pending::<u8> {
+            slot: Slot::new(),
+            caller: None,
+        });
+        let _ = p.slot.complete(Ok(1));
+        p
+    }
+
+    /// A long-lived callee keeps O(live calls) watches, however many calls
+    /// it has answered.
+    #[test]
+    fn settled_watches_are_pruned_as_the_list_doubles() {
+        let mut w = Watchers::default();
+        let live: Arc<dyn Watch> = Arc::new(Pending::<u8> {
+            slot: Slot::new(),
+            caller: None,
+        });
+        w.push(live.clone());
+        let mut pruned = 0;
+        for _ in 0..10_000 {
+            pruned += w.push(settled()).len();
+            assert!(w.list.len() <= 16, "{} watches kept", w.list.len());
+        }
+        assert!(pruned >= 10_000 - 16);
+        assert!(
+            w.list.iter().any(|x| Arc::ptr_eq(x, &live)),
+            "the live one stays"
+        );
+    }
+}
