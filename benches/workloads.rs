@@ -4,8 +4,8 @@
 //!
 //! Each group has two functions, `rusm` and `tokio` (only `rusm` for the
 //! workloads without a tokio baseline: restart_storm_windowed,
-//! dynamic_children, monitor_churn, send_named, timers_fire, timers_cancel). The runtime is built
-//! once per function, outside the timing; each iteration is one run of the
+//! dynamic_children, monitor_churn, send_named, timers_fire, timers_cancel).
+//! The runtime is built once per function, outside the timing; each iteration is one run of the
 //! workload, and the time reported is the driver-internal time
 //! (`iter_custom`). One worker thread per core.
 
@@ -20,10 +20,11 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use std::time::Duration;
 
 /// The scaled-down sizes.
-const LOADS: [Workload; 15] = [
+const LOADS: [Workload; 16] = [
     Workload::Spawn { n: 100_000 },
     Workload::Skynet { leaves: 100_000 },
     Workload::Pingpong { n: 100_000 },
+    Workload::Call { n: 100_000 },
     Workload::ParallelPingpong {
         pairs: 100,
         rounds: 1_000,

@@ -6,14 +6,14 @@
 //!     [--n N] [--workers W] [--runs R] [--warmup K]
 //! ```
 //!
-//! Workloads: `spawn`, `skynet`, `pingpong`, `parallel_pingpong`, `ring`,
+//! Workloads: `spawn`, `skynet`, `pingpong`, `call`, `parallel_pingpong`, `ring`,
 //! `fanin`, `yield_many`, `idle_memory`, `restart_storm`, `link_cascade`,
 //! `monitor_churn`, `send_named`, `timers_fire`, `timers_cancel` (`all` runs
 //! these, in this order), `spawn_parallel` (2 drivers spawning `n/2`
 //! processes each; `--drivers D`), `restart_storm_windowed` (restart_storm
 //! under `max_restarts(1_000_000).within(1 s)`) and `dynamic_children`
-//! (`n` `start_child` then `n` `terminate_pid` on a dynamic supervisor). Defaults: the full sizes of WORKLOADS.md,
-//! `--peer rusm`, one worker per core, one timed run, no warm-up. Prints one
+//! (`n` `start_child` then `n` `terminate_pid` on a dynamic supervisor).
+//! Defaults: the full sizes of WORKLOADS.md, `--peer rusm`, one worker per core, one timed run, no warm-up. Prints one
 //! line per timed run:
 //!
 //! ```text
@@ -27,8 +27,10 @@
 //!
 //! `restart_storm_windowed`, `dynamic_children`, `monitor_churn`,
 //! `send_named`, `timers_fire` and `timers_cancel` have no tokio baseline:
-//! `--peer both` runs them on rusm-otp only. Sizes with `--n`: `restart_storm` n = restarts (1,000
-//! children, n/1,000 crashes each), `send_named` n = messages (2 senders).
+//! `--peer both` runs them on rusm-otp only. Sizes with `--n`:
+//! `restart_storm` and `restart_storm_windowed` n = restarts (1,000
+//! children, n/1,000 crashes each), `send_named` n = messages (2 senders),
+//! `dynamic_children` n = children.
 //!
 //! When more than one (workload, runtime) pair is asked for, each runs in a
 //! fresh child process of this same binary, so that no run inherits another's
@@ -42,10 +44,11 @@ use common::{Outcome, Workload};
 use std::process::{Command, ExitCode};
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 14] = [
+const ALL: [&str; 15] = [
     "spawn",
     "skynet",
     "pingpong",
+    "call",
     "parallel_pingpong",
     "ring",
     "fanin",
@@ -139,6 +142,9 @@ fn workload(name: &str, n: Option<u64>, drivers: u64) -> Workload {
             Workload::Skynet { leaves }
         }
         "pingpong" => Workload::Pingpong {
+            n: n.unwrap_or(1_000_000),
+        },
+        "call" => Workload::Call {
             n: n.unwrap_or(1_000_000),
         },
         "parallel_pingpong" => Workload::ParallelPingpong {

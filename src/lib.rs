@@ -24,6 +24,10 @@
 //! assert_eq!(rt.block_on(echo.join()), rusm_otp::ExitReason::Killed);
 //! ```
 //!
+//! Beyond plain messages: request and reply with [`Runtime::call`] (the
+//! [`call`] module), `gen_server`-style processes with [`Server`] (the
+//! [`server`] module), and supervisors ([`supervisor`]).
+//!
 //! See `ARCHITECTURE.md` for the map of the crate.
 
 mod loom;

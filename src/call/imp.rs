@@ -2,10 +2,10 @@
 //! exit watches (see the parent module for the protocol).
 
 use super::slot::Slot;
+use crate::mailbox::{Message, Received};
 use crate::process::task::TaskRef;
 use crate::process::{ExitReason, Pid, current};
 use crate::runtime::{Runtime, Shared};
-use crate::send_error::SendError;
 use crate::time::wheel::{Action, Entry};
 use std::cell::RefCell;
 use std::fmt;
@@ -47,6 +47,15 @@ impl std::error::Error for CallError {}
 /// What a call's slot carries.
 type Outcome<R> = Result<R, CallError>;
 
+/// One call's shared state: the reply slot, and who called (kept here
+/// rather than in the [`Request`], so a request with a small body fits a
+/// message inline).
+struct Pending<R> {
+    slot: Slot<Outcome<R>>,
+    /// The calling process, if any.
+    caller: Option<Pid>,
+}
+
 /// A slot seen from the callee's teardown and from deferred drops, without
 /// its reply type.
 pub(crate) trait Watch: Send + Sync {
@@ -58,17 +67,17 @@ pub(crate) trait Watch: Send + Sync {
     fn is_settled(&self) -> bool;
 }
 
-impl<R: Send> Watch for Slot<Outcome<R>> {
+impl<R: Send> Watch for Pending<R> {
     fn exited(&self, reason: ExitReason) {
-        let _ = self.complete(Err(CallError::Exited(reason)));
+        let _ = self.slot.complete(Err(CallError::Exited(reason)));
     }
 
     fn no_reply(&self) {
-        let _ = self.complete(Err(CallError::NoReply));
+        let _ = self.slot.complete(Err(CallError::NoReply));
     }
 
     fn is_settled(&self) -> bool {
-        Slot::is_settled(self)
+        self.slot.is_settled()
     }
 }
 
@@ -97,11 +106,14 @@ impl Watchers {
         if self.list.len() >= self.prune_at {
             // Amortised O(1) per push: the list is scanned only once it has
             // doubled since the last scan.
-            let (keep, settled) = std::mem::take(&mut self.list)
-                .into_iter()
-                .partition(|w| !w.is_settled());
-            self.list = keep;
-            pruned = settled;
+            let mut i = 0;
+            while i < self.list.len() {
+                if self.list[i].is_settled() {
+                    pruned.push(self.list.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
             self.prune_at = (self.list.len() * 2).max(8);
         }
         self.list.push(w);
@@ -109,23 +121,53 @@ impl Watchers {
     }
 }
 
-/// Places a watch for `slot` on `pid`; false when `pid` is not alive.
-fn place_watch(shared: &Shared, pid: Pid, watch: Arc<dyn Watch>) -> bool {
-    let pruned = shared.table.with(pid, |t| {
-        t.header().with_aux(|a| {
+/// How [`send_request`] went.
+enum Sent<Q, R: Send + 'static> {
+    /// In the callee's mailbox, its watch placed.
+    Delivered,
+    /// The callee is not alive; nothing was placed.
+    NoProc(Request<Q, R>),
+    /// The watch is placed but the mailbox is closed: the callee is ending,
+    /// and its watch will report why.
+    Closing(Request<Q, R>),
+    /// The watch is placed but the bounded mailbox is full.
+    Full(Request<Q, R>),
+}
+
+/// Places `req`'s watch on `pid` and delivers `req`, in one table lookup.
+fn send_request<Q, R>(shared: &Shared, pid: Pid, req: Request<Q, R>) -> Sent<Q, R>
+where
+    Q: Send + 'static,
+    R: Send + 'static,
+{
+    let watch: Arc<dyn Watch> = req.reply.pending.clone().expect("armed");
+    let mut req = Some(req);
+    let sent = shared.table.with(pid, |t| {
+        let h = t.header();
+        let pruned = h.with_aux(|a| {
             // Checked under the aux lock: teardown leaves the table before
             // it takes this list, so either it sees the watch or we see it
             // gone.
             shared.table.contains(pid).then(|| a.calls.push(watch))
-        })
-    });
-    match pruned.flatten() {
-        Some(pruned) => {
-            drop(pruned);
-            true
+        });
+        let req = req.take().expect("taken once");
+        let Some(pruned) = pruned else {
+            return Sent::NoProc(req);
+        };
+        drop(pruned);
+        if shared.mailbox_capacity != usize::MAX && h.mailbox.len() >= shared.mailbox_capacity {
+            return Sent::Full(req);
         }
-        None => false,
-    }
+        match h.try_deliver(Received::Message(Message::new(req))) {
+            Ok(()) => Sent::Delivered,
+            Err(Received::Message(m)) => match m.downcast::<Request<Q, R>>() {
+                Ok(req) => Sent::Closing(req),
+                Err(_) => unreachable!("the request comes back as itself"),
+            },
+            Err(_) => unreachable!("a user message comes back as itself"),
+        }
+    });
+    sent.unwrap_or_else(|| Sent::NoProc(req.take().expect("not taken")))
 }
 
 /// Teardown: completes every call waiting on the process with `reason`.
@@ -139,6 +181,12 @@ pub(crate) fn release_watchers(task: &TaskRef, reason: ExitReason) {
         .map(|a| std::mem::take(&mut a.calls.list));
     for w in list.into_iter().flatten() {
         w.exited(reason);
+        // Normally the last reference to a settled call holds no value; a
+        // caller that forgot its finished `Call` may have left a reply in
+        // it, whose destructor is user code with no process to blame.
+        if !crate::guard::drop_caught(w) {
+            task.header().rt.shared.note_unowned_panic();
+        }
     }
 }
 
@@ -168,13 +216,13 @@ pub(crate) fn run_deferred() {
 /// fails the call with [`CallError::NoReply`].
 pub struct ReplyTo<R: Send + 'static> {
     /// `None` once answered (or disarmed).
-    slot: Option<Arc<Slot<Outcome<R>>>>,
+    pending: Option<Arc<Pending<R>>>,
 }
 
 impl<R: Send + 'static> fmt::Debug for ReplyTo<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplyTo")
-            .field("answered", &self.slot.is_none())
+            .field("answered", &self.pending.is_none())
             .finish()
     }
 }
@@ -184,28 +232,28 @@ impl<R: Send + 'static> ReplyTo<R> {
     /// out, was dropped, or the callee's exit was reported first); `reply`
     /// is then dropped here.
     pub fn reply(mut self, reply: R) -> bool {
-        let slot = self.slot.take().expect("a ReplyTo is answered once");
-        slot.complete(Ok(reply)).is_ok()
+        let pending = self.pending.take().expect("a ReplyTo is answered once");
+        pending.slot.complete(Ok(reply)).is_ok()
     }
 
     /// Whether the caller still waits for this answer.
     pub fn is_waiting(&self) -> bool {
-        self.slot.as_ref().is_some_and(|s| !s.is_settled())
+        self.pending.as_ref().is_some_and(|p| !p.slot.is_settled())
     }
 
     /// Forgets the call without answering it (used when the request never
     /// reached the callee: the call reports that itself).
     fn disarm(&mut self) {
-        self.slot = None;
+        self.pending = None;
     }
 }
 
 impl<R: Send + 'static> Drop for ReplyTo<R> {
     fn drop(&mut self) {
-        let Some(slot) = self.slot.take() else {
+        let Some(pending) = self.pending.take() else {
             return;
         };
-        let watch: Arc<dyn Watch> = slot;
+        let watch: Arc<dyn Watch> = pending;
         if current::in_process() {
             // Answered when this run ends, after any exit it causes.
             if let Ok(()) = DEFERRED.try_with(|d| d.borrow_mut().push(watch.clone())) {
@@ -228,20 +276,25 @@ pub struct Request<Q, R: Send + 'static> {
     reply: ReplyTo<R>,
     /// The request itself.
     body: Q,
-    /// The calling process, if the call came from one.
-    caller: Option<Pid>,
 }
 
 impl<Q, R: Send + 'static> fmt::Debug for Request<Q, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
             .field("body", &std::any::type_name::<Q>())
-            .field("caller", &self.caller)
+            .field("caller", &self.caller())
             .finish()
     }
 }
 
 impl<Q, R: Send + 'static> Request<Q, R> {
+    fn pending(&self) -> &Pending<R> {
+        self.reply
+            .pending
+            .as_deref()
+            .expect("a request's ReplyTo is armed")
+    }
+
     /// The request.
     pub fn body(&self) -> &Q {
         &self.body
@@ -250,7 +303,7 @@ impl<Q, R: Send + 'static> Request<Q, R> {
     /// The calling process, or `None` when the call came from outside any
     /// process (`block_on`).
     pub fn caller(&self) -> Option<Pid> {
-        self.caller
+        self.pending().caller
     }
 
     /// The request and the right to answer it, to be answered later.
@@ -291,30 +344,46 @@ impl Runtime {
 
 /// The future of [`Runtime::call`]. The request is sent when it is first
 /// polled; dropping it gives up the call.
+///
+/// The timeout is counted from the call's second poll: a call still
+/// unanswered at its first poll yields once (the callee, woken by the
+/// request, usually runs and answers first), and only a call still waiting
+/// after that arms a timer. So the common fast call never touches the
+/// timer wheel.
 #[must_use = "futures do nothing unless awaited"]
-pub struct Call<Q, R> {
+pub struct Call<Q, R: Send + 'static> {
     rt: Runtime,
     /// The callee.
     pid: Pid,
     stage: Stage<Q, R>,
 }
 
-enum Stage<Q, R> {
+enum Stage<Q, R: Send + 'static> {
     /// Not yet polled.
     Start { request: Q, timeout: Duration },
     /// Sent; waiting for the slot.
     Wait {
-        slot: Arc<Slot<Outcome<R>>>,
-        /// `None`: no timeout.
-        deadline: Option<Instant>,
-        /// The armed timeout and the waker it wakes.
-        timer: Option<(Arc<Entry>, Waker)>,
+        pending: Arc<Pending<R>>,
+        timeout: Timeout,
     },
     /// Finished.
     Done,
 }
 
-impl<Q, R> fmt::Debug for Call<Q, R> {
+/// A waiting call's timeout.
+enum Timeout {
+    /// Not armed yet: the call has yielded once, or not even that.
+    Lazy { timeout: Duration, yielded: bool },
+    /// No deadline (too far to represent).
+    Never,
+    /// Armed: the deadline, and its timer with the waker it wakes.
+    Armed {
+        deadline: Instant,
+        timer: Option<(Arc<Entry>, Waker)>,
+    },
+}
+
+impl<Q, R: Send + 'static> fmt::Debug for Call<Q, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match self.stage {
             Stage::Start { .. } => "start",
@@ -329,7 +398,7 @@ impl<Q, R> fmt::Debug for Call<Q, R> {
 }
 
 // The request is never pinned: it is moved into a message on first poll.
-impl<Q, R> Unpin for Call<Q, R> {}
+impl<Q, R: Send + 'static> Unpin for Call<Q, R> {}
 
 impl<Q, R> Call<Q, R>
 where
@@ -343,37 +412,76 @@ where
         if caller == Some(self.pid) {
             return Err(CallError::SelfCall);
         }
-        let slot: Arc<Slot<Outcome<R>>> = Arc::new(Slot::new());
-        if !place_watch(shared, self.pid, slot.clone()) {
-            return Err(CallError::NoProc);
-        }
+        let pending = Arc::new(Pending {
+            slot: Slot::new(),
+            caller,
+        });
         let req = Request {
             reply: ReplyTo {
-                slot: Some(slot.clone()),
+                pending: Some(pending.clone()),
             },
             body: request,
-            caller,
         };
-        match self.rt.try_send(self.pid, req) {
-            Ok(()) => {}
-            // The callee is ending: its watch reports the reason.
-            Err(SendError::NoProc(mut req)) => req.reply.disarm(),
-            Err(SendError::Full(mut req)) => {
+        match send_request(shared, self.pid, req) {
+            Sent::Delivered => {}
+            Sent::NoProc(mut req) => {
                 req.reply.disarm();
-                slot.close();
+                return Err(CallError::NoProc);
+            }
+            // The callee is ending: its watch reports the reason.
+            Sent::Closing(mut req) => req.reply.disarm(),
+            Sent::Full(mut req) => {
+                req.reply.disarm();
+                pending.slot.close();
                 return Err(CallError::NoReply);
             }
         }
         Ok(Stage::Wait {
-            slot,
-            deadline: Instant::now().checked_add(timeout),
-            timer: None,
+            pending,
+            timeout: Timeout::Lazy {
+                timeout,
+                yielded: false,
+            },
         })
     }
+}
 
-    fn disarm_timer(&self, timer: Option<(Arc<Entry>, Waker)>) {
-        if let Some((entry, _)) = timer {
-            self.rt.shared.timers.cancel(&entry);
+impl Timeout {
+    /// Keeps the deadline watched under `waker`; true when it has passed.
+    fn check(&mut self, shared: &Shared, waker: &Waker) -> bool {
+        if let Timeout::Lazy { timeout, .. } = self {
+            *self = match Instant::now().checked_add(*timeout) {
+                Some(deadline) => Timeout::Armed {
+                    deadline,
+                    timer: None,
+                },
+                None => Timeout::Never,
+            };
+        }
+        let Timeout::Armed { deadline, timer } = self else {
+            return false;
+        };
+        if Instant::now() >= *deadline {
+            return true;
+        }
+        let armed = timer
+            .as_ref()
+            .is_some_and(|(e, w)| !e.has_fired() && w.will_wake(waker));
+        if !armed {
+            if let Some((old, _)) = timer.take() {
+                shared.timers.cancel(&old);
+            }
+            let entry = shared.add_timer(*deadline, Action::Wake(waker.clone()));
+            *timer = Some((entry, waker.clone()));
+        }
+        false
+    }
+
+    fn disarm(&mut self, shared: &Shared) {
+        if let Timeout::Armed { timer, .. } = self {
+            if let Some((entry, _)) = timer.take() {
+                shared.timers.cancel(&entry);
+            }
         }
     }
 }
@@ -397,54 +505,77 @@ where
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        let Stage::Wait {
-            slot,
-            deadline,
-            timer,
-        } = &mut this.stage
-        else {
+        let Stage::Wait { pending, timeout } = &mut this.stage else {
             panic!("Call polled after completion");
         };
-        if let Poll::Ready(outcome) = slot.poll(cx.waker()) {
-            let timer = timer.take();
-            this.stage = Stage::Done;
-            this.disarm_timer(timer);
-            return Poll::Ready(outcome);
-        }
-        if let Some(deadline) = *deadline {
-            if Instant::now() >= deadline {
-                let outcome = slot.close();
-                let timer = timer.take();
-                this.stage = Stage::Done;
-                this.disarm_timer(timer);
-                return Poll::Ready(outcome.unwrap_or(Err(CallError::Timeout)));
+        let shared = &this.rt.shared;
+        if let Timeout::Lazy { yielded, .. } = timeout {
+            if !*yielded {
+                // The first wait: no waker registered, no timer armed; the
+                // callee, woken by the request, usually answers before this
+                // call is polled again.
+                *yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-            let armed = timer
-                .as_ref()
-                .is_some_and(|(e, w)| !e.has_fired() && w.will_wake(cx.waker()));
-            if !armed {
-                if let Some((old, _)) = timer.take() {
-                    this.rt.shared.timers.cancel(&old);
+        }
+        let outcome = match pending.slot.poll(cx.waker()) {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => {
+                if !timeout.check(shared, cx.waker()) {
+                    return Poll::Pending;
                 }
-                let entry = this
-                    .rt
-                    .shared
-                    .add_timer(deadline, Action::Wake(cx.waker().clone()));
-                *timer = Some((entry, cx.waker().clone()));
+                pending.slot.close().unwrap_or(Err(CallError::Timeout))
             }
-        }
-        Poll::Pending
+        };
+        timeout.disarm(shared);
+        this.stage = Stage::Done;
+        Poll::Ready(outcome)
     }
 }
 
-impl<Q, R> Drop for Call<Q, R> {
+impl<Q, R: Send + 'static> Drop for Call<Q, R> {
     fn drop(&mut self) {
-        if let Stage::Wait { slot, timer, .. } = &mut self.stage {
+        if let Stage::Wait { pending, timeout } = &mut self.stage {
             // A reply that already arrived is dropped here, in the caller.
-            drop(slot.close());
-            if let Some((entry, _)) = timer.take() {
-                self.rt.shared.timers.cancel(&entry);
-            }
+            drop(pending.slot.close());
+            timeout.disarm(&self.rt.shared);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settled() -> Arc<dyn Watch> {
+        let p = Arc::new(Pending::<u8> {
+            slot: Slot::new(),
+            caller: None,
+        });
+        let _ = p.slot.complete(Ok(1));
+        p
+    }
+
+    /// A long-lived callee keeps O(live calls) watches, however many calls
+    /// it has answered.
+    #[test]
+    fn settled_watches_are_pruned_as_the_list_doubles() {
+        let mut w = Watchers::default();
+        let live: Arc<dyn Watch> = Arc::new(Pending::<u8> {
+            slot: Slot::new(),
+            caller: None,
+        });
+        w.push(live.clone());
+        let mut pruned = 0;
+        for _ in 0..10_000 {
+            pruned += w.push(settled()).len();
+            assert!(w.list.len() <= 16, "{} watches kept", w.list.len());
+        }
+        assert!(pruned >= 10_000 - 16);
+        assert!(
+            w.list.iter().any(|x| Arc::ptr_eq(x, &live)),
+            "the live one stays"
+        );
     }
 }

@@ -65,7 +65,11 @@
 //! thread is running when the call is first polled. A request shed by a
 //! full bounded mailbox fails the call with `NoReply` at once (the runtime
 //! dropped it unanswered on the callee's behalf). A timeout too large to
-//! represent (such as `Duration::MAX`) waits forever. The callee's list of
+//! represent (such as `Duration::MAX`) waits forever. The timeout is armed
+//! lazily: a call unanswered at its first poll yields once, and only one
+//! still waiting at its second poll puts a timer in the wheel (counting
+//! the timeout from there), so a promptly answered call never pays for the
+//! timer. The callee's list of
 //! watches drops settled entries when it doubles, so a long-lived server
 //! keeps O(live calls) of them without the caller ever taking its lock again.
 

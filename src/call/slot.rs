@@ -294,3 +294,66 @@ mod loom_slot {
         });
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    /// Counts its wakes.
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    #[test]
+    fn complete_then_poll() {
+        let s = Slot::new();
+        assert_eq!(s.complete(String::from("a")), Ok(()));
+        assert_eq!(s.complete(String::from("b")), Err(String::from("b")));
+        let (_, w) = counter();
+        assert_eq!(s.poll(&w), Poll::Ready(String::from("a")));
+        assert!(s.is_settled());
+    }
+
+    #[test]
+    fn poll_swap_waker_then_complete_wakes_the_last_waker() {
+        let s = Slot::new();
+        let (c1, w1) = counter();
+        let (c2, w2) = counter();
+        assert_eq!(s.poll(&w1), Poll::Pending);
+        assert_eq!(s.poll(&w1), Poll::Pending);
+        assert_eq!(s.poll(&w2), Poll::Pending);
+        assert_eq!(s.complete(7u64), Ok(()));
+        assert_eq!(c1.0.load(Ordering::SeqCst), 0);
+        assert_eq!(c2.0.load(Ordering::SeqCst), 1);
+        assert_eq!(s.poll(&w2), Poll::Ready(7));
+    }
+
+    #[test]
+    fn a_value_completed_after_close_comes_back() {
+        let s = Slot::new();
+        let (_, w) = counter();
+        assert_eq!(s.poll(&w), Poll::Pending);
+        assert_eq!(s.close(), None);
+        assert_eq!(s.complete(vec![1u8]), Err(vec![1u8]));
+        assert!(s.is_settled());
+    }
+
+    #[test]
+    fn close_after_complete_hands_the_value_to_the_caller() {
+        let s = Slot::new();
+        assert_eq!(s.complete(Box::new(3u32)), Ok(()));
+        assert_eq!(s.close(), Some(Box::new(3u32)));
+        assert_eq!(s.close(), None);
+    }
+}

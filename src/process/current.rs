@@ -34,7 +34,18 @@ pub(crate) struct Running {
 
 /// Marks the process of `h` as running on this thread.
 pub(crate) fn enter(h: &Header) -> Running {
-    let mark = (Arc::as_ptr(&h.rt.shared) as usize, h.pid);
+    mark((Arc::as_ptr(&h.rt.shared) as usize, h.pid))
+}
+
+/// Marks `pid` as running on this thread while code runs on its behalf
+/// outside its own poll: a supervisor starting its children inside its
+/// own spawn, so that a server child records the supervisor as its parent.
+#[allow(dead_code)]
+pub(crate) fn act_as(shared: &Arc<Shared>, pid: Pid) -> Running {
+    mark((Arc::as_ptr(shared) as usize, pid))
+}
+
+fn mark(mark: Mark) -> Running {
     let prev = RUNNING.try_with(|c| c.replace(Some(mark))).ok().flatten();
     Running { prev }
 }
