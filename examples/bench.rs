@@ -13,8 +13,8 @@
 //! processes each; `--drivers D`), `restart_storm_windowed` (restart_storm
 //! under `max_restarts(1_000_000).within(1 s)`) and `dynamic_children`
 //! (`n` `start_child` then `n` `terminate_pid` on a dynamic supervisor).
-//! Defaults: the full sizes of WORKLOADS.md, `--peer rusm`, one worker per core, one timed run, no warm-up. Prints one
-//! line per timed run:
+//! Defaults: the full sizes of WORKLOADS.md, `--peer rusm`, one worker per
+//! core, one timed run, no warm-up. Prints one line per timed run:
 //!
 //! ```text
 //! workload=<name> peer=<runtime> n=<n> total_ms=<float> per_op_ns=<float> check=<value> [extra fields]
