@@ -513,3 +513,39 @@ fn signals_from_one_sender_keep_order() {
         }
     });
 }
+
+#[test]
+fn link_racing_unlink_never_leaves_half_a_link() {
+    let rt = runtime(2);
+    for round in 0..100 {
+        let a = spawn_actor(&rt);
+        let b = spawn_actor(&rt);
+        let (pa, pb) = (a.pid(), b.pid());
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let (rt, barrier) = (rt.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..200 {
+                        if i == 0 {
+                            rt.link(pa, pb);
+                        } else {
+                            rt.unlink(pb, pa);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let la = rt.info(pa).unwrap().links;
+        let lb = rt.info(pb).unwrap().links;
+        assert_eq!(la, lb, "round {round}: a link held by one side only");
+        rt.kill(pa);
+        rt.kill(pb);
+        assert_eq!(run(&rt, a.join()), ExitReason::Killed);
+        assert_eq!(run(&rt, b.join()), ExitReason::Killed);
+    }
+}

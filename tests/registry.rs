@@ -453,3 +453,70 @@ fn tags_are_released_at_exit() {
     assert_eq!(run(&rt, c.join()), ExitReason::Killed);
     assert!(rt.whereis_tag("team").is_empty());
 }
+
+#[test]
+fn register_racing_unregister_never_leaves_a_name_behind() {
+    let rt = runtime(2);
+    for round in 0..200 {
+        let p = spawn_actor(&rt);
+        let pid = p.pid();
+        let name = format!("racy-{round}");
+        let barrier = Arc::new(Barrier::new(2));
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let (rt, name, barrier) = (rt.clone(), name.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..200 {
+                        if i == 0 {
+                            rt.register(name.as_str(), pid);
+                        } else {
+                            rt.unregister(&name);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // The registry and the process agree on what it holds ...
+        let held = rt.info(pid).unwrap().names.contains(&name);
+        assert_eq!(rt.whereis(&name) == Some(pid), held, "round {round}");
+        // ... so its end releases it.
+        rt.kill(pid);
+        assert_eq!(run(&rt, p.join()), ExitReason::Killed);
+        assert_eq!(rt.whereis(&name), None, "round {round}: the name outlived {pid}");
+    }
+}
+
+#[test]
+fn register_tag_racing_unregister_tag_never_leaves_a_member_behind() {
+    let rt = runtime(2);
+    for round in 0..200 {
+        let p = spawn_actor(&rt);
+        let pid = p.pid();
+        let barrier = Arc::new(Barrier::new(2));
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let (rt, barrier) = (rt.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..200 {
+                        if i == 0 {
+                            rt.register_tag("racy", pid);
+                        } else {
+                            rt.unregister_tag("racy", pid);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        rt.kill(pid);
+        assert_eq!(run(&rt, p.join()), ExitReason::Killed);
+        assert!(rt.whereis_tag("racy").is_empty(), "round {round}");
+    }
+}
