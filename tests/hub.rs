@@ -123,7 +123,11 @@ fn a_hub_with_many_links_unlinks_and_signals_each_exactly_once() {
             rt.unlink(s.pid(), me);
         }
         assert_eq!(rt.info(me).unwrap().links, N / 2);
-        assert!(unlinked.iter().all(|s| rt.info(s.pid()).unwrap().links == 0));
+        assert!(
+            unlinked
+                .iter()
+                .all(|s| rt.info(s.pid()).unwrap().links == 0)
+        );
         assert!(linked.iter().all(|s| rt.info(s.pid()).unwrap().links == 1));
 
         // Half of the linked and half of the unlinked spokes die: the

@@ -373,7 +373,11 @@ fn monitors_placed_while_the_watcher_dies_are_never_left_behind() {
         rt.kill(w);
         assert_eq!(run(&rt, watcher.join()), ExitReason::Killed);
         placer.join().unwrap();
-        assert_eq!(rt.monitor_count(), 0, "a monitor of the dead watcher is left");
+        assert_eq!(
+            rt.monitor_count(),
+            0,
+            "a monitor of the dead watcher is left"
+        );
         assert_eq!(rt.info(t).unwrap().monitors, 0);
     }
     rt.kill(t);

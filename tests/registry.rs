@@ -456,67 +456,60 @@ fn tags_are_released_at_exit() {
 
 #[test]
 fn register_racing_unregister_never_leaves_a_name_behind() {
+    const ROUNDS: usize = 20_000;
     let rt = runtime(2);
-    for round in 0..200 {
-        let p = spawn_actor(&rt);
-        let pid = p.pid();
-        let name = format!("racy-{round}");
-        let barrier = Arc::new(Barrier::new(2));
-        let threads: Vec<_> = (0..2)
-            .map(|i| {
-                let (rt, name, barrier) = (rt.clone(), name.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    for _ in 0..200 {
-                        if i == 0 {
-                            rt.register(name.as_str(), pid);
-                        } else {
-                            rt.unregister(&name);
-                        }
+    let p = spawn_actor(&rt);
+    let pid = p.pid();
+    // Each round: the name is held by `pid`; one thread unregisters it while
+    // another registers it again for the same pid.
+    let start = Arc::new(Barrier::new(3));
+    let end = Arc::new(Barrier::new(3));
+    let threads: Vec<_> = (0..2)
+        .map(|i| {
+            let (rt, start, end) = (rt.clone(), start.clone(), end.clone());
+            std::thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    start.wait();
+                    if i == 0 {
+                        rt.register("racy", pid);
+                    } else {
+                        rt.unregister("racy");
                     }
-                })
+                    end.wait();
+                }
             })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
+        })
+        .collect();
+    // Widens the race: `info` takes the process's aux lock, so an
+    // `unregister` often waits for it between its two steps.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let (rt, stop) = (rt.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = rt.info(pid);
+            }
+        })
+    };
+    let mut leaked = None;
+    for round in 0..ROUNDS {
+        rt.register("racy", pid);
+        start.wait();
+        end.wait();
+        // The registry and the process agree on what it holds, so its end
+        // releases exactly that.
+        let held = rt.info(pid).unwrap().names.iter().any(|n| n == "racy");
+        if (rt.whereis("racy") == Some(pid)) != held {
+            leaked.get_or_insert(round);
         }
-        // The registry and the process agree on what it holds ...
-        let held = rt.info(pid).unwrap().names.contains(&name);
-        assert_eq!(rt.whereis(&name) == Some(pid), held, "round {round}");
-        // ... so its end releases it.
-        rt.kill(pid);
-        assert_eq!(run(&rt, p.join()), ExitReason::Killed);
-        assert_eq!(rt.whereis(&name), None, "round {round}: the name outlived {pid}");
     }
-}
-
-#[test]
-fn register_tag_racing_unregister_tag_never_leaves_a_member_behind() {
-    let rt = runtime(2);
-    for round in 0..200 {
-        let p = spawn_actor(&rt);
-        let pid = p.pid();
-        let barrier = Arc::new(Barrier::new(2));
-        let threads: Vec<_> = (0..2)
-            .map(|i| {
-                let (rt, barrier) = (rt.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    for _ in 0..200 {
-                        if i == 0 {
-                            rt.register_tag("racy", pid);
-                        } else {
-                            rt.unregister_tag("racy", pid);
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        rt.kill(pid);
-        assert_eq!(run(&rt, p.join()), ExitReason::Killed);
-        assert!(rt.whereis_tag("racy").is_empty(), "round {round}");
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
     }
+    prober.join().unwrap();
+    rt.kill(pid);
+    assert_eq!(run(&rt, p.join()), ExitReason::Killed);
+    assert_eq!(leaked, None, "the registry and the process disagreed");
+    assert_eq!(rt.whereis("racy"), None, "the name outlived {pid}");
 }
