@@ -64,8 +64,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const MONITOR_SHARDS: usize = 32;
 
-/// One shard of the monitor table: reference → (watcher, target).
-type MonitorShard = HashMap<u64, (Pid, Pid)>;
+/// One shard of the monitor table: reference → (watcher, target). A
+/// reference is keyed by its number divided by the shard count, so the
+/// references of one shard are consecutive keys, which [`set::KeyHash`]
+/// keeps together in memory.
+type MonitorShard = HashMap<u64, (Pid, Pid), set::KeyHash>;
 
 /// Every live monitor: reference → (watcher, target).
 #[derive(Debug)]
@@ -84,6 +87,11 @@ impl Monitors {
 
     fn shard(&self, r: MonitorRef) -> &Mutex<MonitorShard> {
         &self.shards[r.0 as usize % MONITOR_SHARDS]
+    }
+
+    /// `r`'s key in its shard.
+    fn key(r: MonitorRef) -> u64 {
+        r.0 / MONITOR_SHARDS as u64
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -139,7 +147,7 @@ impl Shared {
     /// Fires monitor `r` (if it is still live) with `Down { pid, reason }`.
     fn fire_monitor(&self, r: MonitorRef, pid: Pid, reason: ExitReason) {
         let mut shard = self.monitors.shard(r).lock();
-        if let Some((watcher, _)) = shard.remove(&r.0) {
+        if let Some((watcher, _)) = shard.remove(&Monitors::key(r)) {
             self.table.with(watcher, |w| {
                 let w = w.header();
                 edit_aux(w, |a| a.monitoring.remove(r));
@@ -203,7 +211,7 @@ impl Shared {
     /// lists; true when it was live.
     fn remove_monitor(&self, r: MonitorRef) -> bool {
         let mut shard = self.monitors.shard(r).lock();
-        let Some((watcher, target)) = shard.remove(&r.0) else {
+        let Some((watcher, target)) = shard.remove(&Monitors::key(r)) else {
             return false;
         };
         self.table
@@ -381,7 +389,7 @@ impl Runtime {
                 .is_some()
         });
         if placed {
-            shard.insert(r.0, (watcher, target));
+            shard.insert(Monitors::key(r), (watcher, target));
         } else {
             edit_aux(w.header(), |a| a.monitoring.remove(r));
             drop(shard);
