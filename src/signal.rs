@@ -48,7 +48,8 @@
 //!    ignores `Normal` and otherwise ends with R (so cascades carry R).
 //! 5. Monitors it had placed on others are removed.
 //!
-//! Each step costs O(1) per link or monitor, so a hub's teardown is linear.
+//! Each step costs O(1) per link or monitor; a hub's teardown also sorts
+//! its keys once (see [`set::IntoIter`]).
 
 mod set;
 
@@ -100,8 +101,8 @@ impl Monitors {
 }
 
 /// A process's aux data, locked, with the process found alive under the
-/// lock (see the module docs): the only way to add a link, a monitor, a
-/// name or a tag.
+/// lock (see the module docs). Every addition of a link, a monitor, a name
+/// or a tag is made through one.
 pub(crate) struct LiveAux<'a>(MappedMutexGuard<'a, Aux>);
 
 impl std::ops::Deref for LiveAux<'_> {
