@@ -31,9 +31,11 @@
 //!
 //! # User code
 //!
-//! Only `Down` and `Exit` items are delivered from here, and neither holds a
-//! user value: one refused by a closed mailbox is dropped under the locks
-//! above without running any user destructor.
+//! The links, monitors and teardown here deliver only `Down` and `Exit`
+//! items, and neither holds a user value: one refused by a closed mailbox
+//! is dropped under the locks above without running any user destructor.
+//! (The one piece of user code a delivery can reach is a foreign waker,
+//! woken by [`Header::deliver`](crate::process::task::Header::deliver).)
 //!
 //! # Teardown (a process ending with reason R)
 //!
