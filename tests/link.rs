@@ -554,6 +554,7 @@ fn link_racing_unlink_never_leaves_half_a_link() {
         let (rt, stop) = (rt.clone(), stop.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
+                let _ = rt.info(pa);
                 let _ = rt.info(pb);
             }
         })

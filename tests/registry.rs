@@ -456,21 +456,25 @@ fn tags_are_released_at_exit() {
 
 #[test]
 fn register_racing_unregister_never_leaves_a_name_behind() {
-    const ROUNDS: usize = 20_000;
+    const ROUNDS: usize = 10_000;
     let rt = runtime(2);
     let p = spawn_actor(&rt);
     let pid = p.pid();
-    // Each round: the name is held by `pid`; one thread unregisters it while
-    // another registers it again for the same pid.
-    let start = Arc::new(Barrier::new(3));
-    let end = Arc::new(Barrier::new(3));
-    let threads: Vec<_> = (0..2)
+    // Each round: the name is held by `pid`; two threads unregister it
+    // while another registers it again for the same pid.
+    let start = Arc::new(Barrier::new(4));
+    let end = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..3)
         .map(|i| {
             let (rt, start, end) = (rt.clone(), start.clone(), end.clone());
             std::thread::spawn(move || {
-                for _ in 0..ROUNDS {
+                for round in 0..ROUNDS {
                     start.wait();
                     if i == 0 {
+                        // Sweep the register across the unregisters' span.
+                        for _ in 0..round % 256 {
+                            std::hint::spin_loop();
+                        }
                         rt.register("racy", pid);
                     } else {
                         rt.unregister("racy");
