@@ -71,7 +71,9 @@ fn recv_timeout_duration_max_waits_for_a_message() {
     let p = rt.spawn(move |mut ctx| async move {
         tx.send(()).unwrap();
         let got = ctx.recv_timeout(Duration::MAX).await;
-        let got = got.and_then(Received::message).and_then(|m| m.downcast::<u32>().ok());
+        let got = got
+            .and_then(Received::message)
+            .and_then(|m| m.downcast::<u32>().ok());
         assert_eq!(got, Some(7));
         // The selective form too, and a sleep "forever" that a kill ends.
         let got = ctx
@@ -91,7 +93,11 @@ fn recv_timeout_duration_max_waits_for_a_message() {
     });
     wait_all_workers_asleep(&rt);
     assert!(rt.is_alive(p.pid()));
-    assert_eq!(rt.pending_timers(), 0, "a deadline that never comes takes no slot");
+    assert_eq!(
+        rt.pending_timers(),
+        0,
+        "a deadline that never comes takes no slot"
+    );
     p.kill();
     assert_eq!(run(&rt, p.join()), ExitReason::Killed);
 }
@@ -100,9 +106,10 @@ fn recv_timeout_duration_max_waits_for_a_message() {
 fn sleep_duration_max_in_block_on_is_pending_not_a_panic() {
     let rt = runtime(1);
     let mut s = sleep(Duration::MAX);
-    let polled = run(&rt, std::future::poll_fn(|cx| {
-        Poll::Ready(Pin::new(&mut s).poll(cx).is_pending())
-    }));
+    let polled = run(
+        &rt,
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut s).poll(cx).is_pending())),
+    );
     assert!(polled);
     assert_eq!(rt.pending_timers(), 0);
 }
@@ -114,14 +121,23 @@ fn timers_aimed_at_a_killed_process_are_cancelled_and_freed() {
     let p = spawn_parked(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     let refs: Vec<TimerRef> = (0..N)
-        .map(|_| rt.send_after(p.pid(), Duration::from_secs(3600), DropCounter(drops.clone())))
+        .map(|_| {
+            rt.send_after(
+                p.pid(),
+                Duration::from_secs(3600),
+                DropCounter(drops.clone()),
+            )
+        })
         .collect();
     assert_eq!(rt.pending_timers(), N);
     p.kill();
     assert_eq!(run(&rt, p.join()), ExitReason::Killed);
     assert_eq!(rt.pending_timers(), 0);
     assert_eq!(drops.load(Ordering::SeqCst), N, "every message freed");
-    assert!(refs.iter().all(|t| !t.cancel()), "cancelled with its target");
+    assert!(
+        refs.iter().all(|t| !t.cancel()),
+        "cancelled with its target"
+    );
 }
 
 #[test]
@@ -149,7 +165,11 @@ fn a_process_ending_normally_cancels_its_timers_but_fired_ones_are_delivered() {
         let me = ctx.pid();
         let _later = rt.send_after(me, Duration::from_secs(3600), DropCounter(d.clone()));
         let _soon = rt.send_after(me, Duration::from_millis(1), 5u32);
-        let got = ctx.recv().await.message().and_then(|m| m.downcast::<u32>().ok());
+        let got = ctx
+            .recv()
+            .await
+            .message()
+            .and_then(|m| m.downcast::<u32>().ok());
         assert_eq!(got, Some(5));
     });
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
@@ -178,7 +198,9 @@ fn a_shed_timer_message_that_panics_in_drop_is_counted_not_fatal() {
     let p = spawn_parked(&rt);
     assert!(rt.send(p.pid(), 0u8));
     let _t = rt.send_after(p.pid(), Duration::from_millis(1), PanicOnDrop);
-    wait_until("the panic to be counted", || rt.metrics().unowned_panics == 1);
+    wait_until("the panic to be counted", || {
+        rt.metrics().unowned_panics == 1
+    });
     assert_eq!(rt.dropped_messages(), 1);
     // The one worker is still there.
     for _ in 0..20 {
@@ -194,7 +216,9 @@ fn a_timer_message_that_panics_in_drop_at_its_targets_end_is_counted_not_fatal()
     let p = spawn_parked(&rt);
     let _t = rt.send_after(p.pid(), Duration::from_secs(3600), PanicOnDrop);
     p.kill();
-    wait_until("the panic to be counted", || rt.metrics().unowned_panics == 1);
+    wait_until("the panic to be counted", || {
+        rt.metrics().unowned_panics == 1
+    });
     assert_eq!(rt.pending_timers(), 0);
     for _ in 0..20 {
         assert_eq!(run(&rt, rt.spawn(|_| async {}).join()), ExitReason::Normal);

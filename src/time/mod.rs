@@ -96,7 +96,7 @@ mod imp {
             if self.timers.pending() > 0 {
                 let now = Instant::now();
                 if self.timers.is_due(now) {
-                    let lowered = self.timers.advance(now, |e, action| self.run_action(e, action));
+                    let lowered = self.timers.advance(now, |action| self.run_action(action));
                     if lowered {
                         self.timer_hint_lowered();
                     }
@@ -110,12 +110,11 @@ mod imp {
         /// gone, or whose bounded mailbox is full, is dropped here; its
         /// destructor (like a foreign waker) is user code no process owns, so
         /// a panic in it is caught and counted, never unwound into a worker.
-        fn run_action(&self, e: &Arc<Entry>, action: Action) {
+        fn run_action(&self, action: Action) {
             let ran = crate::guard::catch(|| match action {
                 Action::Send(pid, msg) => {
                     self.table.with(pid, |task| {
                         let h = task.header();
-                        self.unregister_timer(h, e);
                         if !self.shed_if_full(h) {
                             h.deliver(Received::Message(msg));
                         }
@@ -134,9 +133,6 @@ mod imp {
             let Some(action) = self.timers.cancel(e) else {
                 return false;
             };
-            if let Some(pid) = e.target {
-                self.unregister_timer_of(pid, e);
-            }
             drop(action);
             true
         }
@@ -181,7 +177,8 @@ mod imp {
         /// `Duration::MAX` never fires.
         pub fn send_after<M: Send + 'static>(&self, pid: Pid, delay: Duration, msg: M) -> TimerRef {
             let shared = &self.shared;
-            let entry = shared.add_timer(deadline_after(delay), Action::Send(pid, Message::new(msg)));
+            let entry =
+                shared.add_timer(deadline_after(delay), Action::Send(pid, Message::new(msg)));
             if !shared.register_timer(pid, &entry) {
                 drop(shared.timers.cancel(&entry));
             }

@@ -2,60 +2,67 @@
 //! `send_after` whose destination process is gone is cancelled, and its
 //! message freed, rather than held until it fires).
 //!
-//! Each process keeps, in its aux data, an indexed list of the pending
-//! `send_after` entries aimed at it; an entry remembers its index there
-//! (`Entry::owner_index`, maintained under the aux lock), so adding and
-//! removing one is O(1) and ending a process costs O(its timers).
+//! Each process keeps, in its aux data, the list of the `send_after`
+//! entries aimed at it. Firing and cancelling do not touch it (that would
+//! put the target's aux lock, and a cache miss into a long list, on every
+//! fire and cancel); instead a push that finds the list at its compaction
+//! mark first drops the settled entries, and sets the mark to twice what
+//! remains. So a push costs amortised O(1), the list holds at most about
+//! twice the target's peak of pending timers (the settled ones without
+//! their messages, which went with their firing or cancelling), and ending
+//! a process costs O(its list).
 //!
 //! # Why a timer is never left pending after its target ended
 //!
 //! A `send_after` first puts its entry in the wheel, then *registers* it:
 //! under the target's aux lock, if the target is still in the process table
-//! and the entry still pending, it is pushed onto the list; otherwise the
-//! entry is cancelled at once. Teardown removes the process from the table
-//! first and then takes the list under the aux lock (the same argument as
-//! for links and monitors, see [`crate::signal`]): a registration either
-//! lands before the take (and is cancelled by teardown) or sees the process
-//! gone (and cancels itself).
+//! it is pushed onto the list; otherwise the entry is cancelled at once.
+//! Teardown removes the process from the table first and then takes the
+//! list under the aux lock (the same argument as for links and monitors,
+//! see [`crate::signal`]): a registration either lands before the take (and
+//! its entry is cancelled by teardown, unless it already fired) or sees the
+//! process gone (and cancels its entry itself).
 //!
-//! Whoever settles an entry (fire or cancel, by its state CAS) then removes
-//! it from the list under the aux lock. A registration that checks "still
-//! pending" under that lock is thus either removed by the settler later, or
-//! sees it settled and does not push; so the list holds no settled entry
-//! beyond a settler's short window.
-//!
-//! Locks: the aux lock is never held together with a wheel lock.
+//! Locks: the aux lock is never held together with a wheel lock, and no
+//! user value is dropped under it.
 
 use super::wheel::{Action, Entry};
 use crate::process::Pid;
 use crate::process::task::Header;
 use crate::runtime::Shared;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+
+/// The least compaction mark.
+const MIN_MARK: usize = 32;
 
 /// The list of `send_after` entries aimed at one process.
 #[derive(Default)]
-pub(crate) struct Timers(Vec<Arc<Entry>>);
+pub(crate) struct Timers {
+    /// Pending entries, and settled ones not yet compacted away.
+    list: Vec<Arc<Entry>>,
+    /// A push at this length drops the settled entries first.
+    mark: usize,
+}
 
 impl Timers {
-    fn push(&mut self, e: Arc<Entry>) {
-        e.owner_index.store(self.0.len(), Ordering::Relaxed);
-        self.0.push(e);
-    }
-
-    /// Removes `e` if it is here; returns it, for the caller to drop after
-    /// the aux lock.
-    fn remove(&mut self, e: &Arc<Entry>) -> Option<Arc<Entry>> {
-        let i = e.owner_index.load(Ordering::Relaxed);
-        if i < self.0.len() && Arc::ptr_eq(&self.0[i], e) {
-            let taken = self.0.swap_remove(i);
-            if let Some(moved) = self.0.get(i) {
-                moved.owner_index.store(i, Ordering::Relaxed);
+    /// Adds `e`; returns the settled entries compacted away, for the caller
+    /// to drop after the aux lock (they hold no message any more, but their
+    /// last reference is best not dropped under a lock).
+    fn push(&mut self, e: Arc<Entry>) -> Vec<Arc<Entry>> {
+        let mut settled = Vec::new();
+        if self.list.len() >= self.mark {
+            let mut i = 0;
+            while i < self.list.len() {
+                if self.list[i].is_pending() {
+                    i += 1;
+                } else {
+                    settled.push(self.list.swap_remove(i));
+                }
             }
-            Some(taken)
-        } else {
-            None
+            self.mark = (2 * self.list.len()).max(MIN_MARK);
         }
+        self.list.push(e);
+        settled
     }
 }
 
@@ -73,35 +80,15 @@ impl Shared {
                 if !self.table.contains(pid) {
                     return false;
                 }
-                if e.is_pending() {
-                    aux.get_or_insert_with(Default::default)
-                        .timers
-                        .push(e.clone());
-                }
+                let settled = aux
+                    .get_or_insert_with(Default::default)
+                    .timers
+                    .push(e.clone());
+                drop(aux);
+                drop(settled);
                 true
             })
             .unwrap_or(false)
-    }
-
-    /// Removes a settled entry from its target's list, if it is there.
-    pub(crate) fn unregister_timer(&self, h: &Header, e: &Arc<Entry>) {
-        let removed = h.aux.lock().as_mut().and_then(|a| a.timers.remove(e));
-        drop(removed);
-    }
-
-    /// [`Shared::unregister_timer`] by pid.
-    pub(crate) fn unregister_timer_of(&self, pid: Pid, e: &Arc<Entry>) {
-        let removed = self
-            .table
-            .with(pid, |task| {
-                task.header()
-                    .aux
-                    .lock()
-                    .as_mut()
-                    .and_then(|a| a.timers.remove(e))
-            })
-            .flatten();
-        drop(removed);
     }
 
     /// Teardown: cancels every timer aimed at the ending process (which has
@@ -109,7 +96,7 @@ impl Shared {
     /// destructors has no process left to crash: it is counted.
     pub(crate) fn cancel_timers_of(&self, h: &Header) {
         let taken = h.aux.lock().as_mut().map(|a| std::mem::take(&mut a.timers));
-        let Some(Timers(entries)) = taken else {
+        let Some(Timers { list: entries, .. }) = taken else {
             return;
         };
         let actions: Vec<Action> = entries
@@ -122,5 +109,44 @@ impl Shared {
                 self.note_unowned_panic();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::wheel::Wheel;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_long_lived_target_keeps_only_about_its_pending_timers() {
+        let wheel = Wheel::new();
+        let mut timers = Timers::default();
+        let later = Some(Instant::now() + Duration::from_secs(3600));
+        for i in 0..10_000 {
+            let (e, _) = wheel.insert(
+                later,
+                Action::Send(Pid::from_raw(1), crate::Message::new(i)),
+            );
+            drop(timers.push(e.clone()));
+            // One pending at a time, as for a process that rearms a timer.
+            assert!(wheel.cancel(&e).is_some());
+            assert!(timers.list.len() <= MIN_MARK + 1);
+        }
+        let pending: Vec<_> = (0..1000)
+            .map(|i| {
+                wheel
+                    .insert(
+                        later,
+                        Action::Send(Pid::from_raw(1), crate::Message::new(i)),
+                    )
+                    .0
+            })
+            .collect();
+        for e in &pending {
+            drop(timers.push(e.clone()));
+        }
+        assert!(timers.list.len() <= 2 * pending.len() + MIN_MARK);
+        assert_eq!(wheel.pending_total(), 1000);
     }
 }

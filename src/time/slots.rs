@@ -283,7 +283,10 @@ mod tests {
         inserter.join().unwrap();
         let taken = rx.recv().unwrap();
         advancer.join().unwrap();
-        assert!(tick >= 2, "an insert went to tick {tick}, already processed");
+        assert!(
+            tick >= 2,
+            "an insert went to tick {tick}, already processed"
+        );
         assert!(taken >= 1);
         assert_none_left_behind(&s);
     }

@@ -68,11 +68,6 @@ pub(crate) struct Entry {
     state: AtomicU8,
     /// Its index in its slot's vector, maintained under the slot lock.
     slot_index: AtomicUsize,
-    /// The process a `send_after` is aimed at (`None` for a wake).
-    pub(crate) target: Option<Pid>,
-    /// Its index in the target's list of timers, maintained under the
-    /// target's aux lock (see `time::owned`).
-    pub(crate) owner_index: AtomicUsize,
     /// Taken by whoever wins the state CAS (and replaced by a re-poll of a
     /// waiting future with a new waker).
     action: Mutex<Option<Action>>,
@@ -193,17 +188,11 @@ impl Wheel {
     /// true the caller must wake the duty holder
     /// (`Shared::timer_hint_lowered`).
     pub(crate) fn insert(&self, deadline: Option<Instant>, action: Action) -> (Arc<Entry>, bool) {
-        let target = match &action {
-            Action::Send(pid, _) => Some(*pid),
-            Action::Wake(_) => None,
-        };
         let make = |tick| {
             Arc::new(Entry {
                 tick,
                 state: AtomicU8::new(PENDING),
                 slot_index: AtomicUsize::new(0),
-                target,
-                owner_index: AtomicUsize::new(usize::MAX),
                 action: Mutex::new(Some(action)),
             })
         };
@@ -275,7 +264,7 @@ impl Wheel {
     /// action to run. Returns at once if another thread is advancing. True
     /// when the caller must wake the duty holder afterwards (the rescan of
     /// the hint lowered it from "none").
-    pub(crate) fn advance(&self, now: Instant, mut fire: impl FnMut(&Arc<Entry>, Action)) -> bool {
+    pub(crate) fn advance(&self, now: Instant, mut fire: impl FnMut(Action)) -> bool {
         let Some(_guard) = self.advancing.try_lock() else {
             return false;
         };
@@ -290,7 +279,7 @@ impl Wheel {
             if e.settle(FIRED) {
                 self.pending.fetch_sub(1, Ordering::Relaxed);
                 if let Some(action) = e.take_action() {
-                    fire(e, action);
+                    fire(action);
                 }
             }
         }
@@ -325,14 +314,13 @@ impl Wheel {
     /// a `block_on` parked on one of them learns the runtime stopped.
     pub(crate) fn stop(&self) -> (Vec<Action>, Vec<Waker>) {
         let mut wakers = Vec::new();
-        let removed = self.slots.remove_where(|e| {
-            if e.target.is_some() {
-                return true;
-            }
-            if let Some(Action::Wake(w)) = &*e.action.lock() {
+        let removed = self.slots.remove_where(|e| match &*e.action.lock() {
+            Some(Action::Send(..)) => true,
+            Some(Action::Wake(w)) => {
                 wakers.push(w.clone());
+                false
             }
-            false
+            None => false,
         });
         let mut dropped = Vec::new();
         for e in removed {
