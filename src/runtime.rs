@@ -78,7 +78,6 @@ impl Shared {
 
     /// Counts a panic in user code that no process owned (a destructor of a
     /// value whose process is gone).
-    #[allow(dead_code)]
     pub(crate) fn note_unowned_panic(&self) {
         self.unowned_panics.fetch_add(1, Ordering::Relaxed);
     }

@@ -319,7 +319,25 @@ fn a_handle_of_a_stopped_runtime_never_hangs() {
         assert!(!h.kill(q.pid()));
         assert!(h.info(q.pid()).is_none());
         assert_eq!(h.shutdown(), 0);
+        assert!(!h.exit(q.pid(), ExitReason::Shutdown));
+        assert!(!h.set_label(q.pid(), "x"));
+        assert!(!h.register("name", q.pid()));
+        assert_eq!(h.whereis("name"), None);
+        assert!(!h.send_named("name", 1u8));
+        assert!(!h.register_tag("tag", q.pid()));
+        assert_eq!(h.kill_tag("tag"), 0);
+        let r = h.whereis_or_spawn("other", |_| async {});
+        assert!(!h.is_alive(r));
+        h.link(q.pid(), r);
+        h.set_trap_exit(q.pid(), true);
+        assert!(!h.send_exit(r, q.pid(), ExitReason::Killed));
+        let m = h.monitor(r, q.pid());
+        assert!(!h.demonitor(m));
+        let l = h.spawn_link(q.pid(), |_| async {});
+        assert_eq!(h.block_on(l.join()), ExitReason::Killed);
         assert_eq!(h.block_on(q.join()), ExitReason::Killed);
+        assert!(h.list().is_empty());
+        assert_eq!(h.process_count(), 0);
         let _ = h.metrics();
     });
 }
