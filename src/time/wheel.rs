@@ -27,6 +27,8 @@
 //! their entries and run (or dropped) by the callers. Only the advancer's
 //! exclusion (`advancing`, which nobody blocks on) is held while it fires a
 //! batch, so that batches go out one after another, in deadline order.
+//! An entry's own `action` lock nests inside a slot lock (at stop), never
+//! the other way round, and never with a process's locks.
 
 use super::duty::Duty;
 use super::slots::{Slots, Slotted};
