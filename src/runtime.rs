@@ -282,7 +282,9 @@ impl Runtime {
     }
 
     /// Runs `future` to completion on the calling thread while processes run
-    /// on the workers. May be called from several threads at once.
+    /// on the workers. May be called from several threads at once. On a
+    /// handle whose runtime has stopped, it still runs `future`, keeping
+    /// the time for its timers itself.
     ///
     /// # Panics
     /// When called from inside a process (a worker thread): blocking a
