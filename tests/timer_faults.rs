@@ -366,3 +366,29 @@ fn a_block_on_sleeping_while_its_runtime_stops_still_wakes() {
         .recv_timeout(BOUND)
         .expect("a sleep in block_on hung after its runtime stopped");
 }
+
+#[test]
+fn a_cancel_whose_message_panics_in_drop_panics_the_canceller_only() {
+    silence_expected_panics();
+    let rt = runtime(1);
+    let p = spawn_parked(&rt);
+    let t = rt.send_after(p.pid(), Duration::from_secs(3600), PanicOnDrop);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.cancel()));
+    assert!(
+        panicked.is_err(),
+        "the message is dropped on the canceller's thread"
+    );
+    assert_eq!(rt.pending_timers(), 0);
+    assert!(!t.cancel());
+    // The wheel and the target's lists are intact: timers still work.
+    let soon = rt.send_after(p.pid(), Duration::from_millis(1), 1u8);
+    let later = rt.send_after(p.pid(), Duration::from_secs(3600), 2u8);
+    wait_until("the first timer", || {
+        rt.info(p.pid()).unwrap().mailbox_depth == 1
+    });
+    assert!(!soon.cancel());
+    assert!(later.cancel());
+    assert_eq!(rt.pending_timers(), 0);
+    assert_eq!(rt.metrics().unowned_panics, 0);
+    p.kill();
+}

@@ -172,7 +172,8 @@ mod imp {
         /// Sends `msg` to `pid` after `delay`. If `pid` has ended by then, or
         /// ends before, the timer is cancelled with it and its message
         /// dropped (as in OTP); a target that is not alive now cancels it at
-        /// once. With a bounded mailbox, a message that finds the mailbox
+        /// once (its message is then dropped on this thread, as a cancel's
+        /// is). With a bounded mailbox, a message that finds the mailbox
         /// full is shed like any other ([`Runtime::dropped_messages`]).
         /// `Duration::MAX` never fires.
         pub fn send_after<M: Send + 'static>(&self, pid: Pid, delay: Duration, msg: M) -> TimerRef {
