@@ -64,6 +64,9 @@ pub(crate) struct Aux {
     pub(crate) tags: Vec<String>,
     /// A free-form label, for observability.
     pub(crate) label: Option<String>,
+    /// The `send_after` timers aimed at this process, cancelled with it
+    /// (see `time::owned`).
+    pub(crate) timers: crate::time::owned::Timers,
 }
 
 /// Type-specific operations reachable from a thin pointer to a header.
