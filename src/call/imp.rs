@@ -466,12 +466,12 @@ impl Timeout {
         }
         let armed = timer
             .as_ref()
-            .is_some_and(|(e, w)| !e.has_fired() && w.will_wake(waker));
+            .is_some_and(|(e, w)| e.is_pending() && w.will_wake(waker));
         if !armed {
             if let Some((old, _)) = timer.take() {
                 shared.timers.cancel(&old);
             }
-            let entry = shared.add_timer(*deadline, Action::Wake(waker.clone()));
+            let entry = shared.add_timer(Some(*deadline), Action::Wake(waker.clone()));
             *timer = Some((entry, waker.clone()));
         }
         false

@@ -35,7 +35,7 @@ pub(crate) fn on_spawn(rt: &Runtime, pid: Pid) {
     };
     if key == runtime_key(rt) {
         HOOK.with(|h| h.set(None));
-        let reference = rt.monitor_untracked(sup, pid);
+        let reference = rt.monitor(sup, pid);
         HOOKED.with(|h| h.set(Some((pid, reference))));
     }
 }
@@ -104,7 +104,7 @@ pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started,
                     if let Some((_, reference)) = other {
                         rt.demonitor(reference);
                     }
-                    let monitor = rt.monitor_untracked(sup, pid);
+                    let monitor = rt.monitor(sup, pid);
                     Ok(Started {
                         pid,
                         monitor,
