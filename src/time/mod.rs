@@ -12,7 +12,7 @@ pub use imp::{RecvTimeout, Sleep, TimerRef, sleep};
 mod imp {
 
     use super::wheel::{Action, Entry};
-    use crate::mailbox::queue::Cursor;
+    use crate::mailbox::queue::{Cursor, Park};
     use crate::mailbox::{Message, Received};
     use crate::process::{Context, Pid};
     use crate::runtime::{Runtime, Shared};
@@ -165,7 +165,8 @@ mod imp {
     impl Context {
         /// Receives the oldest item, or `None` once `timeout` has passed with
         /// nothing arriving. `Duration::ZERO` checks the mailbox once. An item
-        /// that arrives after the timeout stays in the mailbox.
+        /// that arrives after the timeout stays in the mailbox. `None` at once
+        /// if the process has ended (a context moved out of its process).
         pub fn recv_timeout(
             &mut self,
             timeout: Duration,
@@ -250,8 +251,15 @@ mod imp {
                     let shared = &this.ctx.runtime().shared;
                     this.timer = Some(shared.add_timer(deadline, Action::Wake(cx.waker().clone())));
                 }
-                if this.ctx.park(cx.waker()) {
-                    return Poll::Pending;
+                match this.ctx.park(cx.waker()) {
+                    Park::Parked => return Poll::Pending,
+                    Park::Arrived => {}
+                    // The process has ended: nothing can arrive, so waiting
+                    // out the timeout would only hang the caller.
+                    Park::Closed => {
+                        this.disarm();
+                        return Poll::Ready(None);
+                    }
                 }
             }
         }
