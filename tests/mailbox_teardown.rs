@@ -7,11 +7,11 @@ mod support;
 use rusm_otp::{Context, ExitReason, Received, Runtime};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-use support::{EXPECTED_PANIC, poll_once_foreign, run, run_for, runtime, wait_until};
+use support::{EXPECTED_PANIC, poll_once_foreign, run, run_for, runtime};
 
 /// Bound for a wait that hangs on the unfixed code: long enough for a loaded
 /// machine, short enough that a hang fails the test quickly.
@@ -43,58 +43,84 @@ fn kill_and_join(rt: &Runtime, h: rusm_otp::ProcessHandle) -> ExitReason {
     run_for(rt, HANG, h.join())
 }
 
-/// One thread drains a moved-out context with `try_recv`, another floods
-/// the process with sends, and the main thread kills it. The close must
-/// take the incoming messages from under the draining consumer without
-/// either side walking the other's: no crash, nothing received twice,
-/// and the dead process's mailbox stays closed (a send to it fails).
+/// One thread drains moved-out contexts with `try_recv` while the main
+/// thread floods their processes with sends and kills them, round after
+/// round (the draining thread persists, so a round is short and many fit
+/// in the test). The close must take the incoming messages from under the
+/// draining consumer without either side walking the other's: no crash,
+/// nothing received twice or out of order, the consumer gets nothing once
+/// the process has ended, and the dead process's mailbox stays closed.
 #[test]
 fn a_context_drained_on_another_thread_races_the_teardown() {
-    const ROUNDS: usize = 300;
-    let rt = runtime(2);
-    for _ in 0..ROUNDS {
-        let (h, mut ctx) = spawn_escaping(&rt);
-        let pid = h.pid();
-        let ended = Arc::new(AtomicBool::new(false));
-        let received = Arc::new(AtomicU64::new(0));
-        let drainer = {
-            let (ended, received) = (ended.clone(), received.clone());
-            thread::spawn(move || {
-                let mut next = 0u64;
+    const ROUNDS: usize = 500;
+    /// Processes killed per round.
+    const PER_ROUND: usize = 8;
+    /// Sends to each process before the kills.
+    const BURST: u64 = 16;
+    /// Sends after the kill that may still land before the close; a
+    /// mailbox that keeps accepting past this has been reopened.
+    const MAX_LATE: u64 = 10_000_000;
+    let rt = runtime(1);
+    // Set by the main thread once the round's processes have ended.
+    let ended = Arc::new(AtomicBool::new(false));
+    let (to_drainer, contexts) = mpsc::channel::<Vec<Context>>();
+    let (back, returned) = mpsc::channel::<Vec<Context>>();
+    let drainer = {
+        let ended = ended.clone();
+        thread::spawn(move || {
+            for mut ctxs in contexts {
+                let mut next = vec![0u64; ctxs.len()];
                 while !ended.load(Ordering::Acquire) {
-                    if let Some(r) = ctx.try_recv() {
-                        let v = r.message().unwrap().downcast::<u64>().unwrap();
-                        assert_eq!(v, next, "each message once, in order");
-                        next += 1;
-                        received.store(next, Ordering::Release);
+                    for (ctx, next) in ctxs.iter_mut().zip(&mut next) {
+                        if let Some(r) = ctx.try_recv() {
+                            let v = r.message().unwrap().downcast::<u64>().unwrap();
+                            assert_eq!(v, *next, "each message once, in order");
+                            *next += 1;
+                        }
                     }
                 }
-                assert!(ctx.try_recv().is_none(), "the process has ended");
-                ctx
-            })
-        };
-        let flooder = {
-            let rt = rt.clone();
-            thread::spawn(move || {
-                let mut i = 0u64;
-                while rt.send(pid, i) {
-                    i += 1;
+                for ctx in &mut ctxs {
+                    assert!(ctx.try_recv().is_none(), "the process has ended");
                 }
-            })
-        };
-        wait_until("the drainer receives", || {
-            received.load(Ordering::Acquire) > 0
+                back.send(ctxs).unwrap();
+            }
+        })
+    };
+    for _ in 0..ROUNDS {
+        let (handles, ctxs): (Vec<_>, Vec<_>) = (0..PER_ROUND).map(|_| spawn_escaping(&rt)).unzip();
+        let pids: Vec<_> = handles.iter().map(|h| h.pid()).collect();
+        ended.store(false, Ordering::Release);
+        to_drainer.send(ctxs).unwrap();
+        for i in 0..BURST {
+            for &pid in &pids {
+                assert!(rt.send(pid, i));
+            }
+        }
+        for h in &handles {
+            assert!(h.kill());
+        }
+        for &pid in &pids {
+            let mut i = BURST;
+            while rt.send(pid, i) {
+                i += 1;
+                assert!(i < BURST + MAX_LATE, "sends succeed into a killed process");
+            }
+        }
+        run_for(&rt, HANG, async {
+            for h in handles {
+                assert_eq!(h.join().await, ExitReason::Killed);
+            }
         });
-        assert_eq!(kill_and_join(&rt, h), ExitReason::Killed);
-        // The flooder stops on its first refused send; a reopened
-        // mailbox would keep it going.
-        flooder.join().unwrap();
-        assert!(!rt.send(pid, 0u64), "a send to an ended process fails");
         ended.store(true, Ordering::Release);
-        let ctx = drainer.join().unwrap();
-        assert!(!rt.send(pid, 0u64), "a send to an ended process fails");
-        drop(ctx);
+        let mut ctxs = returned.recv().unwrap();
+        for (ctx, &pid) in ctxs.iter_mut().zip(&pids) {
+            assert!(!rt.send(pid, 0u64), "a send to an ended process fails");
+            assert!(ctx.try_recv().is_none());
+        }
+        drop(ctxs);
     }
+    drop(to_drainer);
+    drainer.join().unwrap();
     assert_eq!(rt.metrics().unowned_panics, 0);
 }
 
