@@ -54,10 +54,10 @@
 //!   `swap(CLOSED)`. None of the CASes expects `CLOSED`, so once the close
 //!   has landed `head` stays `CLOSED` for good and every push fails; and a
 //!   stack is taken by exactly one RMW, the consumer's or the close's, never
-//!   both. There is no ABA on the consumer's CAS: nodes leave the stack only
-//!   through these RMWs, the consumer is the only one of them that can run
-//!   between its load and its CAS other than the close, and after the close
-//!   no node enters the stack again.
+//!   both. Nor is there ABA on the consumer's CAS: between its load and its
+//!   CAS only the close can take the stack (there is one consumer), and
+//!   after the close no node enters the stack again, so `head` cannot come
+//!   back to the node the consumer loaded.
 //! * **`local` is freed by whichever side lets go last.** The close never
 //!   touches `local` while the consumer exists. Each side sets its bit of
 //!   `ends` with one `fetch_or` and reads the other's in the same step;
@@ -79,8 +79,8 @@
 //! The queue never drops a value itself while the runtime runs: [`Closed`]
 //! and [`Queue::release_consumer`] hand the values over as a [`Drain`], so
 //! the caller can run each destructor under a panic guard. `Drop` for the
-//! queue only frees what a runtime never handed over (a process whose
-//! spawn closure panicked).
+//! queue only frees what the runtime never closed (the queue of a process
+//! whose spawn closure panicked before it could run).
 //!
 //! # Selective receive
 //!
