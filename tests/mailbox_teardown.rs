@@ -52,7 +52,7 @@ fn kill_and_join(rt: &Runtime, h: rusm_otp::ProcessHandle) -> ExitReason {
 /// the process has ended, and the dead process's mailbox stays closed.
 #[test]
 fn a_context_drained_on_another_thread_races_the_teardown() {
-    const ROUNDS: usize = 500;
+    const ROUNDS: usize = 300;
     /// Processes killed per round.
     const PER_ROUND: usize = 8;
     /// Sends to each process before the kills.
