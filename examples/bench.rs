@@ -1,4 +1,4 @@
-//! Command-line runner of the benchmark workloads (`/work/shared/WORKLOADS.md`)
+//! Command-line runner of the benchmark workloads (`WORKLOADS.md`)
 //! on rusm-otp and on a tokio baseline.
 //!
 //! ```text

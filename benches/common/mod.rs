@@ -1,4 +1,4 @@
-//! The benchmark workloads of `/work/shared/WORKLOADS.md`, once for rusm-otp
+//! The benchmark workloads of `WORKLOADS.md`, once for rusm-otp
 //! and once for a tokio baseline, shared by `examples/bench.rs` (the
 //! command-line runner) and `benches/workloads.rs` (criterion), so that both
 //! run exactly the same code.
