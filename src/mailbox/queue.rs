@@ -723,6 +723,48 @@ mod tests {
         assert!(q.push(3).is_err());
     }
 
+    /// Threads instead of loom, so that Miri checks the real code paths for
+    /// data races and use-after-free: a producer, a consumer alternating
+    /// `pop` and `find` and then leaving, and a close, all at once. Every
+    /// accepted value is received, left to the consumer, or handed to the
+    /// close, exactly once.
+    #[test]
+    fn consumer_producer_and_close_on_threads() {
+        use std::sync::Arc;
+        const N: u32 = if cfg!(miri) { 40 } else { 4_000 };
+        let q = Arc::new(Queue::new());
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || (0..N).filter(|&i| q.push(i).is_ok()).count())
+        };
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut got = 0;
+                let mut cursor = Cursor::start();
+                for round in 0..N {
+                    let v = if round % 2 == 0 {
+                        // SAFETY: this thread is the only consumer.
+                        unsafe { q.pop() }
+                    } else {
+                        // Defers odd values, so the close finds some in `local`.
+                        // SAFETY: as above; the cursor is only used here.
+                        unsafe { q.find(&mut cursor, |v| v % 2 == 0) }
+                    };
+                    got += usize::from(v.is_some());
+                }
+                // SAFETY: as above; no consumer call after this.
+                got + unsafe { q.release_consumer() }.count()
+            })
+        };
+        // SAFETY: the one close.
+        let closed = unsafe { q.close() }.values.count();
+        let accepted = producer.join().unwrap();
+        let consumed = consumer.join().unwrap();
+        assert_eq!(consumed + closed, accepted);
+        assert!(q.push(0).is_err());
+    }
+
     #[test]
     fn closing_a_foreign_park_asks_for_a_wake() {
         let q = Queue::<u8>::new();
