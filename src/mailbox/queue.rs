@@ -741,15 +741,15 @@ mod tests {
             let q = q.clone();
             std::thread::spawn(move || {
                 let mut got = 0;
-                let mut cursor = Cursor::start();
                 for round in 0..N {
                     let v = if round % 2 == 0 {
                         // SAFETY: this thread is the only consumer.
                         unsafe { q.pop() }
                     } else {
-                        // Defers odd values, so the close finds some in `local`.
-                        // SAFETY: as above; the cursor is only used here.
-                        unsafe { q.find(&mut cursor, |v| v % 2 == 0) }
+                        // Defers odd values, so the close finds some in
+                        // `local`. A fresh cursor: `pop` ran since the last.
+                        // SAFETY: as above, and the cursor starts afresh.
+                        unsafe { q.find(&mut Cursor::start(), |v| v % 2 == 0) }
                     };
                     got += usize::from(v.is_some());
                 }
