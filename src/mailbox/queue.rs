@@ -74,6 +74,10 @@
 //! ([`Closed::wake_foreign`]); one parked under its own process waker needs
 //! no wake, since that process is the one being torn down.
 //!
+//! The loom models `pop_racing_close` (the first rule),
+//! `consumer_leaving_racing_close` (the second) and
+//! `receive_racing_send_and_close` (no receive left waiting) check this.
+//!
 //! # Who drops queued values
 //!
 //! The queue never drops a value itself while the runtime runs: [`Closed`]
