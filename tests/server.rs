@@ -116,8 +116,13 @@ fn calls_casts_and_infos_reach_their_handlers() {
     assert!(s.cast(40));
     assert!(rt.send(s.pid(), "hello"));
     assert_eq!(run(&rt, s.clone().call(Op::Get, LONG)), Ok(42));
-    let target = rt.spawn(|_ctx| async {});
+    // The target ends only once the monitor is in place, so its Down says
+    // `Normal` (a target already gone would give `NoProc`).
+    let target = rt.spawn(|mut ctx| async move {
+        let _ = ctx.recv().await;
+    });
     rt.monitor(s.pid(), target.pid());
+    assert!(rt.send(target.pid(), ()));
     wait_until("the Down reaches handle_info", || {
         seen(&l).iter().any(|s| s == "info down normal")
     });

@@ -26,7 +26,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Poll, Waker};
 
 /// A process behind a type-erased reference.
@@ -204,9 +204,6 @@ pub(crate) struct Header {
     kill_reason: AtomicU8,
     /// The reason it ended with; 0 while alive. Set last in teardown.
     exit: AtomicU8,
-    /// Whether the process's `Context` still exists (it can outlive the
-    /// future only if the body moved it elsewhere).
-    context_alive: AtomicBool,
     /// The mailbox.
     pub(crate) mailbox: Queue<Received>,
     /// The runtime (a handle that does not keep it running).
@@ -258,10 +255,6 @@ impl Header {
     /// The reason the process ended with, once teardown is complete.
     pub(crate) fn exit_reason(&self) -> Option<ExitReason> {
         ExitReason::from_u8(self.exit.load(Ordering::Acquire))
-    }
-
-    pub(crate) fn context_dropped(&self) {
-        self.context_alive.store(false, Ordering::Release);
     }
 
     /// Pushes `item` into the mailbox and wakes the process if its receive
@@ -345,7 +338,6 @@ where
                 pid,
                 kill_reason: AtomicU8::new(0),
                 exit: AtomicU8::new(0),
-                context_alive: AtomicBool::new(true),
                 mailbox: Queue::new(),
                 rt,
                 aux: Mutex::new(None),
@@ -433,17 +425,8 @@ where
         }
         *stage = Stage::Done;
         let h = &self.header;
-        // The Context is gone with the future unless the body moved it out;
-        // only then may teardown take over the consumer side of the mailbox.
-        if !h.context_alive.load(Ordering::Acquire) {
-            // SAFETY: the Context (the only consumer) is dropped, so this
-            // thread is the consumer now.
-            unsafe { h.mailbox.close() };
-        } else {
-            // SAFETY: closing only the shared stack never touches the
-            // consumer's list, which an escaped Context may still use.
-            unsafe { h.mailbox.close_incoming() };
-        }
+        // A queued message whose destructor panics crashes this process.
+        let reason = crate::mailbox::close_at_teardown(h, reason);
         // Our own reference: `self` may be a queue entry's borrow, and the
         // table's reference goes in `process_exited`.
         let me: TaskRef = self.clone();

@@ -20,7 +20,7 @@ pub use imp::{RecvTimeout, Sleep, TimerRef, sleep};
 mod imp {
 
     use super::wheel::{Action, Entry};
-    use crate::mailbox::queue::Cursor;
+    use crate::mailbox::queue::{Cursor, Park};
     use crate::mailbox::{Message, Received};
     use crate::process::{Context, Pid};
     use crate::runtime::{Runtime, Shared};
@@ -274,7 +274,8 @@ mod imp {
         /// Receives the oldest item, or `None` once `timeout` has passed with
         /// nothing arriving. `Duration::ZERO` checks the mailbox once;
         /// `Duration::MAX` (Erlang's `after infinity`) waits forever. An item
-        /// that arrives after the timeout stays in the mailbox.
+        /// that arrives after the timeout stays in the mailbox. `None` at once
+        /// if the process has ended (a context moved out of its process).
         pub fn recv_timeout(
             &mut self,
             timeout: Duration,
@@ -370,8 +371,15 @@ mod imp {
                         this.timer = shared.add_wake(deadline, cx.waker());
                     }
                 }
-                if this.ctx.park(cx.waker()) {
-                    return Poll::Pending;
+                match this.ctx.park(cx.waker()) {
+                    Park::Parked => return Poll::Pending,
+                    Park::Arrived => {}
+                    // The process has ended: nothing can arrive, so waiting
+                    // out the timeout would only hang the caller.
+                    Park::Closed => {
+                        this.disarm();
+                        return Poll::Ready(None);
+                    }
                 }
             }
         }
