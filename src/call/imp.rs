@@ -345,11 +345,11 @@ impl Runtime {
 /// The future of [`Runtime::call`]. The request is sent when it is first
 /// polled; dropping it gives up the call.
 ///
-/// The timeout is counted from the call's second poll: a call still
-/// unanswered at its first poll yields once (the callee, woken by the
-/// request, usually runs and answers first), and only a call still waiting
-/// after that arms a timer. So the common fast call never touches the
-/// timer wheel.
+/// The first poll sends the request and yields once (the callee, woken by
+/// the request, usually runs and answers before this call is polled
+/// again); only a call still waiting at its second poll registers its
+/// waker and arms a timer, counting the timeout from there. So a prompt
+/// call never touches the timer wheel.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Call<Q, R: Send + 'static> {
     rt: Runtime,
@@ -372,7 +372,7 @@ enum Stage<Q, R: Send + 'static> {
 
 /// A waiting call's timeout.
 enum Timeout {
-    /// Not armed yet: the call has yielded once, or not even that.
+    /// Not armed yet: the call has not waited, or has yielded once.
     Lazy { timeout: Duration, yielded: bool },
     /// No deadline (too far to represent).
     Never,
