@@ -3,8 +3,8 @@
 //! as `examples/bench.rs`).
 //!
 //! Each group has two functions, `rusm` and `tokio` (only `rusm` for the
-//! workloads without a tokio baseline: restart_storm, monitor_churn,
-//! send_named, timers_fire, timers_cancel). The runtime is built
+//! workloads without a tokio baseline: restart_storm, monitor_churn, the
+//! hub workloads, send_named, timers_fire, timers_cancel). The runtime is built
 //! once per function, outside the timing; each iteration is one run of the
 //! workload, and the time reported is the driver-internal time
 //! (`iter_custom`). One worker thread per core.
@@ -20,7 +20,7 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use std::time::Duration;
 
 /// The scaled-down sizes.
-const LOADS: [Workload; 14] = [
+const LOADS: [Workload; 17] = [
     Workload::Spawn { n: 100_000 },
     Workload::Skynet { leaves: 100_000 },
     Workload::Pingpong { n: 100_000 },
@@ -47,6 +47,9 @@ const LOADS: [Workload; 14] = [
     },
     Workload::LinkCascade { procs: 10_000 },
     Workload::MonitorChurn { n: 100_000 },
+    Workload::HubMonitors { n: 10_000 },
+    Workload::HubLinks { n: 10_000 },
+    Workload::HubCascade { n: 10_000 },
     Workload::SendNamed {
         senders: 2,
         per: 50_000,

@@ -8,8 +8,8 @@
 //!
 //! Workloads: `spawn`, `skynet`, `pingpong`, `call`, `parallel_pingpong`, `ring`,
 //! `fanin`, `yield_many`, `idle_memory`, `restart_storm`, `link_cascade`,
-//! `monitor_churn`, `send_named`, `timers_fire`, `timers_cancel` (`all` runs
-//! these, in this order) and `spawn_parallel` (2 drivers spawning `n/2`
+//! `monitor_churn`, `hub_monitors`, `hub_links`, `hub_cascade`, `send_named`,
+//! `timers_fire`, `timers_cancel` (`all` runs these, in this order) and `spawn_parallel` (2 drivers spawning `n/2`
 //! processes each; `--drivers D`). Defaults: the full sizes of WORKLOADS.md,
 //! `--peer rusm`, one worker per core, one timed run, no warm-up. Prints one
 //! line per timed run:
@@ -23,10 +23,11 @@
 //! resolution) and untimed verification figures (`running_children=`,
 //! `reason=`, `pending_timers=`, ...).
 //!
-//! `restart_storm`, `monitor_churn`, `send_named`, `timers_fire` and
-//! `timers_cancel` have no tokio baseline: `--peer both` runs them on
+//! `restart_storm`, `monitor_churn`, the `hub_*` workloads, `send_named`,
+//! `timers_fire` and `timers_cancel` have no tokio baseline: `--peer both` runs them on
 //! rusm-otp only. Sizes with `--n`: `restart_storm` n = restarts (1,000
-//! children, n/1,000 crashes each), `send_named` n = messages (2 senders).
+//! children, n/1,000 crashes each), `send_named` n = messages (2 senders),
+//! `hub_*` n = monitors or links on the one hub (default 100,000).
 //!
 //! When more than one (workload, runtime) pair is asked for, each runs in a
 //! fresh child process of this same binary, so that no run inherits another's
@@ -40,7 +41,7 @@ use common::{Outcome, Workload};
 use std::process::{Command, ExitCode};
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 15] = [
+const ALL: [&str; 18] = [
     "spawn",
     "skynet",
     "pingpong",
@@ -53,6 +54,9 @@ const ALL: [&str; 15] = [
     "restart_storm",
     "link_cascade",
     "monitor_churn",
+    "hub_monitors",
+    "hub_links",
+    "hub_cascade",
     "send_named",
     "timers_fire",
     "timers_cancel",
@@ -175,6 +179,15 @@ fn workload(name: &str, n: Option<u64>, drivers: u64) -> Workload {
         },
         "monitor_churn" => Workload::MonitorChurn {
             n: n.unwrap_or(1_000_000),
+        },
+        "hub_monitors" => Workload::HubMonitors {
+            n: n.unwrap_or(100_000),
+        },
+        "hub_links" => Workload::HubLinks {
+            n: n.unwrap_or(100_000),
+        },
+        "hub_cascade" => Workload::HubCascade {
+            n: n.unwrap_or(100_000),
         },
         "send_named" => Workload::SendNamed {
             senders: 2,

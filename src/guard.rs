@@ -10,9 +10,6 @@
 //! when no process owns the value, the panic is counted
 //! ([`Metrics::unowned_panics`](crate::Metrics::unowned_panics)).
 
-// Callers arrive as the fault-handling paths adopt it.
-#![allow(dead_code)]
-
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

@@ -67,6 +67,7 @@ impl Shared {
     pub(crate) fn process_exited(&self, task: &TaskRef, reason: ExitReason) {
         let pid = task.header().pid;
         self.table.remove(pid);
+        self.cancel_timers_of(task.header());
         self.release_signals(task, reason);
         crate::call::release_watchers(task, reason);
         self.finished.fetch_add(1, Ordering::Release);
@@ -78,9 +79,18 @@ impl Shared {
 
     /// Counts a panic in user code that no process owned (a destructor of a
     /// value whose process is gone).
-    #[allow(dead_code)]
     pub(crate) fn note_unowned_panic(&self) {
         self.unowned_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a user message to `h` must be shed because its bounded
+    /// mailbox is full; counts it when so.
+    pub(crate) fn shed_if_full(&self, h: &crate::process::task::Header) -> bool {
+        let full = self.mailbox_capacity != usize::MAX && h.mailbox.len() >= self.mailbox_capacity;
+        if full {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        full
     }
 
     /// Whether a timer is due now.
@@ -111,7 +121,7 @@ impl Shared {
                 break;
             }
         }
-        self.timers.clear();
+        self.stop_timers();
         while !self.scheduler.injector.is_empty() {
             let _ = self.scheduler.injector.steal();
         }
@@ -303,7 +313,9 @@ impl Runtime {
     }
 
     /// Runs `future` to completion on the calling thread while processes run
-    /// on the workers. May be called from several threads at once.
+    /// on the workers. May be called from several threads at once. On a
+    /// handle whose runtime has stopped, it still runs `future`, keeping
+    /// the time for its timers itself.
     ///
     /// # Panics
     /// When called from inside a process (a worker thread): blocking a
@@ -328,7 +340,14 @@ impl Runtime {
                 return v;
             }
             while !waiter.notified.swap(false, Ordering::Acquire) {
-                thread::park();
+                // A handle can outlive its runtime: with no worker left to
+                // keep the time, this thread keeps it for its own timers
+                // (the stop wakes every waiting timer, so this is seen).
+                if self.shared.scheduler.is_shutdown() {
+                    self.shared.drive_timers_stopped();
+                } else {
+                    thread::park();
+                }
             }
         }
     }

@@ -14,9 +14,9 @@
 //! and spawns a task, just as spawning a rusm-otp process allocates a task
 //! that carries its mailbox.
 //!
-//! restart_storm, monitor_churn, send_named, timers_fire and timers_cancel
-//! exercise rusm-otp's supervisor, monitors, registry and timer wheel, for
-//! which tokio has no counterpart: they have no tokio baseline
+//! restart_storm, monitor_churn, the hub workloads, send_named, timers_fire
+//! and timers_cancel exercise rusm-otp's supervisor, links, monitors,
+//! registry and timer wheel, for which tokio has no counterpart: they have no tokio baseline
 //! ([`Workload::has_tokio`]). link_cascade has one, on an emulation of
 //! links and monitors over channels (see `tok::chain_proc`).
 
@@ -106,6 +106,14 @@ pub(crate) enum Workload {
     LinkCascade { procs: u64 },
     /// `n` monitor + demonitor pairs on one idle target.
     MonitorChurn { n: u64 },
+    /// One watcher places `n` monitors on one hub, which is then killed:
+    /// the time until all `n` `Down`s have arrived.
+    HubMonitors { n: u64 },
+    /// One hub linked to `n` processes, then unlinked from them all.
+    HubLinks { n: u64 },
+    /// One hub linked to `n` processes exits: the time until all `n` have
+    /// ended over their links.
+    HubCascade { n: u64 },
     /// `senders` processes send `per` messages each to a registered name.
     SendNamed { senders: u64, per: u64 },
     /// `n` `send_after` timers (0-100 ms) to the driver, all received.
@@ -131,6 +139,9 @@ impl Workload {
             Workload::RestartStorm { .. } => "restart_storm",
             Workload::LinkCascade { .. } => "link_cascade",
             Workload::MonitorChurn { .. } => "monitor_churn",
+            Workload::HubMonitors { .. } => "hub_monitors",
+            Workload::HubLinks { .. } => "hub_links",
+            Workload::HubCascade { .. } => "hub_cascade",
             Workload::SendNamed { .. } => "send_named",
             Workload::TimersFire { .. } => "timers_fire",
             Workload::TimersCancel { .. } => "timers_cancel",
@@ -145,6 +156,9 @@ impl Workload {
             | Workload::Call { n }
             | Workload::IdleMemory { n }
             | Workload::MonitorChurn { n }
+            | Workload::HubMonitors { n }
+            | Workload::HubLinks { n }
+            | Workload::HubCascade { n }
             | Workload::TimersFire { n }
             | Workload::TimersCancel { n } => n,
             Workload::Skynet { leaves } => leaves,
@@ -166,6 +180,9 @@ impl Workload {
             self,
             Workload::RestartStorm { .. }
                 | Workload::MonitorChurn { .. }
+                | Workload::HubMonitors { .. }
+                | Workload::HubLinks { .. }
+                | Workload::HubCascade { .. }
                 | Workload::SendNamed { .. }
                 | Workload::TimersFire { .. }
                 | Workload::TimersCancel { .. }
@@ -200,6 +217,9 @@ impl Workload {
             }
             Workload::LinkCascade { procs } => rusm::link_cascade(rt, procs),
             Workload::MonitorChurn { n } => rusm::monitor_churn(rt, n),
+            Workload::HubMonitors { n } => rusm::hub_monitors(rt, n),
+            Workload::HubLinks { n } => rusm::hub_links(rt, n),
+            Workload::HubCascade { n } => rusm::hub_cascade(rt, n),
             Workload::SendNamed { senders, per } => rusm::send_named(rt, senders, per),
             Workload::TimersFire { n } => rusm::timers_fire(rt, n),
             Workload::TimersCancel { n } => rusm::timers_cancel(rt, n),
@@ -227,6 +247,9 @@ impl Workload {
             Workload::LinkCascade { procs } => tok::link_cascade(rt, procs),
             Workload::RestartStorm { .. }
             | Workload::MonitorChurn { .. }
+            | Workload::HubMonitors { .. }
+            | Workload::HubLinks { .. }
+            | Workload::HubCascade { .. }
             | Workload::SendNamed { .. }
             | Workload::TimersFire { .. }
             | Workload::TimersCancel { .. } => {
@@ -807,6 +830,143 @@ pub(crate) mod rusm {
                 .with_note(format!("monitors_left={left}"))
                 .verify(left == 0 && on_target == 0 && !stray, || {
                     format!("{left} monitors left ({on_target} on the target), stray item: {stray}")
+                })
+        })
+    }
+
+    /// hub_monitors: the driver places `n` monitors on one idle hub (the
+    /// placing is timed separately), kills the hub, and receives all `n`
+    /// `Down`s: the timed section runs from the kill to the last `Down`.
+    pub(crate) fn hub_monitors(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            let hub = rt.spawn(idle).pid();
+            let t_place = Instant::now();
+            for _ in 0..n {
+                let _ = rt.monitor(me, hub);
+            }
+            let placed = t_place.elapsed();
+            let on_hub = rt.info(hub).map_or(0, |i| i.monitors) as u64;
+            let t0 = Instant::now();
+            rt.kill(hub);
+            let mut downs = 0;
+            while downs < n {
+                if let Received::Down { pid, .. } = ctx.recv().await {
+                    if pid == hub {
+                        downs += 1;
+                    }
+                }
+            }
+            let elapsed = t0.elapsed();
+            // Untimed verification: every monitor fired and was freed.
+            let left = rt.monitor_count();
+            Outcome::new(elapsed, downs)
+                .with_note(format!(
+                    "place_ms={:.3} monitors_left={left}",
+                    placed.as_secs_f64() * 1e3
+                ))
+                .verify(on_hub == n && left == 0, || {
+                    format!("{on_hub} monitors on the hub, {left} left after it died")
+                })
+        })
+    }
+
+    /// `n` idle processes (untimed setup); each calls `ended` when its
+    /// future is dropped.
+    fn spokes(rt: &Runtime, n: u64, ended: impl Fn() + Clone + Send + 'static) -> Vec<Pid> {
+        /// Calls its closure when dropped.
+        struct OnDrop<F: Fn()>(F);
+        impl<F: Fn()> Drop for OnDrop<F> {
+            fn drop(&mut self) {
+                (self.0)()
+            }
+        }
+        (0..n)
+            .map(|_| {
+                let guard = OnDrop(ended.clone());
+                rt.spawn(move |ctx| async move {
+                    let _guard = guard;
+                    idle(ctx).await
+                })
+                .pid()
+            })
+            .collect()
+    }
+
+    /// hub_links: one hub is linked to `n` idle processes, then unlinked
+    /// from them all; both phases are timed (`link_ms`, `unlink_ms`).
+    pub(crate) fn hub_links(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |ctx| async move {
+            let rt = ctx.runtime().clone();
+            // Untimed setup: the hub and its spokes.
+            let hub = rt.spawn(idle).pid();
+            let spokes = spokes(&rt, n, || {});
+            let t0 = Instant::now();
+            for &s in &spokes {
+                rt.link(hub, s);
+            }
+            let linked = t0.elapsed();
+            let on_hub = rt.info(hub).map_or(0, |i| i.links) as u64;
+            let t1 = Instant::now();
+            for &s in &spokes {
+                rt.unlink(hub, s);
+            }
+            let unlinked = t1.elapsed();
+            // Untimed verification and cleanup.
+            let left = rt.info(hub).map_or(usize::MAX, |i| i.links);
+            let spoke_left = spokes
+                .iter()
+                .filter(|&&s| rt.info(s).is_none_or(|i| i.links != 0))
+                .count();
+            rt.kill(hub);
+            for &s in &spokes {
+                rt.kill(s);
+            }
+            Outcome::new(linked + unlinked, on_hub)
+                .with_note(format!(
+                    "link_ms={:.3} unlink_ms={:.3}",
+                    linked.as_secs_f64() * 1e3,
+                    unlinked.as_secs_f64() * 1e3
+                ))
+                .verify(left == 0 && spoke_left == 0, || {
+                    format!("{left} links left on the hub, {spoke_left} spokes still linked")
+                })
+        })
+    }
+
+    /// The last spoke of hub_cascade to end tells the driver.
+    struct AllEnded;
+
+    /// hub_cascade: one hub linked to `n` idle processes (untimed setup)
+    /// exits with `Shutdown`; the timed section runs until the last of the
+    /// `n` has ended (its future dropped) over its link.
+    pub(crate) fn hub_cascade(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            let hub = rt.spawn(idle).pid();
+            let ended = Arc::new(AtomicU64::new(0));
+            let count = ended.clone();
+            let handle = rt.clone();
+            let spokes = spokes(&rt, n, move || {
+                if count.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                    handle.send(me, AllEnded);
+                }
+            });
+            for &s in &spokes {
+                rt.link(hub, s);
+            }
+            let on_hub = rt.info(hub).map_or(0, |i| i.links) as u64;
+            let t0 = Instant::now();
+            rt.exit(hub, ExitReason::Shutdown);
+            let _ = recv_as::<AllEnded>(&mut ctx).await;
+            let elapsed = t0.elapsed();
+            let dead = spokes.iter().filter(|&&s| !rt.is_alive(s)).count() as u64;
+            Outcome::new(elapsed, ended.load(Ordering::Acquire))
+                .with_note(format!("dead={dead}"))
+                .verify(on_hub == n, || {
+                    format!("{on_hub} links on the hub, expected {n}")
                 })
         })
     }

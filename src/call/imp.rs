@@ -6,7 +6,7 @@ use crate::mailbox::{Message, Received};
 use crate::process::task::TaskRef;
 use crate::process::{ExitReason, Pid, current};
 use crate::runtime::{Runtime, Shared};
-use crate::time::wheel::{Action, Entry};
+use crate::time::wheel::Entry;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
@@ -376,10 +376,10 @@ enum Timeout {
     Lazy { timeout: Duration, yielded: bool },
     /// No deadline (too far to represent).
     Never,
-    /// Armed: the deadline, and its timer with the waker it wakes.
+    /// Armed: the deadline, and its timer.
     Armed {
         deadline: Instant,
-        timer: Option<(Arc<Entry>, Waker)>,
+        timer: Option<Arc<Entry>>,
     },
 }
 
@@ -464,23 +464,19 @@ impl Timeout {
         if Instant::now() >= *deadline {
             return true;
         }
-        let armed = timer
-            .as_ref()
-            .is_some_and(|(e, w)| !e.has_fired() && w.will_wake(waker));
-        if !armed {
-            if let Some((old, _)) = timer.take() {
-                shared.timers.cancel(&old);
-            }
-            let entry = shared.add_timer(*deadline, Action::Wake(waker.clone()));
-            *timer = Some((entry, waker.clone()));
+        match timer {
+            // Re-polled under another waker: the timer must wake that one.
+            Some(e) if e.is_pending() => e.set_waker(waker),
+            _ => *timer = shared.add_wake(Some(*deadline), waker),
         }
         false
     }
 
     fn disarm(&mut self, shared: &Shared) {
         if let Timeout::Armed { timer, .. } = self {
-            if let Some((entry, _)) = timer.take() {
-                shared.timers.cancel(&entry);
+            if let Some(entry) = timer.take() {
+                // The waker it held is dropped here, outside the wheel's locks.
+                drop(shared.timers.cancel(&entry));
             }
         }
     }

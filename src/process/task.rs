@@ -18,6 +18,7 @@ use crate::mailbox::Received;
 use crate::mailbox::queue::{Queue, Wake};
 use crate::runtime::Runtime;
 use crate::scheduler::worker::Placement;
+use crate::signal::SmallSet;
 use parking_lot::Mutex;
 use std::cell::UnsafeCell;
 use std::future::Future;
@@ -50,11 +51,11 @@ pub(crate) struct Aux {
     /// The panic message, when the body panicked.
     pub(crate) panic: Option<String>,
     /// Processes linked to this one (symmetric; at most one entry per pair).
-    pub(crate) links: Vec<Pid>,
+    pub(crate) links: SmallSet<Pid>,
     /// Monitors placed on this process.
-    pub(crate) monitors: Vec<crate::MonitorRef>,
+    pub(crate) monitors: SmallSet<crate::MonitorRef>,
     /// Monitors this process placed on others.
-    pub(crate) monitoring: Vec<crate::MonitorRef>,
+    pub(crate) monitoring: SmallSet<crate::MonitorRef>,
     /// Whether exit signals arrive as `Received::Exit` messages.
     pub(crate) trap_exit: bool,
     /// Registered names.
@@ -65,6 +66,9 @@ pub(crate) struct Aux {
     pub(crate) label: Option<String>,
     /// Calls waiting on this process (see `crate::call`).
     pub(crate) calls: crate::call::Watchers,
+    /// The `send_after` timers aimed at this process, cancelled with it
+    /// (see `time::owned`).
+    pub(crate) timers: crate::time::owned::Timers,
 }
 
 /// Type-specific operations reachable from a thin pointer to a header.
