@@ -20,10 +20,11 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use std::time::Duration;
 
 /// The scaled-down sizes.
-const LOADS: [Workload; 16] = [
+const LOADS: [Workload; 17] = [
     Workload::Spawn { n: 100_000 },
     Workload::Skynet { leaves: 100_000 },
     Workload::Pingpong { n: 100_000 },
+    Workload::Call { n: 100_000 },
     Workload::ParallelPingpong {
         pairs: 100,
         rounds: 1_000,

@@ -6,7 +6,7 @@
 //!     [--n N] [--workers W] [--runs R] [--warmup K]
 //! ```
 //!
-//! Workloads: `spawn`, `skynet`, `pingpong`, `parallel_pingpong`, `ring`,
+//! Workloads: `spawn`, `skynet`, `pingpong`, `call`, `parallel_pingpong`, `ring`,
 //! `fanin`, `yield_many`, `idle_memory`, `restart_storm`, `link_cascade`,
 //! `monitor_churn`, `hub_monitors`, `hub_links`, `hub_cascade`, `send_named`,
 //! `timers_fire`, `timers_cancel` (`all` runs these, in this order) and `spawn_parallel` (2 drivers spawning `n/2`
@@ -41,10 +41,11 @@ use common::{Outcome, Workload};
 use std::process::{Command, ExitCode};
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 17] = [
+const ALL: [&str; 18] = [
     "spawn",
     "skynet",
     "pingpong",
+    "call",
     "parallel_pingpong",
     "ring",
     "fanin",
@@ -141,6 +142,9 @@ fn workload(name: &str, n: Option<u64>, drivers: u64) -> Workload {
             Workload::Skynet { leaves }
         }
         "pingpong" => Workload::Pingpong {
+            n: n.unwrap_or(1_000_000),
+        },
+        "call" => Workload::Call {
             n: n.unwrap_or(1_000_000),
         },
         "parallel_pingpong" => Workload::ParallelPingpong {

@@ -85,6 +85,8 @@ pub(crate) enum Workload {
     Skynet { leaves: u64 },
     /// 3. `n` round trips with one pong process.
     Pingpong { n: u64 },
+    /// `n` calls (request and reply, with a timeout) to one server process.
+    Call { n: u64 },
     /// 4. `pairs` pinger/pong pairs, `rounds` round trips each.
     ParallelPingpong { pairs: u64, rounds: u64 },
     /// 5. a ring of `procs` processes, `hops` hops.
@@ -127,6 +129,7 @@ impl Workload {
             Workload::Spawn { .. } => "spawn",
             Workload::Skynet { .. } => "skynet",
             Workload::Pingpong { .. } => "pingpong",
+            Workload::Call { .. } => "call",
             Workload::ParallelPingpong { .. } => "parallel_pingpong",
             Workload::Ring { .. } => "ring",
             Workload::Fanin { .. } => "fanin",
@@ -150,6 +153,7 @@ impl Workload {
         match *self {
             Workload::Spawn { n }
             | Workload::Pingpong { n }
+            | Workload::Call { n }
             | Workload::IdleMemory { n }
             | Workload::MonitorChurn { n }
             | Workload::HubMonitors { n }
@@ -199,6 +203,7 @@ impl Workload {
             Workload::Spawn { n } => rusm::spawn(rt, n),
             Workload::Skynet { leaves } => rusm::skynet(rt, leaves),
             Workload::Pingpong { n } => rusm::pingpong(rt, n),
+            Workload::Call { n } => rusm::call(rt, n),
             Workload::ParallelPingpong { pairs, rounds } => {
                 rusm::parallel_pingpong(rt, pairs, rounds)
             }
@@ -230,6 +235,7 @@ impl Workload {
             Workload::Spawn { n } => tok::spawn(rt, n),
             Workload::Skynet { leaves } => tok::skynet(rt, leaves),
             Workload::Pingpong { n } => tok::pingpong(rt, n),
+            Workload::Call { n } => tok::call(rt, n),
             Workload::ParallelPingpong { pairs, rounds } => {
                 tok::parallel_pingpong(rt, pairs, rounds)
             }
@@ -330,7 +336,7 @@ fn settle(alive: impl Fn() -> usize) {
 pub(crate) mod rusm {
     use super::*;
     use rusm_otp::supervisor::{Children, WhichChildren};
-    use rusm_otp::{Context, ExitReason, Message, Pid, Received, Runtime, Strategy};
+    use rusm_otp::{Context, ExitReason, Message, Pid, Received, Request, Runtime, Strategy};
     use std::sync::Mutex;
 
     /// The token of pingpong.
@@ -475,6 +481,42 @@ pub(crate) mod rusm {
             let t0 = Instant::now();
             let count = ping_rounds(&mut ctx, n).await;
             Outcome::new(t0.elapsed(), count)
+        })
+    }
+
+    /// call: `n` calls to one server, each answering `i + 1` to `i`.
+    pub(crate) fn call(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |ctx| async move {
+            let rt = ctx.runtime();
+            let server = rt
+                .spawn(|mut c| async move {
+                    while let Received::Message(m) = c.recv().await {
+                        match m.downcast::<Request<u64, u64>>() {
+                            Ok(req) => {
+                                let i = *req.body();
+                                req.reply(i + 1);
+                            }
+                            Err(m) => {
+                                assert!(m.is::<Stop>());
+                                return;
+                            }
+                        }
+                    }
+                })
+                .pid();
+            let t0 = Instant::now();
+            let mut count = 0;
+            for i in 0..n {
+                let r = rt
+                    .call::<u64, u64>(server, i, Duration::from_secs(60))
+                    .await;
+                if r == Ok(i + 1) {
+                    count += 1;
+                }
+            }
+            let elapsed = t0.elapsed();
+            rt.send(server, Stop);
+            Outcome::new(elapsed, count)
         })
     }
 
@@ -1198,6 +1240,31 @@ pub(crate) mod tok {
             let t0 = Instant::now();
             let count = ping_rounds(&me, &mut rx, n).await;
             Outcome::new(t0.elapsed(), count)
+        })
+    }
+
+    /// call: a server task answering `(i, oneshot)` with `i + 1`; the
+    /// driver awaits each answer (no timeout: the baseline runtime has no
+    /// time driver; a prompt rusm call arms no timer either).
+    pub(crate) fn call(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |_me: Addr<()>, _rx| async move {
+            let server = spawn_proc(|mut r: Mailbox<(u64, oneshot::Sender<u64>)>| async move {
+                while let Some((i, reply)) = r.recv().await {
+                    let _ = reply.send(i + 1);
+                }
+            });
+            let t0 = Instant::now();
+            let mut count = 0;
+            for i in 0..n {
+                let (tx, rx) = oneshot::channel();
+                let _ = server.send((i, tx));
+                if rx.await == Ok(i + 1) {
+                    count += 1;
+                }
+            }
+            let elapsed = t0.elapsed();
+            drop(server);
+            Outcome::new(elapsed, count)
         })
     }
 

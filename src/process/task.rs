@@ -64,6 +64,8 @@ pub(crate) struct Aux {
     pub(crate) tags: Vec<String>,
     /// A free-form label, for observability.
     pub(crate) label: Option<String>,
+    /// Calls waiting on this process (see `crate::call`).
+    pub(crate) calls: crate::call::Watchers,
     /// The `send_after` timers aimed at this process, cancelled with it
     /// (see `time::owned`).
     pub(crate) timers: crate::time::owned::Timers,
@@ -258,6 +260,12 @@ impl Header {
     /// Pushes `item` into the mailbox and wakes the process if its receive
     /// is parked; false when the process is gone (its mailbox is closed).
     pub(crate) fn deliver(&self, item: Received) -> bool {
+        self.try_deliver(item).is_ok()
+    }
+
+    /// [`deliver`](Self::deliver), giving `item` back when the mailbox is
+    /// closed.
+    pub(crate) fn try_deliver(&self, item: Received) -> Result<(), Received> {
         match self.mailbox.push(item) {
             Ok(Wake::Nobody) => {}
             Ok(Wake::Process) => {
@@ -275,9 +283,9 @@ impl Header {
                     w.wake_by_ref();
                 }
             }
-            Err(_) => return false,
+            Err(item) => return Err(item),
         }
-        true
+        Ok(())
     }
 
     /// Wakes the process with an exit request.
@@ -350,6 +358,7 @@ where
     /// Runs the process once off a run queue: poll, or drop if killed.
     fn run_once(self: &Arc<Self>) {
         let h = &self.header;
+        let _running = super::current::enter(h);
         match h.state.start_poll() {
             StartPoll::Complete => {}
             StartPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
@@ -440,6 +449,7 @@ where
     }
 
     fn shut_down(self: Arc<Self>) {
+        let _running = super::current::enter(&self.header);
         if self.header.state.claim() {
             self.finish(ExitReason::Killed);
         } else {

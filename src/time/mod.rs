@@ -64,7 +64,11 @@ mod imp {
     impl Shared {
         /// Schedules a wake of `waker` at `deadline`; `None` (no entry) for
         /// a deadline that never comes.
-        fn add_wake(&self, deadline: Option<Instant>, waker: &Waker) -> Option<Arc<Entry>> {
+        pub(crate) fn add_wake(
+            &self,
+            deadline: Option<Instant>,
+            waker: &Waker,
+        ) -> Option<Arc<Entry>> {
             deadline?;
             Some(self.add_timer(deadline, Action::Wake(waker.clone())))
         }
