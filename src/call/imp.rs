@@ -6,7 +6,7 @@ use crate::mailbox::{Message, Received};
 use crate::process::task::TaskRef;
 use crate::process::{ExitReason, Pid, current};
 use crate::runtime::{Runtime, Shared};
-use crate::time::wheel::{Action, Entry};
+use crate::time::wheel::Entry;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
@@ -345,11 +345,11 @@ impl Runtime {
 /// The future of [`Runtime::call`]. The request is sent when it is first
 /// polled; dropping it gives up the call.
 ///
-/// The timeout is counted from the call's second poll: a call still
-/// unanswered at its first poll yields once (the callee, woken by the
-/// request, usually runs and answers first), and only a call still waiting
-/// after that arms a timer. So the common fast call never touches the
-/// timer wheel.
+/// The first poll sends the request and yields once (the callee, woken by
+/// the request, usually runs and answers before this call is polled
+/// again); only a call still waiting at its second poll registers its
+/// waker and arms a timer, counting the timeout from there. So a prompt
+/// call never touches the timer wheel.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Call<Q, R: Send + 'static> {
     rt: Runtime,
@@ -372,14 +372,14 @@ enum Stage<Q, R: Send + 'static> {
 
 /// A waiting call's timeout.
 enum Timeout {
-    /// Not armed yet: the call has yielded once, or not even that.
+    /// Not armed yet: the call has not waited, or has yielded once.
     Lazy { timeout: Duration, yielded: bool },
     /// No deadline (too far to represent).
     Never,
-    /// Armed: the deadline, and its timer with the waker it wakes.
+    /// Armed: the deadline, and its timer.
     Armed {
         deadline: Instant,
-        timer: Option<(Arc<Entry>, Waker)>,
+        timer: Option<Arc<Entry>>,
     },
 }
 
@@ -464,23 +464,19 @@ impl Timeout {
         if Instant::now() >= *deadline {
             return true;
         }
-        let armed = timer
-            .as_ref()
-            .is_some_and(|(e, w)| e.is_pending() && w.will_wake(waker));
-        if !armed {
-            if let Some((old, _)) = timer.take() {
-                shared.timers.cancel(&old);
-            }
-            let entry = shared.add_timer(Some(*deadline), Action::Wake(waker.clone()));
-            *timer = Some((entry, waker.clone()));
+        match timer {
+            // Re-polled under another waker: the timer must wake that one.
+            Some(e) if e.is_pending() => e.set_waker(waker),
+            _ => *timer = shared.add_wake(Some(*deadline), waker),
         }
         false
     }
 
     fn disarm(&mut self, shared: &Shared) {
         if let Timeout::Armed { timer, .. } = self {
-            if let Some((entry, _)) = timer.take() {
-                shared.timers.cancel(&entry);
+            if let Some(entry) = timer.take() {
+                // The waker it held is dropped here, outside the wheel's locks.
+                drop(shared.timers.cancel(&entry));
             }
         }
     }

@@ -20,8 +20,8 @@
 //! # The protocol
 //!
 //! The reply does not travel through the caller's mailbox at all. A call
-//! allocates one reply slot (an atomic state word, the
-//! outcome, the caller's waker), shared by three parties:
+//! allocates one reply slot (an atomic state word, the outcome, the
+//! caller's waker), shared by three parties:
 //!
 //! 1. **The caller** (the [`Call`] future, in a process or in `block_on`)
 //!    polls the slot, and closes it when it gives up (timeout, or the future
@@ -54,9 +54,9 @@
 //!
 //! **`NoReply` versus a crash**: a `ReplyTo` dropped while a process is
 //! being run (its body, its panic unwinding, its teardown dropping queued
-//! requests) answers `NoReply` only when that run ends
-//! (the worker marks the process it runs). If the run ended the callee, its exit
-//! watches fired first, so a request dropped by a crash or a kill gives
+//! requests) answers `NoReply` only when that run ends (the worker marks
+//! the process it runs). If the run ended the callee, its exit watches
+//! fired first, so a request dropped by a crash or a kill gives
 //! `Exited(Crashed)` / `Exited(Killed)`, not `NoReply`. Elsewhere (a plain
 //! thread) the drop answers at once.
 //!
@@ -66,12 +66,12 @@
 //! full bounded mailbox fails the call with `NoReply` at once (the runtime
 //! dropped it unanswered on the callee's behalf). A timeout too large to
 //! represent (such as `Duration::MAX`) waits forever. The timeout is armed
-//! lazily: a call unanswered at its first poll yields once, and only one
-//! still waiting at its second poll puts a timer in the wheel (counting
-//! the timeout from there), so a promptly answered call never pays for the
-//! timer. The callee's list of
-//! watches drops settled entries when it doubles, so a long-lived server
-//! keeps O(live calls) of them without the caller ever taking its lock again.
+//! lazily: the first poll sends the request and yields once, and only a
+//! call still waiting at its second poll registers its waker and puts a
+//! timer in the wheel (counting the timeout from there), so a promptly
+//! answered call never pays for either. The callee's list of watches drops
+//! settled entries when it doubles, so a long-lived server keeps O(live
+//! calls) of them without the caller ever taking its lock again.
 
 pub(crate) mod slot;
 

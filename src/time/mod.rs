@@ -64,7 +64,11 @@ mod imp {
     impl Shared {
         /// Schedules a wake of `waker` at `deadline`; `None` (no entry) for
         /// a deadline that never comes.
-        fn add_wake(&self, deadline: Option<Instant>, waker: &Waker) -> Option<Arc<Entry>> {
+        pub(crate) fn add_wake(
+            &self,
+            deadline: Option<Instant>,
+            waker: &Waker,
+        ) -> Option<Arc<Entry>> {
             deadline?;
             Some(self.add_timer(deadline, Action::Wake(waker.clone())))
         }
@@ -72,7 +76,7 @@ mod imp {
         /// Schedules `action` at `deadline` (`None`: never) and makes sure
         /// some worker wakes for it (see the duty protocol in
         /// [`duty`](super::duty)).
-        pub(crate) fn add_timer(&self, deadline: Option<Instant>, action: Action) -> Arc<Entry> {
+        fn add_timer(&self, deadline: Option<Instant>, action: Action) -> Arc<Entry> {
             let (entry, lowered) = self.timers.insert(deadline, action);
             if lowered {
                 self.timer_hint_lowered();
