@@ -3,9 +3,10 @@
 //! as `examples/bench.rs`).
 //!
 //! Each group has two functions, `rusm` and `tokio` (only `rusm` for the
-//! workloads without a tokio baseline: restart_storm, monitor_churn,
-//! send_named, timers_fire, timers_cancel). The runtime is built
-//! once per function, outside the timing; each iteration is one run of the
+//! workloads without a tokio baseline: restart_storm_windowed,
+//! dynamic_children, monitor_churn, the hub workloads, send_named,
+//! timers_fire, timers_cancel). The runtime is built once per function,
+//! outside the timing; each iteration is one run of the
 //! workload, and the time reported is the driver-internal time
 //! (`iter_custom`). One worker thread per core.
 
@@ -20,10 +21,11 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use std::time::Duration;
 
 /// The scaled-down sizes.
-const LOADS: [Workload; 13] = [
+const LOADS: [Workload; 19] = [
     Workload::Spawn { n: 100_000 },
     Workload::Skynet { leaves: 100_000 },
     Workload::Pingpong { n: 100_000 },
+    Workload::Call { n: 100_000 },
     Workload::ParallelPingpong {
         pairs: 100,
         rounds: 1_000,
@@ -44,8 +46,16 @@ const LOADS: [Workload; 13] = [
         children: 100,
         crashes: 100,
     },
+    Workload::RestartStormWindowed {
+        children: 100,
+        crashes: 100,
+    },
+    Workload::DynamicChildren { n: 10_000 },
     Workload::LinkCascade { procs: 10_000 },
     Workload::MonitorChurn { n: 100_000 },
+    Workload::HubMonitors { n: 10_000 },
+    Workload::HubLinks { n: 10_000 },
+    Workload::HubCascade { n: 10_000 },
     Workload::SendNamed {
         senders: 2,
         per: 50_000,

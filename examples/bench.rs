@@ -6,13 +6,16 @@
 //!     [--n N] [--workers W] [--runs R] [--warmup K]
 //! ```
 //!
-//! Workloads: `spawn`, `skynet`, `pingpong`, `parallel_pingpong`, `ring`,
+//! Workloads: `spawn`, `skynet`, `pingpong`, `call`, `parallel_pingpong`, `ring`,
 //! `fanin`, `yield_many`, `idle_memory`, `restart_storm`, `link_cascade`,
-//! `monitor_churn`, `send_named`, `timers_fire`, `timers_cancel` (`all` runs
-//! these, in this order) and `spawn_parallel` (2 drivers spawning `n/2`
-//! processes each; `--drivers D`). Defaults: the full sizes of WORKLOADS.md,
-//! `--peer rusm`, one worker per core, one timed run, no warm-up. Prints one
-//! line per timed run:
+//! `monitor_churn`, `hub_monitors`, `hub_links`, `hub_cascade`, `send_named`,
+//! `timers_fire`, `timers_cancel` (`all` runs these, in this order),
+//! `spawn_parallel` (2 drivers spawning `n/2` processes each; `--drivers D`),
+//! `restart_storm_windowed` (restart_storm under
+//! `max_restarts(1_000_000).within(1 s)`) and `dynamic_children` (`n`
+//! `start_child` then `n` `terminate_pid` on a dynamic supervisor).
+//! Defaults: the full sizes of WORKLOADS.md, `--peer rusm`, one worker per
+//! core, one timed run, no warm-up. Prints one line per timed run:
 //!
 //! ```text
 //! workload=<name> peer=<runtime> n=<n> total_ms=<float> per_op_ns=<float> check=<value> [extra fields]
@@ -23,10 +26,13 @@
 //! resolution) and untimed verification figures (`running_children=`,
 //! `reason=`, `pending_timers=`, ...).
 //!
-//! `restart_storm`, `monitor_churn`, `send_named`, `timers_fire` and
-//! `timers_cancel` have no tokio baseline: `--peer both` runs them on
-//! rusm-otp only. Sizes with `--n`: `restart_storm` n = restarts (1,000
-//! children, n/1,000 crashes each), `send_named` n = messages (2 senders).
+//! `restart_storm_windowed`, `dynamic_children`, `monitor_churn`, the
+//! `hub_*` workloads, `send_named`, `timers_fire` and `timers_cancel` have
+//! no tokio baseline: `--peer both` runs them on rusm-otp only. Sizes with
+//! `--n`: `restart_storm` and `restart_storm_windowed` n = restarts (1,000
+//! children, n/1,000 crashes each), `send_named` n = messages (2 senders),
+//! `hub_*` n = monitors or links on the one hub (default 100,000),
+//! `dynamic_children` n = children.
 //!
 //! When more than one (workload, runtime) pair is asked for, each runs in a
 //! fresh child process of this same binary, so that no run inherits another's
@@ -40,10 +46,11 @@ use common::{Outcome, Workload};
 use std::process::{Command, ExitCode};
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 14] = [
+const ALL: [&str; 18] = [
     "spawn",
     "skynet",
     "pingpong",
+    "call",
     "parallel_pingpong",
     "ring",
     "fanin",
@@ -52,6 +59,9 @@ const ALL: [&str; 14] = [
     "restart_storm",
     "link_cascade",
     "monitor_churn",
+    "hub_monitors",
+    "hub_links",
+    "hub_cascade",
     "send_named",
     "timers_fire",
     "timers_cancel",
@@ -139,6 +149,9 @@ fn workload(name: &str, n: Option<u64>, drivers: u64) -> Workload {
         "pingpong" => Workload::Pingpong {
             n: n.unwrap_or(1_000_000),
         },
+        "call" => Workload::Call {
+            n: n.unwrap_or(1_000_000),
+        },
         "parallel_pingpong" => Workload::ParallelPingpong {
             pairs: 1_000,
             rounds: (n.unwrap_or(1_000_000) / 1_000).max(1),
@@ -166,11 +179,27 @@ fn workload(name: &str, n: Option<u64>, drivers: u64) -> Workload {
             children: 1_000,
             crashes: (n.unwrap_or(100_000) / 1_000).max(1),
         },
+        "restart_storm_windowed" => Workload::RestartStormWindowed {
+            children: 1_000,
+            crashes: (n.unwrap_or(100_000) / 1_000).max(1),
+        },
+        "dynamic_children" => Workload::DynamicChildren {
+            n: n.unwrap_or(100_000),
+        },
         "link_cascade" => Workload::LinkCascade {
             procs: n.unwrap_or(100_000).max(1),
         },
         "monitor_churn" => Workload::MonitorChurn {
             n: n.unwrap_or(1_000_000),
+        },
+        "hub_monitors" => Workload::HubMonitors {
+            n: n.unwrap_or(100_000),
+        },
+        "hub_links" => Workload::HubLinks {
+            n: n.unwrap_or(100_000),
+        },
+        "hub_cascade" => Workload::HubCascade {
+            n: n.unwrap_or(100_000),
         },
         "send_named" => Workload::SendNamed {
             senders: 2,

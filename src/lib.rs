@@ -24,9 +24,15 @@
 //! assert_eq!(rt.block_on(echo.join()), rusm_otp::ExitReason::Killed);
 //! ```
 //!
+//! Beyond plain messages: request and reply with [`Runtime::call`] (the
+//! [`call`] module), `gen_server`-style processes with [`Server`] (the
+//! [`server`] module), and supervisors ([`supervisor`]).
+//!
 //! See `ARCHITECTURE.md` for the map of the crate.
 
 mod loom;
+
+pub mod call;
 
 mod mailbox;
 mod process;
@@ -41,6 +47,10 @@ mod registry;
 #[cfg(not(loom))]
 mod runtime;
 #[cfg(not(loom))]
+mod send_error;
+#[cfg(not(loom))]
+pub mod server;
+#[cfg(not(loom))]
 mod signal;
 #[cfg(not(loom))]
 pub mod supervisor;
@@ -52,9 +62,15 @@ pub use mailbox::{Message, MonitorRef, Received};
 pub use process::{ExitReason, Pid};
 
 #[cfg(not(loom))]
+pub use call::{Call, CallError, ReplyTo, Request};
+#[cfg(not(loom))]
 pub use process::{Context, Join, ProcessHandle, Recv, RecvMatch};
 #[cfg(not(loom))]
 pub use runtime::{Builder, Metrics, ProcessInfo, Runtime, WorkerMetrics};
+#[cfg(not(loom))]
+pub use send_error::SendError;
+#[cfg(not(loom))]
+pub use server::{Flow, Server, ServerRef};
 #[cfg(not(loom))]
 pub use supervisor::{Strategy, Supervisor};
 #[cfg(not(loom))]

@@ -6,7 +6,10 @@
 //! process also lists its own names and tags in its aux data, so teardown
 //! releases them (before any `Down` or `Exit` for it is delivered; see
 //! [`crate::signal`]). Registration checks that the process is alive while
-//! holding its aux lock, the same protocol links and monitors use.
+//! holding its aux lock ([`Shared::lock_alive`](crate::runtime::Shared::lock_alive),
+//! the protocol links and monitors use), and every change to a live
+//! process's names or tags is made under that lock, registry entry and
+//! process list together, so the two never disagree.
 
 use crate::process::{Pid, ProcessHandle};
 use crate::runtime::Runtime;
@@ -80,19 +83,17 @@ impl Runtime {
         let Some(t) = shared.table.get(pid) else {
             return false;
         };
+        let Some(mut a) = shared.lock_alive(t.header()) else {
+            return false;
+        };
         let reg = &shared.registry;
-        t.header().with_aux(|a| {
-            if !shared.table.contains(pid) {
-                return false;
-            }
-            let mut shard = reg.names[reg.index(&name)].write();
-            if shard.contains_key(&name) {
-                return false;
-            }
-            shard.insert(name.clone(), pid);
-            a.names.push(name);
-            true
-        })
+        let mut shard = reg.names[reg.index(&name)].write();
+        if shard.contains_key(&name) {
+            return false;
+        }
+        shard.insert(name.clone(), pid);
+        a.names.push(name);
+        true
     }
 
     /// The process registered as `name`.
@@ -102,16 +103,32 @@ impl Runtime {
 
     /// Removes the name; false if it was not registered.
     pub fn unregister(&self, name: &str) -> bool {
-        let Some(pid) = self.whereis(name) else {
-            return false;
-        };
-        let released = self.shared.registry.release_name(name, pid);
-        if released {
-            if let Some(t) = self.shared.table.get(pid) {
-                t.header().with_aux(|a| a.names.retain(|n| n != name));
+        let shared = &self.shared;
+        loop {
+            let Some(pid) = self.whereis(name) else {
+                return false;
+            };
+            let released = match shared.table.get(pid) {
+                // Under the holder's aux lock, which `register` holds too:
+                // the registry entry and the holder's own list change
+                // together, so its teardown releases exactly what it holds.
+                Some(t) => {
+                    let mut aux = t.header().aux.lock();
+                    let released = shared.registry.release_name(name, pid);
+                    if let Some(a) = aux.as_deref_mut().filter(|_| released) {
+                        a.names.retain(|n| n != name);
+                    }
+                    released
+                }
+                // A dead holder's teardown releases it anyway; whoever
+                // comes first wins.
+                None => shared.registry.release_name(name, pid),
+            };
+            if released {
+                return true;
             }
+            // The name moved between the two looks: look again.
         }
-        released
     }
 
     /// Sends `msg` to the process registered as `name`; false if there is
@@ -161,22 +178,20 @@ impl Runtime {
         let Some(t) = shared.table.get(pid) else {
             return false;
         };
+        let Some(mut a) = shared.lock_alive(t.header()) else {
+            return false;
+        };
+        if a.tags.contains(&tag) {
+            return true;
+        }
         let reg = &shared.registry;
-        t.header().with_aux(|a| {
-            if !shared.table.contains(pid) {
-                return false;
-            }
-            if a.tags.contains(&tag) {
-                return true;
-            }
-            reg.tags[reg.index(&tag)]
-                .write()
-                .entry(tag.clone())
-                .or_default()
-                .push(pid);
-            a.tags.push(tag);
-            true
-        })
+        reg.tags[reg.index(&tag)]
+            .write()
+            .entry(tag.clone())
+            .or_default()
+            .push(pid);
+        a.tags.push(tag);
+        true
     }
 
     /// The members of group `tag`, ascending.
@@ -193,13 +208,19 @@ impl Runtime {
 
     /// Removes `pid` from group `tag`; false if it was not a member.
     pub fn unregister_tag(&self, tag: &str, pid: Pid) -> bool {
-        let removed = self.shared.registry.release_tag(tag, pid);
-        if removed {
-            if let Some(t) = self.shared.table.get(pid) {
-                t.header().with_aux(|a| a.tags.retain(|x| x != tag));
+        let reg = &self.shared.registry;
+        match self.shared.table.get(pid) {
+            // Under the member's aux lock, as in `unregister`.
+            Some(t) => {
+                let mut aux = t.header().aux.lock();
+                let removed = reg.release_tag(tag, pid);
+                if let Some(a) = aux.as_deref_mut().filter(|_| removed) {
+                    a.tags.retain(|x| x != tag);
+                }
+                removed
             }
+            None => reg.release_tag(tag, pid),
         }
-        removed
     }
 
     /// Kills every member of group `tag`; returns how many were killed.

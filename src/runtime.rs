@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     /// The timer wheel.
     pub(crate) timers: crate::time::wheel::Wheel,
     /// Per-process mailbox capacity for user messages (`usize::MAX`: unbounded).
-    mailbox_capacity: usize,
+    pub(crate) mailbox_capacity: usize,
     /// User messages shed because a mailbox was full.
     dropped: AtomicU64,
 }
@@ -67,7 +67,9 @@ impl Shared {
     pub(crate) fn process_exited(&self, task: &TaskRef, reason: ExitReason) {
         let pid = task.header().pid;
         self.table.remove(pid);
+        self.cancel_timers_of(task.header());
         self.release_signals(task, reason);
+        crate::call::release_watchers(task, reason);
         self.finished.fetch_add(1, Ordering::Release);
     }
 
@@ -79,6 +81,16 @@ impl Shared {
     /// value whose process is gone).
     pub(crate) fn note_unowned_panic(&self) {
         self.unowned_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a user message to `h` must be shed because its bounded
+    /// mailbox is full; counts it when so.
+    pub(crate) fn shed_if_full(&self, h: &crate::process::task::Header) -> bool {
+        let full = self.mailbox_capacity != usize::MAX && h.mailbox.len() >= self.mailbox_capacity;
+        if full {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        full
     }
 
     /// Whether a timer is due now.
@@ -109,7 +121,7 @@ impl Shared {
                 break;
             }
         }
-        self.timers.clear();
+        self.stop_timers();
         while !self.scheduler.injector.is_empty() {
             let _ = self.scheduler.injector.steal();
         }
@@ -166,6 +178,14 @@ impl fmt::Debug for Runtime {
     }
 }
 
+/// What `build` makes of `try_build`'s result.
+fn started(r: std::io::Result<Runtime>) -> Runtime {
+    r.unwrap_or_else(|e| panic!("failed to start a worker thread: {e}"))
+}
+
+/// The body of one worker thread.
+type WorkerMain = Box<dyn FnOnce() + Send + 'static>;
+
 /// Configures and builds a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct Builder {
@@ -207,7 +227,27 @@ impl Builder {
     }
 
     /// Starts the worker threads.
+    ///
+    /// # Panics
+    /// When a worker thread cannot be started (see
+    /// [`try_build`](Self::try_build)), with that error.
     pub fn build(self) -> Runtime {
+        started(self.try_build())
+    }
+
+    /// Starts the worker threads, or returns the error of the first one
+    /// that could not be started. The workers already started are then
+    /// stopped and joined before this returns: nothing is left running.
+    pub fn try_build(self) -> std::io::Result<Runtime> {
+        self.build_with(|builder, run| builder.spawn(run))
+    }
+
+    /// [`try_build`](Self::try_build) with the thread spawner given, so
+    /// tests can make a spawn fail.
+    fn build_with(
+        self,
+        mut spawn: impl FnMut(thread::Builder, WorkerMain) -> std::io::Result<JoinHandle<()>>,
+    ) -> std::io::Result<Runtime> {
         let (scheduler, locals) = Scheduler::new(self.workers);
         let shared = Arc::new(Shared {
             scheduler,
@@ -223,22 +263,24 @@ impl Builder {
             mailbox_capacity: self.mailbox_capacity,
             dropped: AtomicU64::new(0),
         });
-        let mut threads = shared.threads.lock();
         for (index, local) in locals.into_iter().enumerate() {
             let s = shared.clone();
-            let t = thread::Builder::new()
-                .name(format!("{}-{index}", self.thread_name))
-                .spawn(move || worker::run(s, index, local))
-                .expect("failed to spawn a worker thread");
-            threads.push(t);
+            let builder = thread::Builder::new().name(format!("{}-{index}", self.thread_name));
+            match spawn(builder, Box::new(move || worker::run(s, index, local))) {
+                Ok(t) => shared.threads.lock().push(t),
+                Err(e) => {
+                    // Stops and joins the workers started so far.
+                    shared.stop();
+                    return Err(e);
+                }
+            }
         }
-        drop(threads);
-        Runtime {
+        Ok(Runtime {
             owner: Some(Arc::new(Owner {
                 shared: shared.clone(),
             })),
             shared,
-        }
+        })
     }
 }
 
@@ -281,7 +323,9 @@ impl Runtime {
     }
 
     /// Runs `future` to completion on the calling thread while processes run
-    /// on the workers. May be called from several threads at once.
+    /// on the workers. May be called from several threads at once. On a
+    /// handle whose runtime has stopped, it still runs `future`, keeping
+    /// the time for its timers itself.
     ///
     /// # Panics
     /// When called from inside a process (a worker thread): blocking a
@@ -306,7 +350,14 @@ impl Runtime {
                 return v;
             }
             while !waiter.notified.swap(false, Ordering::Acquire) {
-                thread::park();
+                // A handle can outlive its runtime: with no worker left to
+                // keep the time, this thread keeps it for its own timers
+                // (the stop wakes every waiting timer, so this is seen).
+                if self.shared.scheduler.is_shutdown() {
+                    self.shared.drive_timers_stopped();
+                } else {
+                    thread::park();
+                }
             }
         }
     }
@@ -357,6 +408,8 @@ impl Runtime {
         let guard = Unwinding(&task);
         let future = f(Context::new(task.clone()));
         std::mem::forget(guard);
+        // A supervisor starting a child monitors it here, before it can run.
+        crate::supervisor::on_spawn(self, pid);
         before_run(pid);
         // Spawn against stop: we insert, then load the flag; stop stores the
         // flag, then scans the table and kills what it finds (a kill of a
@@ -604,5 +657,48 @@ impl futures_task::ArcWake for ThreadWaker {
     fn wake_by_ref(arc_self: &Arc<Self>) {
         arc_self.notified.store(true, Ordering::Release);
         arc_self.thread.unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// The third worker cannot be started: `try_build` returns that error,
+    /// and the two started before it have been stopped and joined.
+    #[test]
+    fn try_build_stops_and_joins_the_started_workers_when_one_fails() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let (s, e) = (started.clone(), ended.clone());
+        let mut n = 0;
+        let r = Builder::default()
+            .workers(4)
+            .build_with(move |builder, run| {
+                n += 1;
+                if n == 3 {
+                    return Err(std::io::Error::other("no more threads"));
+                }
+                let (s, e) = (s.clone(), e.clone());
+                builder.spawn(move || {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    run();
+                    e.fetch_add(1, Ordering::SeqCst);
+                })
+            });
+        let err = r.expect_err("the third spawn failed");
+        assert_eq!(err.to_string(), "no more threads");
+        assert_eq!(started.load(Ordering::SeqCst), 2);
+        assert_eq!(ended.load(Ordering::SeqCst), 2, "joined before returning");
+    }
+
+    #[test]
+    #[should_panic(expected = "failed to start a worker thread")]
+    fn build_panics_with_the_spawn_error() {
+        let r = Builder::default()
+            .workers(1)
+            .build_with(|_, _| Err(std::io::Error::other("no threads")));
+        started(r);
     }
 }

@@ -1,10 +1,26 @@
 //! Exit signals, links and monitors, with Erlang's semantics.
 //!
 //! Per-process signal state (links, monitors, `trap_exit`) lives in the
-//! process's aux data, under its lock. A process is *alive* exactly while it
-//! is in the process table; teardown removes it from the table first, so
-//! anything that checks the table while holding the aux lock either sees the
-//! process gone or lands its change before teardown takes the lists.
+//! process's aux data, under its lock, in [`SmallSet`]s: no allocation for
+//! the usual zero to two entries, and O(1) insert and remove for a hub with
+//! a million.
+//!
+//! # Liveness
+//!
+//! A process is *alive* exactly while it is in the process table; teardown
+//! removes it from the table first and only then takes its lists, under its
+//! aux lock. So every addition to a process's links, monitors, names or
+//! tags goes through [`Shared::lock_alive`], which checks the table while
+//! holding that lock: either it sees the process gone (and adds nothing),
+//! or the addition lands before teardown takes the lists, and teardown
+//! handles it. Removals need no such check: removing from a dead process's
+//! lists is harmless.
+//!
+//! A monitor is stored in three places: the monitor table (reference →
+//! watcher, target), the watcher's `monitoring` and the target's
+//! `monitors`. [`Runtime::monitor`] adds it to all three while holding the
+//! reference's monitor shard lock, and every removal takes that lock first,
+//! so no removal can run between the three additions and miss one of them.
 //!
 //! # Lock order
 //!
@@ -12,6 +28,14 @@
 //! registry shard. Process-table lookups take no lock (see
 //! [`crate::process::table`]), so a delivery may wake a foreign waker under
 //! the receiver's aux lock from anywhere.
+//!
+//! # User code
+//!
+//! The links, monitors and teardown here deliver only `Down` and `Exit`
+//! items, and neither holds a user value: one refused by a closed mailbox
+//! is dropped under the locks above without running any user destructor.
+//! (The one piece of user code a delivery can reach is a foreign waker,
+//! woken by [`Header::deliver`](crate::process::task::Header::deliver).)
 //!
 //! # Teardown (a process ending with reason R)
 //!
@@ -25,19 +49,29 @@
 //!    a trapping one receives `Exit { from, reason: R }`; a non-trapping one
 //!    ignores `Normal` and otherwise ends with R (so cascades carry R).
 //! 5. Monitors it had placed on others are removed.
+//!
+//! Each step costs O(1) per link or monitor; a hub's teardown also sorts
+//! its keys once (see [`set::IntoIter`]).
+
+mod set;
+
+pub(crate) use set::SmallSet;
 
 use crate::mailbox::{MonitorRef, Received};
-use crate::process::task::TaskRef;
+use crate::process::task::{Aux, Header, TaskRef};
 use crate::process::{ExitReason, Pid};
 use crate::runtime::{Runtime, Shared};
-use parking_lot::Mutex;
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const MONITOR_SHARDS: usize = 32;
 
-/// One shard of the monitor table: reference → (watcher, target).
-type MonitorShard = HashMap<u64, (Pid, Pid)>;
+/// One shard of the monitor table: reference → (watcher, target). A
+/// reference is keyed by its number divided by the shard count, so the
+/// references of one shard are consecutive keys, which [`set::KeyHash`]
+/// keeps together in memory.
+type MonitorShard = HashMap<u64, (Pid, Pid), set::KeyHash>;
 
 /// Every live monitor: reference → (watcher, target).
 #[derive(Debug)]
@@ -58,9 +92,38 @@ impl Monitors {
         &self.shards[r.0 as usize % MONITOR_SHARDS]
     }
 
+    /// `r`'s key in its shard.
+    fn key(r: MonitorRef) -> u64 {
+        r.0 / MONITOR_SHARDS as u64
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
+}
+
+/// A process's aux data, locked, with the process found alive under the
+/// lock (see the module docs). Every addition of a link, a monitor, a name
+/// or a tag is made through one.
+pub(crate) struct LiveAux<'a>(MappedMutexGuard<'a, Aux>);
+
+impl std::ops::Deref for LiveAux<'_> {
+    type Target = Aux;
+    fn deref(&self) -> &Aux {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LiveAux<'_> {
+    fn deref_mut(&mut self) -> &mut Aux {
+        &mut self.0
+    }
+}
+
+/// Runs `f` on `h`'s aux data if it has any (removals: nothing to remove
+/// from a process that never had aux data).
+fn edit_aux<R>(h: &Header, f: impl FnOnce(&mut Aux) -> R) -> Option<R> {
+    h.aux.lock().as_deref_mut().map(f)
 }
 
 impl Shared {
@@ -72,21 +135,31 @@ impl Shared {
             .unwrap_or(false)
     }
 
+    /// Locks `h`'s aux data if its process is alive, checked under the lock:
+    /// the one place the liveness rule of the module docs is enforced.
+    pub(crate) fn lock_alive<'a>(&self, h: &'a Header) -> Option<LiveAux<'a>> {
+        let aux = h.aux.lock();
+        if !self.table.contains(h.pid) {
+            return None;
+        }
+        Some(LiveAux(MutexGuard::map(aux, |a| {
+            &mut **a.get_or_insert_with(Default::default)
+        })))
+    }
+
     /// Fires monitor `r` (if it is still live) with `Down { pid, reason }`.
     fn fire_monitor(&self, r: MonitorRef, pid: Pid, reason: ExitReason) {
         let mut shard = self.monitors.shard(r).lock();
-        if let Some((watcher, _)) = shard.remove(&r.0) {
-            if let Some(w) = self.table.get(watcher) {
-                w.header().with_aux(|a| a.monitoring.retain(|&m| m != r));
-            }
-            self.deliver(
-                watcher,
-                Received::Down {
+        if let Some((watcher, _)) = shard.remove(&Monitors::key(r)) {
+            self.table.with(watcher, |w| {
+                let w = w.header();
+                edit_aux(w, |a| a.monitoring.remove(r));
+                w.deliver(Received::Down {
                     reference: r,
                     pid,
                     reason,
-                },
-            );
+                })
+            });
         }
     }
 
@@ -99,9 +172,9 @@ impl Shared {
             (
                 std::mem::take(&mut a.names),
                 std::mem::take(&mut a.tags),
-                std::mem::take(&mut a.monitors),
-                std::mem::take(&mut a.links),
-                std::mem::take(&mut a.monitoring),
+                a.monitors.take(),
+                a.links.take(),
+                a.monitoring.take(),
             )
         });
         let Some((names, tags, monitors, links, monitoring)) = taken else {
@@ -122,14 +195,8 @@ impl Shared {
             };
             // Only a link the other side still holds carries the signal:
             // an `unlink` that got there first wins.
-            let trapping = t.header().with_aux(|a| {
-                let had = a.links.iter().position(|&p| p == me);
-                had.map(|i| {
-                    a.links.swap_remove(i);
-                    a.trap_exit
-                })
-            });
-            match trapping {
+            let trapping = edit_aux(t.header(), |a| a.links.remove(me).then_some(a.trap_exit));
+            match trapping.flatten() {
                 None => {}
                 Some(true) => {
                     self.deliver(other, Received::Exit { from: me, reason });
@@ -143,18 +210,19 @@ impl Shared {
         }
     }
 
-    /// Removes monitor `r`; true when it was live.
+    /// Removes monitor `r` from the monitor table and from both processes'
+    /// lists; true when it was live.
     fn remove_monitor(&self, r: MonitorRef) -> bool {
         let mut shard = self.monitors.shard(r).lock();
-        match shard.remove(&r.0) {
-            Some((_, target)) => {
-                if let Some(t) = self.table.get(target) {
-                    t.header().with_aux(|a| a.monitors.retain(|&m| m != r));
-                }
-                true
-            }
-            None => false,
-        }
+        let Some((watcher, target)) = shard.remove(&Monitors::key(r)) else {
+            return false;
+        };
+        self.table
+            .with(target, |t| edit_aux(t.header(), |a| a.monitors.remove(r)));
+        self.table.with(watcher, |w| {
+            edit_aux(w.header(), |a| a.monitoring.remove(r))
+        });
+        true
     }
 }
 
@@ -183,30 +251,30 @@ impl Runtime {
             }
             (None, None) => return false,
         };
-        // Lock in pid order; check liveness under both locks (see module docs).
+        // Lock in pid order; check liveness under both locks (module docs).
         let (first, second) = if a < b { (&ta, &tb) } else { (&tb, &ta) };
-        let mut l1 = first.header().aux.lock();
-        let mut l2 = second.header().aux.lock();
-        let alive_a = shared.table.contains(a);
-        let alive_b = shared.table.contains(b);
-        if alive_a && alive_b {
-            let x1 = l1.get_or_insert_with(Default::default);
-            let x2 = l2.get_or_insert_with(Default::default);
-            let p1 = first.header().pid;
-            let p2 = second.header().pid;
-            if !x1.links.contains(&p2) {
-                x1.links.push(p2);
-                x2.links.push(p1);
+        let l1 = shared.lock_alive(first.header());
+        let l2 = shared.lock_alive(second.header());
+        let (p1, p2) = (first.header().pid, second.header().pid);
+        match (l1, l2) {
+            (Some(mut x1), Some(mut x2)) => {
+                if x1.links.insert(p2) {
+                    x2.links.insert(p1);
+                }
+                true
             }
-            return true;
+            (Some(x1), None) => {
+                drop(x1);
+                self.noproc_link(first, p2);
+                false
+            }
+            (None, Some(x2)) => {
+                drop(x2);
+                self.noproc_link(second, p1);
+                false
+            }
+            (None, None) => false,
         }
-        drop((l1, l2));
-        match (alive_a, alive_b) {
-            (true, false) => self.noproc_link(&ta, b),
-            (false, true) => self.noproc_link(&tb, a),
-            _ => {}
-        }
-        false
     }
 
     fn noproc_link(&self, live: &TaskRef, dead: Pid) {
@@ -230,12 +298,22 @@ impl Runtime {
     /// Removes the link between `a` and `b`, if any. No exit signal travels
     /// over it after this returns.
     pub fn unlink(&self, a: Pid, b: Pid) {
-        for (x, y) in [(a, b), (b, a)] {
-            if let Some(t) = self.shared.table.get(x) {
-                if let Some(aux) = t.header().aux.lock().as_mut() {
-                    aux.links.retain(|&p| p != y);
-                }
-            }
+        if a == b {
+            return;
+        }
+        let table = &self.shared.table;
+        let (ta, tb) = (table.get(a), table.get(b));
+        // Both sides at once, in pid order (as `link` takes them), so a
+        // racing `link` finds the pair either whole or gone, never half.
+        let (first, second) = if a < b { (&ta, &tb) } else { (&tb, &ta) };
+        let mut l1 = first.as_ref().map(|t| t.header().aux.lock());
+        let mut l2 = second.as_ref().map(|t| t.header().aux.lock());
+        let (p1, p2) = if a < b { (a, b) } else { (b, a) };
+        if let Some(x) = l1.as_mut().and_then(|g| g.as_deref_mut()) {
+            x.links.remove(p2);
+        }
+        if let Some(x) = l2.as_mut().and_then(|g| g.as_deref_mut()) {
+            x.links.remove(p1);
         }
     }
 
@@ -289,31 +367,40 @@ impl Runtime {
     /// `watcher` receives `Down` with its reason. Each call places a new
     /// monitor. A dead or unknown target gives `Down { reason: NoProc }` at
     /// once.
+    ///
+    /// A dead or unknown `watcher` places nothing: the reference returned is
+    /// fresh but inert. It is never stored (neither
+    /// [`monitor_count`](Self::monitor_count) nor the target's
+    /// [`info`](Self::info)`.monitors` changes), no `Down` is ever sent for
+    /// it, and [`demonitor`](Self::demonitor) of it returns false.
     pub fn monitor(&self, watcher: Pid, target: Pid) -> MonitorRef {
         let shared = &self.shared;
         let r = MonitorRef(shared.monitors.next_ref.fetch_add(1, Ordering::Relaxed));
-        shared
-            .monitors
-            .shard(r)
-            .lock()
-            .insert(r.0, (watcher, target));
-        if let Some(w) = shared.table.get(watcher) {
-            w.header().with_aux(|a| a.monitoring.push(r));
-        }
+        // Held until the monitor is in all three places (module docs).
+        let mut shard = shared.monitors.shard(r).lock();
+        let Some(w) = shared.table.get(watcher) else {
+            return r;
+        };
+        match shared.lock_alive(w.header()) {
+            Some(mut a) => a.monitoring.insert(r),
+            None => return r,
+        };
         let placed = shared.table.get(target).is_some_and(|t| {
-            t.header().with_aux(|a| {
-                // Checked under the aux lock: teardown takes the list after
-                // leaving the table, so it either sees this entry or we see
-                // it gone.
-                let alive = shared.table.contains(target);
-                if alive {
-                    a.monitors.push(r);
-                }
-                alive
-            })
+            shared
+                .lock_alive(t.header())
+                .map(|mut a| a.monitors.insert(r))
+                .is_some()
         });
-        if !placed {
-            shared.fire_monitor(r, target, ExitReason::NoProc);
+        if placed {
+            shard.insert(Monitors::key(r), (watcher, target));
+        } else {
+            edit_aux(w.header(), |a| a.monitoring.remove(r));
+            drop(shard);
+            w.header().deliver(Received::Down {
+                reference: r,
+                pid: target,
+                reason: ExitReason::NoProc,
+            });
         }
         r
     }
@@ -321,21 +408,7 @@ impl Runtime {
     /// Removes a monitor. No `Down` for it arrives after this returns; false
     /// when it had already fired or been removed.
     pub fn demonitor(&self, reference: MonitorRef) -> bool {
-        let shared = &self.shared;
-        let watcher = shared
-            .monitors
-            .shard(reference)
-            .lock()
-            .get(&reference.0)
-            .map(|&(w, _)| w);
-        let removed = shared.remove_monitor(reference);
-        if removed {
-            if let Some(w) = watcher.and_then(|w| shared.table.get(w)) {
-                w.header()
-                    .with_aux(|a| a.monitoring.retain(|&m| m != reference));
-            }
-        }
-        removed
+        self.shared.remove_monitor(reference)
     }
 
     /// Monitors alive in the runtime (for leak checks and operators).

@@ -313,3 +313,72 @@ fn monitors_of_dead_watcher_are_cleaned_up() {
         assert_eq!(rt.monitor_count(), 0, "fired monitors are freed");
     });
 }
+
+#[test]
+fn a_monitor_for_a_dead_or_unknown_watcher_is_never_stored_nor_fired() {
+    let rt = runtime(2);
+    let live = spawn_actor(&rt);
+    let dead = spawn_actor(&rt);
+    let dead_pid = dead.pid();
+    rt.kill(dead_pid);
+    assert_eq!(run(&rt, dead.join()), ExitReason::Killed);
+    let mut refs = HashSet::new();
+    for watcher in [Pid::from_raw(0), Pid::from_raw(u64::MAX - 7), dead_pid] {
+        for target in [live.pid(), dead_pid] {
+            let r = rt.monitor(watcher, target);
+            assert!(refs.insert(r), "every call returns a fresh reference");
+            assert_eq!(rt.monitor_count(), 0, "nothing kept for watcher {watcher}");
+            assert_eq!(rt.info(live.pid()).unwrap().monitors, 0);
+            assert!(!rt.demonitor(r), "nothing to remove");
+        }
+    }
+    // The target's end fires nothing: a live watcher placed after them is
+    // the only one to hear of it.
+    check(&rt, move |mut ctx| async move {
+        let rt = ctx.runtime().clone();
+        let me = ctx.pid();
+        let r = rt.monitor(me, live.pid());
+        assert_eq!(rt.info(live.pid()).unwrap().monitors, 1);
+        let live_pid = live.pid();
+        rt.kill(live_pid);
+        assert_eq!(live.join().await, ExitReason::Killed);
+        expect_down(ctx.try_recv().unwrap(), r, live_pid, ExitReason::Killed);
+        assert!(ctx.try_recv().is_none());
+        assert_eq!(rt.monitor_count(), 0);
+    });
+}
+
+#[test]
+fn monitors_placed_while_the_watcher_dies_are_never_left_behind() {
+    let rt = runtime(2);
+    let target = spawn_actor(&rt);
+    let t = target.pid();
+    for _ in 0..100 {
+        let watcher = spawn_actor(&rt);
+        let w = watcher.pid();
+        let placer = {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                // Keep placing until the watcher is gone, and a few more:
+                // each lands on a live, dying or dead watcher.
+                let mut after = 0;
+                while after < 20 {
+                    rt.monitor(w, t);
+                    if !rt.is_alive(w) {
+                        after += 1;
+                    }
+                }
+            })
+        };
+        rt.kill(w);
+        assert_eq!(run(&rt, watcher.join()), ExitReason::Killed);
+        placer.join().unwrap();
+        assert_eq!(
+            rt.monitor_count(),
+            0,
+            "a monitor of the dead watcher is left"
+        );
+        assert_eq!(rt.info(t).unwrap().monitors, 0);
+    }
+    rt.kill(t);
+}

@@ -14,10 +14,13 @@
 //! and spawns a task, just as spawning a rusm-otp process allocates a task
 //! that carries its mailbox.
 //!
-//! restart_storm, monitor_churn, send_named, timers_fire and timers_cancel
-//! exercise rusm-otp's supervisor, monitors, registry and timer wheel, for
-//! which tokio has no counterpart: they have no tokio baseline
-//! ([`Workload::has_tokio`]). link_cascade has one, on an emulation of
+//! restart_storm_windowed, dynamic_children, monitor_churn, the hub
+//! workloads, send_named, timers_fire and timers_cancel exercise rusm-otp's
+//! supervisor, links, monitors, registry and timer wheel, for which tokio
+//! has no counterpart: they have no tokio baseline
+//! ([`Workload::has_tokio`]). restart_storm has one: a task that restarts
+//! the children of a `JoinSet` as they end (`tok::restart_storm`).
+//! link_cascade has one, on an emulation of
 //! links and monitors over channels (see `tok::chain_proc`).
 
 #![allow(dead_code)]
@@ -85,6 +88,8 @@ pub(crate) enum Workload {
     Skynet { leaves: u64 },
     /// 3. `n` round trips with one pong process.
     Pingpong { n: u64 },
+    /// `n` calls (request and reply, with a timeout) to one server process.
+    Call { n: u64 },
     /// 4. `pairs` pinger/pong pairs, `rounds` round trips each.
     ParallelPingpong { pairs: u64, rounds: u64 },
     /// 5. a ring of `procs` processes, `hops` hops.
@@ -100,10 +105,24 @@ pub(crate) enum Workload {
     /// 7. a one-for-one supervisor of `children` children that crash
     ///    `crashes` times each before staying up.
     RestartStorm { children: u64, crashes: u64 },
+    /// 7, with a sliding intensity window (`max_restarts(1_000_000)
+    /// .within(1 s)`) instead of unlimited restarts.
+    RestartStormWindowed { children: u64, crashes: u64 },
+    /// `n` children started on a dynamic supervisor (`start_child`), then
+    /// each stopped (`terminate_pid`).
+    DynamicChildren { n: u64 },
     /// 8. a chain of `procs` linked processes, killed from its head.
     LinkCascade { procs: u64 },
     /// `n` monitor + demonitor pairs on one idle target.
     MonitorChurn { n: u64 },
+    /// One watcher places `n` monitors on one hub, which is then killed:
+    /// the time until all `n` `Down`s have arrived.
+    HubMonitors { n: u64 },
+    /// One hub linked to `n` processes, then unlinked from them all.
+    HubLinks { n: u64 },
+    /// One hub linked to `n` processes exits: the time until all `n` have
+    /// ended over their links.
+    HubCascade { n: u64 },
     /// `senders` processes send `per` messages each to a registered name.
     SendNamed { senders: u64, per: u64 },
     /// `n` `send_after` timers (0-100 ms) to the driver, all received.
@@ -119,6 +138,7 @@ impl Workload {
             Workload::Spawn { .. } => "spawn",
             Workload::Skynet { .. } => "skynet",
             Workload::Pingpong { .. } => "pingpong",
+            Workload::Call { .. } => "call",
             Workload::ParallelPingpong { .. } => "parallel_pingpong",
             Workload::Ring { .. } => "ring",
             Workload::Fanin { .. } => "fanin",
@@ -126,8 +146,13 @@ impl Workload {
             Workload::IdleMemory { .. } => "idle_memory",
             Workload::SpawnParallel { .. } => "spawn_parallel",
             Workload::RestartStorm { .. } => "restart_storm",
+            Workload::RestartStormWindowed { .. } => "restart_storm_windowed",
+            Workload::DynamicChildren { .. } => "dynamic_children",
             Workload::LinkCascade { .. } => "link_cascade",
             Workload::MonitorChurn { .. } => "monitor_churn",
+            Workload::HubMonitors { .. } => "hub_monitors",
+            Workload::HubLinks { .. } => "hub_links",
+            Workload::HubCascade { .. } => "hub_cascade",
             Workload::SendNamed { .. } => "send_named",
             Workload::TimersFire { .. } => "timers_fire",
             Workload::TimersCancel { .. } => "timers_cancel",
@@ -139,8 +164,12 @@ impl Workload {
         match *self {
             Workload::Spawn { n }
             | Workload::Pingpong { n }
+            | Workload::Call { n }
             | Workload::IdleMemory { n }
             | Workload::MonitorChurn { n }
+            | Workload::HubMonitors { n }
+            | Workload::HubLinks { n }
+            | Workload::HubCascade { n }
             | Workload::TimersFire { n }
             | Workload::TimersCancel { n } => n,
             Workload::Skynet { leaves } => leaves,
@@ -149,7 +178,9 @@ impl Workload {
             Workload::Fanin { senders, per } => senders * per,
             Workload::YieldMany { procs, yields } => procs * yields,
             Workload::SpawnParallel { drivers, per } => drivers * per,
-            Workload::RestartStorm { children, crashes } => children * crashes,
+            Workload::RestartStorm { children, crashes }
+            | Workload::RestartStormWindowed { children, crashes } => children * crashes,
+            Workload::DynamicChildren { n } => n,
             Workload::LinkCascade { procs } => procs,
             Workload::SendNamed { senders, per } => senders * per,
         }
@@ -160,8 +191,12 @@ impl Workload {
     pub(crate) fn has_tokio(&self) -> bool {
         !matches!(
             self,
-            Workload::RestartStorm { .. }
+            Workload::RestartStormWindowed { .. }
+                | Workload::DynamicChildren { .. }
                 | Workload::MonitorChurn { .. }
+                | Workload::HubMonitors { .. }
+                | Workload::HubLinks { .. }
+                | Workload::HubCascade { .. }
                 | Workload::SendNamed { .. }
                 | Workload::TimersFire { .. }
                 | Workload::TimersCancel { .. }
@@ -182,6 +217,7 @@ impl Workload {
             Workload::Spawn { n } => rusm::spawn(rt, n),
             Workload::Skynet { leaves } => rusm::skynet(rt, leaves),
             Workload::Pingpong { n } => rusm::pingpong(rt, n),
+            Workload::Call { n } => rusm::call(rt, n),
             Workload::ParallelPingpong { pairs, rounds } => {
                 rusm::parallel_pingpong(rt, pairs, rounds)
             }
@@ -191,10 +227,17 @@ impl Workload {
             Workload::IdleMemory { n } => rusm::idle_memory(rt, n),
             Workload::SpawnParallel { drivers, per } => rusm::spawn_parallel(rt, drivers, per),
             Workload::RestartStorm { children, crashes } => {
-                rusm::restart_storm(rt, children, crashes)
+                rusm::restart_storm(rt, children, crashes, false)
             }
+            Workload::RestartStormWindowed { children, crashes } => {
+                rusm::restart_storm(rt, children, crashes, true)
+            }
+            Workload::DynamicChildren { n } => rusm::dynamic_children(rt, n),
             Workload::LinkCascade { procs } => rusm::link_cascade(rt, procs),
             Workload::MonitorChurn { n } => rusm::monitor_churn(rt, n),
+            Workload::HubMonitors { n } => rusm::hub_monitors(rt, n),
+            Workload::HubLinks { n } => rusm::hub_links(rt, n),
+            Workload::HubCascade { n } => rusm::hub_cascade(rt, n),
             Workload::SendNamed { senders, per } => rusm::send_named(rt, senders, per),
             Workload::TimersFire { n } => rusm::timers_fire(rt, n),
             Workload::TimersCancel { n } => rusm::timers_cancel(rt, n),
@@ -210,6 +253,7 @@ impl Workload {
             Workload::Spawn { n } => tok::spawn(rt, n),
             Workload::Skynet { leaves } => tok::skynet(rt, leaves),
             Workload::Pingpong { n } => tok::pingpong(rt, n),
+            Workload::Call { n } => tok::call(rt, n),
             Workload::ParallelPingpong { pairs, rounds } => {
                 tok::parallel_pingpong(rt, pairs, rounds)
             }
@@ -219,8 +263,15 @@ impl Workload {
             Workload::IdleMemory { n } => tok::idle_memory(rt, n),
             Workload::SpawnParallel { drivers, per } => tok::spawn_parallel(rt, drivers, per),
             Workload::LinkCascade { procs } => tok::link_cascade(rt, procs),
-            Workload::RestartStorm { .. }
+            Workload::RestartStorm { children, crashes } => {
+                tok::restart_storm(rt, children, crashes)
+            }
+            Workload::RestartStormWindowed { .. }
+            | Workload::DynamicChildren { .. }
             | Workload::MonitorChurn { .. }
+            | Workload::HubMonitors { .. }
+            | Workload::HubLinks { .. }
+            | Workload::HubCascade { .. }
             | Workload::SendNamed { .. }
             | Workload::TimersFire { .. }
             | Workload::TimersCancel { .. } => {
@@ -306,8 +357,8 @@ fn settle(alive: impl Fn() -> usize) {
 /// The rusm-otp side.
 pub(crate) mod rusm {
     use super::*;
-    use rusm_otp::supervisor::{Children, WhichChildren};
-    use rusm_otp::{Context, ExitReason, Message, Pid, Received, Runtime, Strategy};
+    use rusm_otp::supervisor::{ChildSpec, Restart, SupervisorRef};
+    use rusm_otp::{Context, ExitReason, Message, Pid, Received, Request, Runtime, Strategy};
     use std::sync::Mutex;
 
     /// The token of pingpong.
@@ -452,6 +503,42 @@ pub(crate) mod rusm {
             let t0 = Instant::now();
             let count = ping_rounds(&mut ctx, n).await;
             Outcome::new(t0.elapsed(), count)
+        })
+    }
+
+    /// call: `n` calls to one server, each answering `i + 1` to `i`.
+    pub(crate) fn call(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |ctx| async move {
+            let rt = ctx.runtime();
+            let server = rt
+                .spawn(|mut c| async move {
+                    while let Received::Message(m) = c.recv().await {
+                        match m.downcast::<Request<u64, u64>>() {
+                            Ok(req) => {
+                                let i = *req.body();
+                                req.reply(i + 1);
+                            }
+                            Err(m) => {
+                                assert!(m.is::<Stop>());
+                                return;
+                            }
+                        }
+                    }
+                })
+                .pid();
+            let t0 = Instant::now();
+            let mut count = 0;
+            for i in 0..n {
+                let r = rt
+                    .call::<u64, u64>(server, i, Duration::from_secs(60))
+                    .await;
+                if r == Ok(i + 1) {
+                    count += 1;
+                }
+            }
+            let elapsed = t0.elapsed();
+            rt.send(server, Stop);
+            Outcome::new(elapsed, count)
         })
     }
 
@@ -632,20 +719,32 @@ pub(crate) mod rusm {
     /// What a restart-storm child tells the driver once it stays up.
     struct Alive;
 
-    /// restart_storm (WORKLOADS.md §7). The child specifications (the
+    /// restart_storm (WORKLOADS.md §7), with child specs. The specs (the
     /// supervisor's builder) are data, made before the clock starts, like an
     /// OTP child spec list; the timed section starts the supervisor.
-    pub(crate) fn restart_storm(rt: &Runtime, children: u64, crashes: u64) -> Outcome {
+    /// `windowed`: `max_restarts(1_000_000).within(1 s)` instead of
+    /// unlimited, so every restart is charged to a sliding window.
+    pub(crate) fn restart_storm(
+        rt: &Runtime,
+        children: u64,
+        crashes: u64,
+        windowed: bool,
+    ) -> Outcome {
         drive(rt, move |mut ctx| async move {
             let rt = ctx.runtime().clone();
             let me = ctx.pid();
             // Untimed: the start counters and the child specifications.
             let counters: Arc<Vec<AtomicU64>> =
                 Arc::new((0..children).map(|_| AtomicU64::new(0)).collect());
-            let mut spec = rt.supervisor(Strategy::OneForOne).max_restarts(0);
+            let mut spec = rt.supervisor(Strategy::OneForOne);
+            spec = if windowed {
+                spec.max_restarts(1_000_000).within(Duration::from_secs(1))
+            } else {
+                spec.max_restarts(0)
+            };
             for i in 0..children as usize {
                 let counters = counters.clone();
-                spec = spec.child(move |rt: &Runtime| {
+                spec = spec.child_spec(ChildSpec::new(format!("c{i}"), move |rt: &Runtime| {
                     let counters = counters.clone();
                     rt.spawn(move |ctx| async move {
                         let starts = counters[i].fetch_add(1, Ordering::Relaxed) + 1;
@@ -657,7 +756,7 @@ pub(crate) mod rusm {
                         ctx.runtime().send(me, Alive);
                         idle(ctx).await;
                     })
-                });
+                }));
             }
             let t0 = Instant::now();
             let sup = spec.start().pid();
@@ -674,19 +773,54 @@ pub(crate) mod rusm {
                 .iter()
                 .map(|c| c.load(Ordering::Relaxed).saturating_sub(1))
                 .sum();
-            rt.send(sup, WhichChildren(me));
-            let running = loop {
-                if let Ok(Children(pids)) = recv(&mut ctx).await.downcast::<Children>() {
-                    break pids.iter().filter(|p| rt.is_alive(**p)).count() as u64;
-                }
-            };
-            // The supervisor's links take its children with it.
+            let infos = SupervisorRef::new(&rt, sup)
+                .which_children()
+                .await
+                .unwrap_or_default();
+            let running = infos
+                .iter()
+                .filter(|c| c.pid.is_some_and(|p| rt.is_alive(p)))
+                .count() as u64;
+            // A killed supervisor's children go with it.
             rt.kill(sup);
             Outcome::new(elapsed, restarts)
                 .with_note(format!("running_children={running}"))
                 .verify(running == children, || {
                     format!("{running} running children, expected {children}")
                 })
+        })
+    }
+
+    /// `n` children started on a dynamic supervisor, then each stopped by
+    /// pid; every request is a round trip from the driver.
+    pub(crate) fn dynamic_children(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |ctx| async move {
+            let rt = ctx.runtime().clone();
+            let sup = rt.dynamic_supervisor().start().pid();
+            let r = SupervisorRef::new(&rt, sup);
+            let spec =
+                ChildSpec::new("w", |rt: &Runtime| rt.spawn(idle)).restart(Restart::Temporary);
+            let mut pids = Vec::with_capacity(n as usize);
+            let t0 = Instant::now();
+            for _ in 0..n {
+                pids.push(r.start_child(spec.clone()).await.expect("started"));
+            }
+            let mut stopped = 0;
+            for p in pids {
+                if r.terminate_pid(p).await.is_ok() {
+                    stopped += 1;
+                }
+            }
+            let elapsed = t0.elapsed();
+            let left = r
+                .count_children()
+                .await
+                .map(|c| c.specs)
+                .unwrap_or(usize::MAX);
+            rt.kill(sup);
+            Outcome::new(elapsed, stopped)
+                .with_note(format!("children_left={left}"))
+                .verify(left == 0, || format!("{left} children left"))
         })
     }
 
@@ -765,6 +899,143 @@ pub(crate) mod rusm {
                 .with_note(format!("monitors_left={left}"))
                 .verify(left == 0 && on_target == 0 && !stray, || {
                     format!("{left} monitors left ({on_target} on the target), stray item: {stray}")
+                })
+        })
+    }
+
+    /// hub_monitors: the driver places `n` monitors on one idle hub (the
+    /// placing is timed separately), kills the hub, and receives all `n`
+    /// `Down`s: the timed section runs from the kill to the last `Down`.
+    pub(crate) fn hub_monitors(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            let hub = rt.spawn(idle).pid();
+            let t_place = Instant::now();
+            for _ in 0..n {
+                let _ = rt.monitor(me, hub);
+            }
+            let placed = t_place.elapsed();
+            let on_hub = rt.info(hub).map_or(0, |i| i.monitors) as u64;
+            let t0 = Instant::now();
+            rt.kill(hub);
+            let mut downs = 0;
+            while downs < n {
+                if let Received::Down { pid, .. } = ctx.recv().await {
+                    if pid == hub {
+                        downs += 1;
+                    }
+                }
+            }
+            let elapsed = t0.elapsed();
+            // Untimed verification: every monitor fired and was freed.
+            let left = rt.monitor_count();
+            Outcome::new(elapsed, downs)
+                .with_note(format!(
+                    "place_ms={:.3} monitors_left={left}",
+                    placed.as_secs_f64() * 1e3
+                ))
+                .verify(on_hub == n && left == 0, || {
+                    format!("{on_hub} monitors on the hub, {left} left after it died")
+                })
+        })
+    }
+
+    /// `n` idle processes (untimed setup); each calls `ended` when its
+    /// future is dropped.
+    fn spokes(rt: &Runtime, n: u64, ended: impl Fn() + Clone + Send + 'static) -> Vec<Pid> {
+        /// Calls its closure when dropped.
+        struct OnDrop<F: Fn()>(F);
+        impl<F: Fn()> Drop for OnDrop<F> {
+            fn drop(&mut self) {
+                (self.0)()
+            }
+        }
+        (0..n)
+            .map(|_| {
+                let guard = OnDrop(ended.clone());
+                rt.spawn(move |ctx| async move {
+                    let _guard = guard;
+                    idle(ctx).await
+                })
+                .pid()
+            })
+            .collect()
+    }
+
+    /// hub_links: one hub is linked to `n` idle processes, then unlinked
+    /// from them all; both phases are timed (`link_ms`, `unlink_ms`).
+    pub(crate) fn hub_links(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |ctx| async move {
+            let rt = ctx.runtime().clone();
+            // Untimed setup: the hub and its spokes.
+            let hub = rt.spawn(idle).pid();
+            let spokes = spokes(&rt, n, || {});
+            let t0 = Instant::now();
+            for &s in &spokes {
+                rt.link(hub, s);
+            }
+            let linked = t0.elapsed();
+            let on_hub = rt.info(hub).map_or(0, |i| i.links) as u64;
+            let t1 = Instant::now();
+            for &s in &spokes {
+                rt.unlink(hub, s);
+            }
+            let unlinked = t1.elapsed();
+            // Untimed verification and cleanup.
+            let left = rt.info(hub).map_or(usize::MAX, |i| i.links);
+            let spoke_left = spokes
+                .iter()
+                .filter(|&&s| rt.info(s).is_none_or(|i| i.links != 0))
+                .count();
+            rt.kill(hub);
+            for &s in &spokes {
+                rt.kill(s);
+            }
+            Outcome::new(linked + unlinked, on_hub)
+                .with_note(format!(
+                    "link_ms={:.3} unlink_ms={:.3}",
+                    linked.as_secs_f64() * 1e3,
+                    unlinked.as_secs_f64() * 1e3
+                ))
+                .verify(left == 0 && spoke_left == 0, || {
+                    format!("{left} links left on the hub, {spoke_left} spokes still linked")
+                })
+        })
+    }
+
+    /// The last spoke of hub_cascade to end tells the driver.
+    struct AllEnded;
+
+    /// hub_cascade: one hub linked to `n` idle processes (untimed setup)
+    /// exits with `Shutdown`; the timed section runs until the last of the
+    /// `n` has ended (its future dropped) over its link.
+    pub(crate) fn hub_cascade(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let rt = ctx.runtime().clone();
+            let me = ctx.pid();
+            let hub = rt.spawn(idle).pid();
+            let ended = Arc::new(AtomicU64::new(0));
+            let count = ended.clone();
+            let handle = rt.clone();
+            let spokes = spokes(&rt, n, move || {
+                if count.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                    handle.send(me, AllEnded);
+                }
+            });
+            for &s in &spokes {
+                rt.link(hub, s);
+            }
+            let on_hub = rt.info(hub).map_or(0, |i| i.links) as u64;
+            let t0 = Instant::now();
+            rt.exit(hub, ExitReason::Shutdown);
+            let _ = recv_as::<AllEnded>(&mut ctx).await;
+            let elapsed = t0.elapsed();
+            let dead = spokes.iter().filter(|&&s| !rt.is_alive(s)).count() as u64;
+            Outcome::new(elapsed, ended.load(Ordering::Acquire))
+                .with_note(format!("dead={dead}"))
+                .verify(on_hub == n, || {
+                    format!("{on_hub} links on the hub, expected {n}")
                 })
         })
     }
@@ -940,6 +1211,82 @@ pub(crate) mod tok {
         r
     }
 
+    /// restart_storm's baseline: the supervisor is a task that owns a
+    /// `JoinSet` of its children and restarts each one as it ends. A child
+    /// is a task with its own mailbox; it "crashes" by returning its index
+    /// (the `JoinSet` hands it back, no panic machinery), and once it stays
+    /// up it parks on its mailbox. The supervisor keeps each child's
+    /// mailbox sender, as a registry of addresses would.
+    pub(crate) fn restart_storm(rt: &Runtime, children: u64, crashes: u64) -> Outcome {
+        use tokio::task::JoinSet;
+
+        async fn child(
+            i: usize,
+            counters: Arc<Vec<AtomicU64>>,
+            crashes: u64,
+            driver: Addr<()>,
+            mut mailbox: Mailbox<()>,
+        ) -> usize {
+            let starts = counters[i].fetch_add(1, Ordering::Relaxed) + 1;
+            if starts > crashes {
+                let _ = driver.send(());
+                while mailbox.recv().await.is_some() {}
+            }
+            i
+        }
+
+        drive(rt, move |me: Addr<()>, mut rx| async move {
+            let counters: Arc<Vec<AtomicU64>> =
+                Arc::new((0..children).map(|_| AtomicU64::new(0)).collect());
+            let t0 = Instant::now();
+            let c = counters.clone();
+            let driver = me.clone();
+            let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+            let sup = tokio::spawn(async move {
+                let mut set = JoinSet::new();
+                let mut addrs: Vec<Option<Addr<()>>> = Vec::with_capacity(children as usize);
+                let start = |set: &mut JoinSet<usize>, i: usize| {
+                    let (tx, rx) = unbounded_channel();
+                    set.spawn(child(i, c.clone(), crashes, driver.clone(), rx));
+                    tx
+                };
+                for i in 0..children as usize {
+                    addrs.push(Some(start(&mut set, i)));
+                }
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop_rx => break,
+                        Some(done) = set.join_next() => {
+                            let i = done.expect("a child panicked");
+                            addrs[i] = Some(start(&mut set, i));
+                        }
+                    }
+                }
+                let running = addrs.iter().filter(|a| a.is_some()).count() as u64;
+                set.abort_all();
+                running
+            });
+            let mut alive = 0;
+            while alive < children {
+                recv(&mut rx).await;
+                alive += 1;
+            }
+            let elapsed = t0.elapsed();
+            let restarts: u64 = counters
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed).saturating_sub(1))
+                .sum();
+            let _ = stop_tx.send(());
+            let running = sup.await.expect("the supervisor panicked");
+            Outcome::new(elapsed, restarts)
+                .with_note(format!("running_children={running}"))
+                .verify(running == children, || {
+                    format!("{running} running children, expected {children}")
+                })
+        })
+    }
+
     pub(crate) fn spawn(rt: &Runtime, n: u64) -> Outcome {
         drive(rt, move |me: Addr<()>, mut rx| async move {
             let t0 = Instant::now();
@@ -1038,6 +1385,31 @@ pub(crate) mod tok {
             let t0 = Instant::now();
             let count = ping_rounds(&me, &mut rx, n).await;
             Outcome::new(t0.elapsed(), count)
+        })
+    }
+
+    /// call: a server task answering `(i, oneshot)` with `i + 1`; the
+    /// driver awaits each answer (no timeout: the baseline runtime has no
+    /// time driver; a prompt rusm call arms no timer either).
+    pub(crate) fn call(rt: &Runtime, n: u64) -> Outcome {
+        drive(rt, move |_me: Addr<()>, _rx| async move {
+            let server = spawn_proc(|mut r: Mailbox<(u64, oneshot::Sender<u64>)>| async move {
+                while let Some((i, reply)) = r.recv().await {
+                    let _ = reply.send(i + 1);
+                }
+            });
+            let t0 = Instant::now();
+            let mut count = 0;
+            for i in 0..n {
+                let (tx, rx) = oneshot::channel();
+                let _ = server.send((i, tx));
+                if rx.await == Ok(i + 1) {
+                    count += 1;
+                }
+            }
+            let elapsed = t0.elapsed();
+            drop(server);
+            Outcome::new(elapsed, count)
         })
     }
 

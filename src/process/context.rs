@@ -9,11 +9,25 @@
 //! schedules the process directly. Under any other waker (a combinator that
 //! gives its children their own), the waker is kept in the process's aux
 //! data and the park tag says so.
+//!
+//! # A context that outlives its process
+//!
+//! `Context` is `Send`, so a body may move it elsewhere (another thread,
+//! another process) and the process may end while the context is still in
+//! use. The mailbox queue is built for that (see the queue's module docs):
+//! teardown closes the queue under a running consumer, and whoever lets go
+//! of the mailbox last (teardown or this context's drop) frees the messages
+//! the context had collected. A receive on a context whose process has
+//! ended never waits: `try_recv` returns `None`, `recv_timeout` returns
+//! `None` at once whatever its timeout, and `recv`/`recv_match`, which have
+//! no way to say "nothing", panic with a message saying the process has
+//! ended. A receive parked under a foreign waker when the process ends is
+//! woken by the teardown so that it sees this.
 
 use super::Pid;
 use super::task::TaskRef;
 use crate::mailbox::Received;
-use crate::mailbox::queue::Cursor;
+use crate::mailbox::queue::{Cursor, Park};
 use crate::runtime::Runtime;
 use std::fmt;
 use std::future::Future;
@@ -36,8 +50,27 @@ impl fmt::Debug for Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
-        self.task.header().context_dropped();
+        let h = self.task.header();
+        // SAFETY: the context is the mailbox's consumer and gives the role
+        // up here, for good.
+        let left = unsafe { h.mailbox.release_consumer() };
+        // Non-empty only if the process has ended already (the queue was
+        // closed with this context still holding deferred messages). Its
+        // teardown has settled its exit reason by then, so a destructor that
+        // panics here has no process left to crash: count it.
+        for item in left {
+            if !crate::guard::drop_caught(item) {
+                h.rt.shared.note_unowned_panic();
+            }
+        }
     }
+}
+
+/// The panic of a receive that cannot return "nothing" on an ended process.
+#[cold]
+#[track_caller]
+fn ended(pid: Pid) -> ! {
+    panic!("receive on the Context of {pid:?}: the process has ended, its mailbox is closed")
 }
 
 impl Context {
@@ -58,11 +91,18 @@ impl Context {
 
     /// Receives the oldest message or signal, parking at no CPU cost until
     /// one arrives. Cancel-safe: dropping the future loses nothing.
+    ///
+    /// # Panics
+    ///
+    /// When the process has ended (only a context moved out of its process
+    /// can see that): its mailbox is closed, nothing can ever arrive.
     pub fn recv(&mut self) -> Recv<'_> {
         Recv { ctx: self }
     }
 
     /// Takes the oldest message or signal if there is one, without waiting.
+    /// `None` once the process has ended, even for messages that arrived
+    /// before.
     pub fn try_recv(&mut self) -> Option<Received> {
         // SAFETY: `&mut self` makes this the mailbox's only consumer now.
         unsafe { self.task.header().mailbox.pop() }
@@ -71,6 +111,10 @@ impl Context {
     /// Selective receive: the oldest item `pred` accepts. Items it rejects
     /// stay queued in arrival order, and are not examined again by this
     /// receive when new items arrive.
+    ///
+    /// # Panics
+    ///
+    /// As [`recv`](Self::recv), when the process has ended.
     pub fn recv_match<P>(&mut self, pred: P) -> RecvMatch<'_, P>
     where
         P: FnMut(&Received) -> bool,
@@ -82,8 +126,9 @@ impl Context {
         }
     }
 
-    /// Parks the mailbox under `waker`; false when something arrived first.
-    pub(crate) fn park(&self, waker: &Waker) -> bool {
+    /// Parks the mailbox under `waker`, unless something arrived first or
+    /// the process has ended.
+    pub(crate) fn park(&self, waker: &Waker) -> Park {
         let h = self.task.header();
         let own = std::ptr::eq(waker.data(), Arc::as_ptr(&self.task).cast::<()>());
         if !own {
@@ -145,8 +190,10 @@ impl Future for Recv<'_> {
             if let Some(item) = ctx.pop() {
                 return Poll::Ready(item);
             }
-            if ctx.park(cx.waker()) {
-                return Poll::Pending;
+            match ctx.park(cx.waker()) {
+                Park::Parked => return Poll::Pending,
+                Park::Arrived => {}
+                Park::Closed => ended(ctx.pid()),
             }
         }
     }
@@ -193,8 +240,10 @@ where
             if let Some(item) = this.ctx.find(&mut this.cursor, &mut this.pred) {
                 return Poll::Ready(item);
             }
-            if this.ctx.park(cx.waker()) {
-                return Poll::Pending;
+            match this.ctx.park(cx.waker()) {
+                Park::Parked => return Poll::Pending,
+                Park::Arrived => {}
+                Park::Closed => ended(this.ctx.pid()),
             }
         }
     }

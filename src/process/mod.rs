@@ -4,6 +4,8 @@
 #[cfg(not(loom))]
 pub(crate) mod context;
 #[cfg(not(loom))]
+pub(crate) mod current;
+#[cfg(not(loom))]
 pub(crate) mod handle;
 pub(crate) mod state;
 #[cfg(not(loom))]

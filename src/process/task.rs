@@ -45,6 +45,7 @@ use crate::mailbox::Received;
 use crate::mailbox::queue::{Queue, Wake};
 use crate::runtime::Runtime;
 use crate::scheduler::worker::Placement;
+use crate::signal::SmallSet;
 use parking_lot::Mutex;
 use std::cell::UnsafeCell;
 use std::future::Future;
@@ -52,7 +53,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Poll, Waker};
 
 /// A process behind a type-erased reference.
@@ -77,11 +78,11 @@ pub(crate) struct Aux {
     /// The panic message, when the body panicked.
     pub(crate) panic: Option<String>,
     /// Processes linked to this one (symmetric; at most one entry per pair).
-    pub(crate) links: Vec<Pid>,
+    pub(crate) links: SmallSet<Pid>,
     /// Monitors placed on this process.
-    pub(crate) monitors: Vec<crate::MonitorRef>,
+    pub(crate) monitors: SmallSet<crate::MonitorRef>,
     /// Monitors this process placed on others.
-    pub(crate) monitoring: Vec<crate::MonitorRef>,
+    pub(crate) monitoring: SmallSet<crate::MonitorRef>,
     /// Whether exit signals arrive as `Received::Exit` messages.
     pub(crate) trap_exit: bool,
     /// Registered names.
@@ -90,6 +91,11 @@ pub(crate) struct Aux {
     pub(crate) tags: Vec<String>,
     /// A free-form label, for observability.
     pub(crate) label: Option<String>,
+    /// Calls waiting on this process (see `crate::call`).
+    pub(crate) calls: crate::call::Watchers,
+    /// The `send_after` timers aimed at this process, cancelled with it
+    /// (see `time::owned`).
+    pub(crate) timers: crate::time::owned::Timers,
 }
 
 /// Type-specific operations reachable from a thin pointer to a header.
@@ -225,9 +231,6 @@ pub(crate) struct Header {
     kill_reason: AtomicU8,
     /// The reason it ended with; 0 while alive. Set last in teardown.
     exit: AtomicU8,
-    /// Whether the process's `Context` still exists (it can outlive the
-    /// future only if the body moved it elsewhere).
-    context_alive: AtomicBool,
     /// The mailbox.
     pub(crate) mailbox: Queue<Received>,
     /// The runtime (a handle that does not keep it running).
@@ -281,13 +284,15 @@ impl Header {
         ExitReason::from_u8(self.exit.load(Ordering::Acquire))
     }
 
-    pub(crate) fn context_dropped(&self) {
-        self.context_alive.store(false, Ordering::Release);
-    }
-
     /// Pushes `item` into the mailbox and wakes the process if its receive
     /// is parked; false when the process is gone (its mailbox is closed).
     pub(crate) fn deliver(&self, item: Received) -> bool {
+        self.try_deliver(item).is_ok()
+    }
+
+    /// [`deliver`](Self::deliver), giving `item` back when the mailbox is
+    /// closed.
+    pub(crate) fn try_deliver(&self, item: Received) -> Result<(), Received> {
         match self.mailbox.push(item) {
             Ok(Wake::Nobody) => {}
             Ok(Wake::Process) => {
@@ -305,9 +310,9 @@ impl Header {
                     w.wake_by_ref();
                 }
             }
-            Err(_) => return false,
+            Err(item) => return Err(item),
         }
-        true
+        Ok(())
     }
 
     /// Wakes the process with an exit request.
@@ -360,7 +365,6 @@ where
                 pid,
                 kill_reason: AtomicU8::new(0),
                 exit: AtomicU8::new(0),
-                context_alive: AtomicBool::new(true),
                 mailbox: Queue::new(),
                 rt,
                 aux: Mutex::new(None),
@@ -400,6 +404,7 @@ where
     /// Runs the process once off a run queue: poll, or drop if killed.
     fn run_once(self: &Arc<Self>) {
         let h = &self.header;
+        let _running = super::current::enter(h);
         match h.state.start_poll() {
             StartPoll::Complete => {}
             StartPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
@@ -475,17 +480,8 @@ where
         }
         *stage = Stage::Done;
         let h = &self.header;
-        // The Context is gone with the future unless the body moved it out;
-        // only then may teardown take over the consumer side of the mailbox.
-        if !h.context_alive.load(Ordering::Acquire) {
-            // SAFETY: the Context (the only consumer) is dropped, so this
-            // thread is the consumer now.
-            unsafe { h.mailbox.close() };
-        } else {
-            // SAFETY: closing only the shared stack never touches the
-            // consumer's list, which an escaped Context may still use.
-            unsafe { h.mailbox.close_incoming() };
-        }
+        // A queued message whose destructor panics crashes this process.
+        let reason = crate::mailbox::close_at_teardown(h, reason);
         // Our own reference: `self` may be a queue entry's borrow, and the
         // table's reference goes in `process_exited`.
         let me: TaskRef = self.clone();
@@ -513,6 +509,7 @@ where
     }
 
     fn shut_down(self: Arc<Self>) {
+        let _running = super::current::enter(&self.header);
         if self.header.state.claim() {
             self.finish(ExitReason::Killed);
         } else {

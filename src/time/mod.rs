@@ -1,7 +1,15 @@
 //! Timers: [`Runtime::send_after`], [`sleep`], and receive timeouts, all on
-//! one hashed timing [`wheel`] per runtime, advanced by the workers.
+//! one hashed timing [`wheel`] per runtime, advanced by the workers (or, once
+//! the runtime has stopped, by the `block_on` threads still waiting).
+//!
+//! Deadlines saturate: a delay past any representable instant (such as
+//! `Duration::MAX`, Erlang's `infinity`) never fires and occupies no slot.
+//! A `send_after` is cancelled when its target ends ([`owned`]).
 
 pub(crate) mod duty;
+#[cfg(not(loom))]
+pub(crate) mod owned;
+pub(crate) mod slots;
 #[cfg(not(loom))]
 pub(crate) mod wheel;
 
@@ -12,7 +20,7 @@ pub use imp::{RecvTimeout, Sleep, TimerRef, sleep};
 mod imp {
 
     use super::wheel::{Action, Entry};
-    use crate::mailbox::queue::Cursor;
+    use crate::mailbox::queue::{Cursor, Park};
     use crate::mailbox::{Message, Received};
     use crate::process::{Context, Pid};
     use crate::runtime::{Runtime, Shared};
@@ -20,7 +28,7 @@ mod imp {
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::Arc;
-    use std::task::Poll;
+    use std::task::{Poll, Waker};
     use std::time::{Duration, Instant};
 
     /// A pending [`Runtime::send_after`]. Dropping it does not cancel it.
@@ -32,28 +40,47 @@ mod imp {
     impl fmt::Debug for TimerRef {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("TimerRef")
-                .field("fired", &self.entry.has_fired())
+                .field("pending", &self.entry.is_pending())
                 .finish()
         }
     }
 
     impl TimerRef {
-        /// Cancels the timer; true when it had not fired yet (it never will,
-        /// and its message is dropped now).
+        /// Cancels the timer; true when it had neither fired nor been
+        /// cancelled (it never will fire, and its message is dropped now,
+        /// on this thread). False also when it was cancelled because its
+        /// target ended.
         pub fn cancel(&self) -> bool {
-            self.rt.shared.timers.cancel(&self.entry)
+            self.rt.shared.cancel_send(&self.entry)
         }
     }
 
+    /// `now + d`, or `None` (never) when that is beyond any representable
+    /// instant (`Duration::MAX`: Erlang's `infinity`).
+    fn deadline_after(d: Duration) -> Option<Instant> {
+        Instant::now().checked_add(d)
+    }
+
     impl Shared {
-        /// Schedules `action` at `deadline` and makes sure some worker wakes
-        /// for it (see the duty protocol in [`wheel`]).
-        pub(crate) fn add_timer(&self, deadline: Instant, action: Action) -> Arc<Entry> {
+        /// Schedules a wake of `waker` at `deadline`; `None` (no entry) for
+        /// a deadline that never comes.
+        pub(crate) fn add_wake(
+            &self,
+            deadline: Option<Instant>,
+            waker: &Waker,
+        ) -> Option<Arc<Entry>> {
+            deadline?;
+            Some(self.add_timer(deadline, Action::Wake(waker.clone())))
+        }
+
+        /// Schedules `action` at `deadline` (`None`: never) and makes sure
+        /// some worker wakes for it (see the duty protocol in
+        /// [`duty`](super::duty)).
+        fn add_timer(&self, deadline: Option<Instant>, action: Action) -> Arc<Entry> {
             let (entry, lowered) = self.timers.insert(deadline, action);
             if lowered {
                 self.timer_hint_lowered();
             }
-            self.timers.fire_if_passed(&entry, self);
             entry
         }
 
@@ -73,41 +100,114 @@ mod imp {
             if self.timers.pending() > 0 {
                 let now = Instant::now();
                 if self.timers.is_due(now) {
-                    self.timers.advance(now, self);
+                    let lowered = self.timers.advance(now, |action| self.run_action(action));
+                    if lowered {
+                        self.timer_hint_lowered();
+                    }
                     return true;
                 }
             }
             false
         }
+
+        /// Runs the action of a timer that fired. A message whose target is
+        /// gone, or whose bounded mailbox is full, is dropped here; its
+        /// destructor (like a foreign waker) is user code no process owns, so
+        /// a panic in it is caught and counted, never unwound into a worker.
+        fn run_action(&self, action: Action) {
+            let ran = crate::guard::catch(|| match action {
+                Action::Send(pid, msg) => {
+                    self.table.with(pid, |task| {
+                        let h = task.header();
+                        if !self.shed_if_full(h) {
+                            h.deliver(Received::Message(msg));
+                        }
+                    });
+                }
+                Action::Wake(w) => w.wake(),
+            });
+            if ran.is_none() {
+                self.note_unowned_panic();
+            }
+        }
+
+        /// Cancels a `send_after` on behalf of its [`TimerRef`]; its message
+        /// is dropped on the caller's thread, after every lock is released.
+        fn cancel_send(&self, e: &Arc<Entry>) -> bool {
+            let Some(action) = self.timers.cancel(e) else {
+                return false;
+            };
+            drop(action);
+            true
+        }
+
+        /// At runtime stop: cancels the timers still pending and wakes the
+        /// futures still waiting (a `block_on` then drives the wheel itself,
+        /// see [`Shared::drive_timers_stopped`]).
+        pub(crate) fn stop_timers(&self) {
+            let (dropped, wakers) = self.timers.stop();
+            for a in dropped {
+                if !crate::guard::drop_caught(a) {
+                    self.note_unowned_panic();
+                }
+            }
+            for w in wakers {
+                if crate::guard::catch(|| w.wake()).is_none() {
+                    self.note_unowned_panic();
+                }
+            }
+        }
+
+        /// Parks a `block_on` thread of a stopped runtime: with no worker
+        /// left to keep the time, it fires due timers itself and parks until
+        /// the next deadline.
+        pub(crate) fn drive_timers_stopped(&self) {
+            self.poll_timers();
+            match self.timers.next_deadline() {
+                Some(d) => {
+                    std::thread::park_timeout(d.saturating_duration_since(Instant::now()));
+                }
+                None => std::thread::park(),
+            }
+        }
     }
 
     impl Runtime {
-        /// Sends `msg` to `pid` after `delay`. If `pid` is gone by then, the
-        /// message is dropped.
+        /// Sends `msg` to `pid` after `delay`. If `pid` has ended by then, or
+        /// ends before, the timer is cancelled with it and its message
+        /// dropped (as in OTP); a target that is not alive now cancels it at
+        /// once (its message is then dropped on this thread, as a cancel's
+        /// is). With a bounded mailbox, a message that finds the mailbox
+        /// full is shed like any other ([`Runtime::dropped_messages`]).
+        /// `Duration::MAX` never fires.
         pub fn send_after<M: Send + 'static>(&self, pid: Pid, delay: Duration, msg: M) -> TimerRef {
-            let entry = self
-                .shared
-                .add_timer(Instant::now() + delay, Action::Send(pid, Message::new(msg)));
+            let shared = &self.shared;
+            let entry =
+                shared.add_timer(deadline_after(delay), Action::Send(pid, Message::new(msg)));
+            if !shared.register_timer(pid, &entry) {
+                drop(shared.timers.cancel(&entry));
+            }
             TimerRef {
                 entry,
                 rt: self.weak_handle(),
             }
         }
 
-        /// Timers pending now.
+        /// Timers pending now (including those that never fire).
         pub fn pending_timers(&self) -> usize {
-            self.shared.timers.pending()
+            self.shared.timers.pending_total()
         }
     }
 
-    /// Waits until `duration` has passed. Usable inside a process or inside
-    /// [`Runtime::block_on`].
+    /// Waits until `duration` has passed (forever for a duration past any
+    /// representable instant, such as `Duration::MAX`). Usable inside a
+    /// process or inside [`Runtime::block_on`].
     ///
     /// # Panics
     /// When polled anywhere else (there is no runtime to keep the time).
     pub fn sleep(duration: Duration) -> Sleep {
         Sleep {
-            deadline: Instant::now() + duration,
+            deadline: deadline_after(duration),
             timer: None,
         }
     }
@@ -115,8 +215,10 @@ mod imp {
     /// The future of [`sleep`].
     #[must_use = "futures do nothing unless awaited"]
     pub struct Sleep {
-        deadline: Instant,
-        timer: Option<(Arc<Entry>, Runtime)>,
+        /// `None`: never.
+        deadline: Option<Instant>,
+        /// The runtime, once polled, and the armed entry, if any.
+        timer: Option<(Option<Arc<Entry>>, Runtime)>,
     }
 
     impl fmt::Debug for Sleep {
@@ -131,41 +233,53 @@ mod imp {
         type Output = ();
 
         fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-            if Instant::now() >= self.deadline {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Poll::Ready(());
             }
-            if let Some((entry, _)) = &self.timer {
-                if !entry.has_fired() {
-                    return Poll::Pending;
-                }
-            }
-            // First poll, or woken early: (re)arm.
-            let rt = match self.timer.take() {
-                Some((_, rt)) => rt,
-                None => crate::runtime::current().expect(
+            let this = &mut *self;
+            let (entry, rt) = this.timer.get_or_insert_with(|| {
+                let rt = crate::runtime::current().expect(
                     "rusm_otp::sleep must be awaited inside a process or Runtime::block_on",
-                ),
-            };
-            let entry = rt
-                .shared
-                .add_timer(self.deadline, Action::Wake(cx.waker().clone()));
-            self.timer = Some((entry, rt));
+                );
+                (None, rt)
+            });
+            match entry {
+                // Armed: make sure it wakes the waker of this poll.
+                Some(e) if e.is_pending() => e.set_waker(cx.waker()),
+                // First poll, or woken early (the clock reads before the
+                // deadline the wheel rounded up to), or cancelled by the
+                // runtime's stop: arm (again).
+                _ => *entry = rt.shared.add_wake(this.deadline, cx.waker()),
+            }
             Poll::Pending
         }
     }
 
     impl Drop for Sleep {
         fn drop(&mut self) {
-            if let Some((entry, rt)) = &self.timer {
-                rt.shared.timers.cancel(entry);
+            if let Some((Some(entry), rt)) = &self.timer {
+                drop(rt.shared.timers.cancel(entry));
             }
         }
     }
 
+    /// When a receive with a timeout gives up.
+    #[derive(Debug, Clone, Copy)]
+    enum Limit {
+        /// `Duration::ZERO`: look once.
+        Now,
+        /// At this instant.
+        At(Instant),
+        /// Never (a timeout past any representable instant).
+        Never,
+    }
+
     impl Context {
         /// Receives the oldest item, or `None` once `timeout` has passed with
-        /// nothing arriving. `Duration::ZERO` checks the mailbox once. An item
-        /// that arrives after the timeout stays in the mailbox.
+        /// nothing arriving. `Duration::ZERO` checks the mailbox once;
+        /// `Duration::MAX` (Erlang's `after infinity`) waits forever. An item
+        /// that arrives after the timeout stays in the mailbox. `None` at once
+        /// if the process has ended (a context moved out of its process).
         pub fn recv_timeout(
             &mut self,
             timeout: Duration,
@@ -179,11 +293,16 @@ mod imp {
         where
             P: FnMut(&Received) -> bool,
         {
+            let limit = if timeout.is_zero() {
+                Limit::Now
+            } else {
+                deadline_after(timeout).map_or(Limit::Never, Limit::At)
+            };
             RecvTimeout {
                 ctx: self,
                 pred,
                 cursor: Cursor::start(),
-                deadline: (!timeout.is_zero()).then(|| Instant::now() + timeout),
+                limit,
                 timer: None,
             }
         }
@@ -196,8 +315,9 @@ mod imp {
         pred: P,
         /// The last item this receive rejected.
         cursor: Cursor,
-        /// `None` for a zero timeout: look once.
-        deadline: Option<Instant>,
+        /// When it gives up.
+        limit: Limit,
+        /// The armed wake, if any.
         timer: Option<Arc<Entry>>,
     }
 
@@ -205,7 +325,7 @@ mod imp {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("RecvTimeout")
                 .field("pid", &self.ctx.pid())
-                .field("deadline", &self.deadline)
+                .field("limit", &self.limit)
                 .finish()
         }
     }
@@ -215,7 +335,7 @@ mod imp {
     impl<P> RecvTimeout<'_, P> {
         fn disarm(&mut self) {
             if let Some(entry) = self.timer.take() {
-                self.ctx.runtime().shared.timers.cancel(&entry);
+                drop(self.ctx.runtime().shared.timers.cancel(&entry));
             }
         }
     }
@@ -237,21 +357,33 @@ mod imp {
                     this.disarm();
                     return Poll::Ready(Some(item));
                 }
-                let Some(deadline) = this.deadline else {
-                    return Poll::Ready(None);
+                let deadline = match this.limit {
+                    Limit::Now => return Poll::Ready(None),
+                    Limit::Never => None,
+                    Limit::At(d) if Instant::now() >= d => {
+                        this.disarm();
+                        this.ctx.unpark();
+                        return Poll::Ready(None);
+                    }
+                    Limit::At(d) => Some(d),
                 };
-                if Instant::now() >= deadline {
-                    this.disarm();
-                    this.ctx.unpark();
-                    return Poll::Ready(None);
+                match &this.timer {
+                    // Armed: make sure it wakes the waker of this poll.
+                    Some(e) if e.is_pending() => e.set_waker(cx.waker()),
+                    _ => {
+                        let shared = &this.ctx.runtime().shared;
+                        this.timer = shared.add_wake(deadline, cx.waker());
+                    }
                 }
-                let armed = this.timer.as_ref().is_some_and(|e| !e.has_fired());
-                if !armed {
-                    let shared = &this.ctx.runtime().shared;
-                    this.timer = Some(shared.add_timer(deadline, Action::Wake(cx.waker().clone())));
-                }
-                if this.ctx.park(cx.waker()) {
-                    return Poll::Pending;
+                match this.ctx.park(cx.waker()) {
+                    Park::Parked => return Poll::Pending,
+                    Park::Arrived => {}
+                    // The process has ended: nothing can arrive, so waiting
+                    // out the timeout would only hang the caller.
+                    Park::Closed => {
+                        this.disarm();
+                        return Poll::Ready(None);
+                    }
                 }
             }
         }

@@ -1,30 +1,42 @@
 //! A hashed timing wheel.
 //!
 //! Time is cut into ticks of [`RESOLUTION`]; a timer due at tick `t` lives in
-//! slot `t % SLOTS`, a `Vec` under its own lock, so inserts and cancels on
-//! different slots never meet. Timers more than one turn away share a slot
-//! with nearer ones and are skipped until their turn. Each entry remembers
-//! its index in its slot, so a cancel removes it in O(1) and frees it (and
-//! the message it carries) at once.
+//! slot `t % SLOTS` of [`Slots`], a `Vec` under its own lock, so inserts and
+//! cancels on different slots never meet. Timers more than one turn away
+//! share a slot with nearer ones and are skipped until their turn. Each
+//! entry remembers its index in its slot, so a cancel removes it in O(1).
 //!
 //! Advancing (done by whichever worker finds timers due; one at a time)
 //! visits the slots of every tick since the last advance, takes out the due
 //! entries, and fires them in tick order, so timers fire in deadline order
 //! within the resolution, and never early: a timer for deadline `d` is given
 //! the first tick at or after `d`, and a tick is processed only once it has
-//! fully passed.
+//! fully passed. An insert goes to a tick not yet processed; the
+//! [`slots`](super::slots) module argues why no insert can land behind an
+//! advance and wait a turn.
+//!
+//! A deadline beyond any representable instant (`Duration::MAX`, Erlang's
+//! `infinity`) never fires: its entry is pending but in no slot, so it costs
+//! the sleepers nothing.
 //!
 //! The earliest-deadline hint and the *timer duty* (the one sleeping worker
 //! that parks with that deadline) live in [`Duty`], whose module explains
 //! why an insert never goes unnoticed by the sleepers.
+//!
+//! No slot lock is held while user code runs: actions are taken out of
+//! their entries and run (or dropped) by the callers. Only the advancer's
+//! exclusion (`advancing`, which nobody blocks on) is held while it fires a
+//! batch, so that batches go out one after another, in deadline order.
+//! An entry's own `action` lock nests inside a slot lock (at stop), never
+//! the other way round, and never with a process's locks.
 
 use super::duty::Duty;
-use crate::mailbox::{Message, Received};
+use super::slots::{Slots, Slotted};
+use crate::mailbox::Message;
 use crate::process::Pid;
-use crate::runtime::Shared;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -32,9 +44,14 @@ use std::time::{Duration, Instant};
 pub(crate) const RESOLUTION: Duration = Duration::from_millis(1);
 /// Slots in the wheel: one turn is `SLOTS` ticks.
 const SLOTS: usize = 4096;
+/// The tick of a deadline that never comes.
+const NEVER: u64 = u64::MAX;
 
+/// Not fired, not cancelled.
 const PENDING: u8 = 0;
+/// Fired: its action was (or is being) run. Never becomes anything else.
 const FIRED: u8 = 1;
+/// Cancelled: its action was taken and dropped. Never becomes anything else.
 const CANCELLED: u8 = 2;
 
 /// What a timer does when it fires.
@@ -47,19 +64,60 @@ pub(crate) enum Action {
 
 /// One pending timer.
 pub(crate) struct Entry {
-    /// The tick it is due at.
+    /// The tick it is due at; [`NEVER`] for a deadline that never comes.
     tick: u64,
     /// PENDING, then FIRED or CANCELLED (whichever wins the CAS).
     state: AtomicU8,
     /// Its index in its slot's vector, maintained under the slot lock.
-    index: AtomicUsize,
-    /// Taken by whoever wins the state CAS.
+    slot_index: AtomicUsize,
+    /// Taken by whoever wins the state CAS (and replaced by a re-poll of a
+    /// waiting future with a new waker).
     action: Mutex<Option<Action>>,
 }
 
 impl Entry {
-    pub(crate) fn has_fired(&self) -> bool {
-        self.state.load(Ordering::Acquire) == FIRED
+    pub(crate) fn is_pending(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PENDING
+    }
+
+    /// Makes a pending wake timer wake `waker` instead of the waker it was
+    /// armed with (a future re-polled under another waker must be woken
+    /// through the new one). The old waker is dropped after the lock.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut action = self.action.lock();
+        let old = match &mut *action {
+            Some(Action::Wake(w)) if !w.will_wake(waker) => {
+                Some(std::mem::replace(w, waker.clone()))
+            }
+            _ => None,
+        };
+        drop(action);
+        drop(old);
+    }
+
+    /// Wins the state CAS for `to`; true if it was still pending.
+    fn settle(&self, to: u8) -> bool {
+        self.state
+            .compare_exchange(PENDING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Takes the action (after winning the state CAS), releasing the lock
+    /// before the caller runs or drops it.
+    fn take_action(&self) -> Option<Action> {
+        self.action.lock().take()
+    }
+}
+
+impl Slotted for Arc<Entry> {
+    fn tick(&self) -> u64 {
+        self.tick
+    }
+    fn slot_index(&self) -> &AtomicUsize {
+        &self.slot_index
+    }
+    fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(self, other)
     }
 }
 
@@ -67,14 +125,14 @@ impl Entry {
 pub(crate) struct Wheel {
     /// The instant of tick 0.
     start: Instant,
-    /// Slot `i` holds the timers due at ticks `t` with `t % SLOTS == i`.
-    slots: Box<[Mutex<Vec<Arc<Entry>>>]>,
-    /// Every tick up to and including this one has been processed.
-    processed: AtomicU64,
+    /// The slots and the `processed` mark.
+    slots: Slots<Arc<Entry>>,
     /// The earliest-deadline hint and the timer duty.
     duty: Duty,
-    /// Timers pending.
+    /// Timers pending in the slots.
     pending: AtomicUsize,
+    /// Timers pending with a deadline that never comes (in no slot).
+    never: AtomicUsize,
     /// One advancer at a time.
     advancing: Mutex<()>,
 }
@@ -91,23 +149,29 @@ impl Wheel {
     pub(crate) fn new() -> Wheel {
         Wheel {
             start: Instant::now(),
-            slots: (0..SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
-            processed: AtomicU64::new(0),
+            slots: Slots::new(SLOTS),
             duty: Duty::new(),
             pending: AtomicUsize::new(0),
+            never: AtomicUsize::new(0),
             advancing: Mutex::new(()),
         }
     }
 
+    /// Timers pending in the slots (the ones that will fire).
     pub(crate) fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Every pending timer, including those that never fire.
+    pub(crate) fn pending_total(&self) -> usize {
+        self.pending() + self.never.load(Ordering::Relaxed)
     }
 
     /// The first tick at or after `at`.
     fn tick_at_or_after(&self, at: Instant) -> u64 {
         let d = at.saturating_duration_since(self.start);
         let res = RESOLUTION.as_nanos();
-        d.as_nanos().div_ceil(res) as u64
+        u64::try_from(d.as_nanos().div_ceil(res)).unwrap_or(NEVER - 1)
     }
 
     /// The last tick that has fully passed by `now`.
@@ -115,69 +179,68 @@ impl Wheel {
         (now.saturating_duration_since(self.start).as_nanos() / RESOLUTION.as_nanos()) as u64
     }
 
-    fn instant_of(&self, tick: u64) -> Instant {
-        self.start + RESOLUTION * (tick.min(u32::MAX as u64) as u32)
+    /// The instant tick `tick` begins, if it is representable.
+    fn instant_of(&self, tick: u64) -> Option<Instant> {
+        let nanos = u64::try_from(RESOLUTION.as_nanos()).ok()?;
+        self.start
+            .checked_add(Duration::from_nanos(tick.checked_mul(nanos)?))
     }
 
-    /// Schedules `action` at `deadline`. When the returned flag is true the
-    /// caller must wake the duty holder (`Shared::timer_hint_lowered`).
-    pub(crate) fn insert(&self, deadline: Instant, action: Action) -> (Arc<Entry>, bool) {
-        let tick = self
-            .tick_at_or_after(deadline)
-            .max(self.processed.load(Ordering::Acquire) + 1);
-        let entry = Arc::new(Entry {
-            tick,
-            state: AtomicU8::new(PENDING),
-            index: AtomicUsize::new(0),
-            action: Mutex::new(Some(action)),
-        });
-        {
-            let mut slot = self.slots[tick as usize % SLOTS].lock();
-            entry.index.store(slot.len(), Ordering::Relaxed);
-            slot.push(entry.clone());
-        }
-        // A sleeper that saw no timer pending parked without a deadline,
-        // whatever the (possibly stale) hint said: the first timer after an
-        // empty spell must wake it like a lowered hint does.
+    /// Schedules `action` at `deadline` (`None`: never). When the flag is
+    /// true the caller must wake the duty holder
+    /// (`Shared::timer_hint_lowered`).
+    pub(crate) fn insert(&self, deadline: Option<Instant>, action: Action) -> (Arc<Entry>, bool) {
+        let make = |tick| {
+            Arc::new(Entry {
+                tick,
+                state: AtomicU8::new(PENDING),
+                slot_index: AtomicUsize::new(0),
+                action: Mutex::new(Some(action)),
+            })
+        };
+        let Some(deadline) = deadline else {
+            self.never.fetch_add(1, Ordering::Relaxed);
+            return (make(NEVER), false);
+        };
+        // Counted before it is visible, so an advance that fires it at once
+        // never takes the count below zero. A sleeper that saw no timer
+        // pending parked without a deadline, whatever the (possibly stale)
+        // hint said: the first timer after an empty spell must wake it like
+        // a lowered hint does.
         let was_empty = self.pending.fetch_add(1, Ordering::SeqCst) == 0;
-        let lowered = self.duty.lower(tick);
+        let entry = self.slots.insert(self.tick_at_or_after(deadline), make);
+        let lowered = self.duty.lower(entry.tick);
         (entry, lowered || was_empty)
     }
 
-    /// Removes `entry` from its slot (under the slot lock).
-    fn unlink(&self, entry: &Arc<Entry>) {
-        let mut slot = self.slots[entry.tick as usize % SLOTS].lock();
-        let i = entry.index.load(Ordering::Relaxed);
-        if i < slot.len() && Arc::ptr_eq(&slot[i], entry) {
-            slot.swap_remove(i);
-            if let Some(moved) = slot.get(i) {
-                moved.index.store(i, Ordering::Relaxed);
-            }
+    /// Cancels a pending timer: `Some(action)` (for the caller to drop,
+    /// outside every wheel lock) when it had neither fired nor been
+    /// cancelled.
+    pub(crate) fn cancel(&self, entry: &Arc<Entry>) -> Option<Action> {
+        if !entry.settle(CANCELLED) {
+            return None;
         }
+        if entry.tick == NEVER {
+            self.never.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            let removed = self.slots.remove(entry);
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            drop(removed);
+        }
+        entry.take_action()
     }
 
-    /// Cancels a pending timer, freeing it; false if it already fired.
-    pub(crate) fn cancel(&self, entry: &Arc<Entry>) -> bool {
-        if entry
-            .state
-            .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return false;
-        }
-        self.unlink(entry);
-        self.pending.fetch_sub(1, Ordering::Relaxed);
-        drop(entry.action.lock().take());
-        true
-    }
-
-    /// When the earliest timer may be due, if any is pending.
+    /// When the earliest timer may be due, if any is pending (`None` also
+    /// when that is beyond any representable instant).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         if self.pending() == 0 {
             return None;
         }
         let hint = self.duty.hint();
-        (hint != u64::MAX).then(|| self.instant_of(hint))
+        if hint == u64::MAX {
+            return None;
+        }
+        self.instant_of(hint)
     }
 
     /// Whether a timer may be due at `now`.
@@ -199,63 +262,33 @@ impl Wheel {
         self.duty.holder()
     }
 
-    /// Fires every timer due by `now`, in tick order. Returns at once if
-    /// another thread is advancing.
-    pub(crate) fn advance(&self, now: Instant, shared: &Shared) {
+    /// Fires every timer due by `now`, in tick order: `fire` gets each
+    /// action to run. Returns at once if another thread is advancing. True
+    /// when the caller must wake the duty holder afterwards (the rescan of
+    /// the hint lowered it from "none").
+    pub(crate) fn advance(&self, now: Instant, mut fire: impl FnMut(Action)) -> bool {
         let Some(_guard) = self.advancing.try_lock() else {
-            return;
+            return false;
         };
         let to = self.tick_passed(now);
-        let from = self.processed.load(Ordering::Acquire) + 1;
-        if to < from {
-            return;
+        if to <= self.slots.processed() {
+            return false;
         }
         let mut due: Vec<Arc<Entry>> = Vec::new();
-        let span = (to - from + 1).min(SLOTS as u64);
-        for t in from..from + span {
-            let mut slot = self.slots[t as usize % SLOTS].lock();
-            let mut i = 0;
-            while i < slot.len() {
-                if slot[i].tick <= to {
-                    let e = slot.swap_remove(i);
-                    if let Some(moved) = slot.get(i) {
-                        moved.index.store(i, Ordering::Relaxed);
-                    }
-                    due.push(e);
-                } else {
-                    i += 1;
+        self.slots.advance(to, &mut due);
+        due.sort_by_key(|e| e.tick);
+        for e in &due {
+            if e.settle(FIRED) {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                if let Some(action) = e.take_action() {
+                    fire(action);
                 }
             }
-        }
-        self.processed.store(to, Ordering::Release);
-        due.sort_by_key(|e| e.tick);
-        for e in due {
-            self.fire(&e, shared);
         }
         // A sleeper that took the duty while the hint was being rescanned
         // may have read "no timers": a rescan that lowers the hint wakes it
         // exactly as an insert would.
-        if self.recompute_hint(to) {
-            shared.timer_hint_lowered();
-        }
-    }
-
-    fn fire(&self, e: &Arc<Entry>, shared: &Shared) {
-        if e.state
-            .compare_exchange(PENDING, FIRED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        self.pending.fetch_sub(1, Ordering::Relaxed);
-        let action = e.action.lock().take();
-        match action {
-            Some(Action::Send(pid, msg)) => {
-                shared.deliver(pid, Received::Message(msg));
-            }
-            Some(Action::Wake(w)) => w.wake(),
-            None => {}
-        }
+        self.recompute_hint(to)
     }
 
     /// Sets `hint` to the earliest pending tick after `processed`, scanning
@@ -269,46 +302,35 @@ impl Wheel {
         if self.pending() == 0 {
             return false;
         }
-        let mut best = u64::MAX;
-        for k in 1..=SLOTS as u64 {
-            let t = processed + k;
-            let slot = self.slots[t as usize % SLOTS].lock();
-            for e in slot.iter() {
-                best = best.min(e.tick);
-            }
-            if best <= t {
-                break;
-            }
-        }
         // Everything pending is more than a turn away: look again in a turn.
-        if best == u64::MAX {
-            best = processed + SLOTS as u64;
-        }
+        let best = self
+            .slots
+            .earliest_within_turn(processed)
+            .unwrap_or(processed + SLOTS as u64);
         self.duty.lower(best)
     }
 
-    /// A timer just inserted at a tick already processed (a race with an
-    /// advance) fires now rather than a turn late.
-    pub(crate) fn fire_if_passed(&self, e: &Arc<Entry>, shared: &Shared) {
-        if e.tick <= self.processed.load(Ordering::Acquire) {
-            self.unlink(e);
-            self.fire(e, shared);
-        }
-    }
-
-    /// Drops every pending timer (runtime teardown).
-    pub(crate) fn clear(&self) {
-        for slot in self.slots.iter() {
-            let entries = std::mem::take(&mut *slot.lock());
-            for e in entries {
-                if e.state
-                    .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    drop(e.action.lock().take());
-                }
+    /// At runtime stop: takes out every `send_after` still pending (their
+    /// actions are returned for the caller to drop), and returns the wakers
+    /// of the waiting futures (which stay armed) for the caller to wake, so
+    /// a `block_on` parked on one of them learns the runtime stopped.
+    pub(crate) fn stop(&self) -> (Vec<Action>, Vec<Waker>) {
+        let mut wakers = Vec::new();
+        let removed = self.slots.remove_where(|e| match &*e.action.lock() {
+            Some(Action::Send(..)) => true,
+            Some(Action::Wake(w)) => {
+                wakers.push(w.clone());
+                false
+            }
+            None => false,
+        });
+        let mut dropped = Vec::new();
+        for e in removed {
+            if e.settle(CANCELLED) {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                dropped.extend(e.take_action());
             }
         }
-        self.pending.store(0, Ordering::Relaxed);
+        (dropped, wakers)
     }
 }

@@ -1,0 +1,47 @@
+//! The mailbox's part of a process's teardown (see the parent module's
+//! docs for who drops which message, and the queue's for closing under a
+//! running consumer).
+
+use crate::process::ExitReason;
+use crate::process::task::Header;
+
+/// Teardown's part of the mailbox: closes it, drops every message the close
+/// now owns under the panic guard, and wakes a receive parked under a
+/// foreign waker (a `Context` moved out of its process), which then sees the
+/// process has ended. Returns the reason the process ends with: `reason`,
+/// or `Crashed` if a message's destructor panicked.
+pub(crate) fn close_at_teardown(h: &Header, reason: ExitReason) -> ExitReason {
+    // SAFETY: teardown runs once per process, so this is the one close.
+    let closed = unsafe { h.mailbox.close() };
+    if closed.wake_foreign {
+        let waker = h.with_aux(|a| a.foreign_waker.take());
+        // The waker belongs to whoever polled the receive, not to this
+        // process: a panic in it is nobody's.
+        if let Some(w) = waker {
+            if crate::guard::catch(move || w.wake()).is_none() {
+                h.rt.shared.note_unowned_panic();
+            }
+        }
+    }
+    let mut panicked = false;
+    for item in closed.values {
+        panicked |= !crate::guard::drop_caught(item);
+    }
+    if !panicked {
+        return reason;
+    }
+    // Counted as a process that ended by panicking, unless its body had
+    // panicked already (counted then, and its message is the one to keep).
+    let first = h.with_aux(|a| {
+        a.panic.is_none().then(|| {
+            a.panic = Some(
+                "a queued message's destructor panicked while the process's mailbox was closed"
+                    .to_string(),
+            );
+        })
+    });
+    if first.is_some() {
+        h.rt.shared.note_panic();
+    }
+    ExitReason::Crashed
+}

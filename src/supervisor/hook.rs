@@ -1,0 +1,126 @@
+//! Starting one child: the factory runs with a thread-local *hook* naming
+//! the supervisor, and the first process the factory spawns is monitored by
+//! the supervisor inside `spawn_inner`, after it is in the table and before
+//! it is scheduled. So the monitor is in place before the child can run (no
+//! lock is taken on a runnable child, and a child that dies at once is
+//! judged by its real reason), at no cost to other spawns but one
+//! thread-local read.
+//!
+//! Hooks nest: a factory that starts a supervisor runs that supervisor's
+//! own factories inside its spawn; each level saves and restores both cells.
+
+use super::ChildSpec;
+use crate::mailbox::MonitorRef;
+use crate::process::{Pid, ProcessHandle};
+use crate::runtime::Runtime;
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+thread_local! {
+    /// The supervisor whose factory runs on this thread (with its
+    /// runtime's identity), until the factory's first spawn on that
+    /// runtime takes it.
+    static HOOK: Cell<Option<(usize, Pid)>> = const { Cell::new(None) };
+    /// The process that took [`HOOK`], and the supervisor's monitor on it.
+    static HOOKED: Cell<Option<(Pid, MonitorRef)>> = const { Cell::new(None) };
+    /// The supervisor whose factory runs on this thread (with its
+    /// runtime's identity), for the whole call.
+    static PARENT: Cell<Option<(usize, Pid)>> = const { Cell::new(None) };
+}
+
+/// Called by every spawn between the table insert and the first schedule.
+pub(crate) fn on_spawn(rt: &Runtime, pid: Pid) {
+    let Some((key, sup)) = HOOK.with(Cell::get) else {
+        return;
+    };
+    if key == runtime_key(rt) {
+        HOOK.with(|h| h.set(None));
+        let reference = rt.monitor(sup, pid);
+        HOOKED.with(|h| h.set(Some((pid, reference))));
+    }
+}
+
+/// A runtime's identity: the address of its shared state.
+fn runtime_key(rt: &Runtime) -> usize {
+    std::sync::Arc::as_ptr(&rt.shared) as usize
+}
+
+/// The supervisor whose child factory is running on this thread, if any: a
+/// behaviour spawned by a factory records it as its parent.
+pub(crate) fn current_parent(rt: &Runtime) -> Option<Pid> {
+    match PARENT.with(Cell::get) {
+        Some((key, sup)) if key == runtime_key(rt) => Some(sup),
+        _ => None,
+    }
+}
+
+/// A child just started by [`start`].
+pub(super) struct Started {
+    /// The child.
+    pub(super) pid: Pid,
+    /// The supervisor's monitor on it.
+    pub(super) monitor: MonitorRef,
+    /// The factory's handle, kept only when the child was not the process
+    /// the hook caught: then the child may have ended before the monitor was
+    /// placed (its `Down` says `NoProc`) and the handle knows the real reason.
+    pub(super) handle: Option<ProcessHandle>,
+}
+
+/// Runs `spec`'s factory for supervisor `sup`. `Err` carries the panic
+/// message of a factory that panicked.
+pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started, String> {
+    let key = runtime_key(rt);
+    let saved = (
+        HOOK.with(|h| h.replace(Some((key, sup)))),
+        HOOKED.with(Cell::take),
+        PARENT.with(|p| p.replace(Some((key, sup)))),
+    );
+    let result = catch_unwind(AssertUnwindSafe(|| (spec.start)(rt)));
+    let hooked = HOOKED.with(Cell::take);
+    HOOK.with(|h| h.set(saved.0));
+    HOOKED.with(|h| h.set(saved.1));
+    PARENT.with(|p| p.set(saved.2));
+    match result {
+        Err(payload) => {
+            // The factory may have spawned before panicking: that process is
+            // no child; end it (its `Down` is then stale and ignored).
+            if let Some((pid, reference)) = hooked {
+                rt.demonitor(reference);
+                rt.kill(pid);
+            }
+            Err(panic_message(&*payload))
+        }
+        Ok(handle) => {
+            let pid = handle.pid();
+            match hooked {
+                Some((p, monitor)) if p == pid => Ok(Started {
+                    pid,
+                    monitor,
+                    handle: None,
+                }),
+                other => {
+                    // The factory returned something other than its first
+                    // spawn: monitor the child now instead.
+                    if let Some((_, reference)) = other {
+                        rt.demonitor(reference);
+                    }
+                    let monitor = rt.monitor(sup, pid);
+                    Ok(Started {
+                        pid,
+                        monitor,
+                        handle: Some(handle),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string panic payload>".to_string())
+}
