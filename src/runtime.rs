@@ -419,11 +419,9 @@ impl Runtime {
         // stop's scan sees our insert, or our load sees the flag. Plain
         // Release/Acquire would let both miss, leaving a process no one ends.
         std::sync::atomic::fence(Ordering::SeqCst);
-        if shared.scheduler.is_shutdown() {
-            let _ = crate::process::task::Runnable::header(&*task).request_exit(ExitReason::Killed);
-        }
+        let stopped = shared.scheduler.is_shutdown();
         // SAFETY: called once; we hold RUNNING since `Task::new`.
-        unsafe { task.launch(future) };
+        unsafe { task.launch(future, stopped) };
         let task: TaskRef = task;
         ProcessHandle { task }
     }

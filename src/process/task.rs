@@ -379,14 +379,26 @@ where
     /// # Safety
     /// Called once, by the spawner, which holds `RUNNING` from
     /// [`State::new_spawning`] until this call.
-    pub(crate) unsafe fn launch(self: &Arc<Self>, future: F) {
+    /// A process spawned on a stopped runtime (`stopped`) ends `Killed`.
+    pub(crate) unsafe fn launch(self: &Arc<Self>, future: F, stopped: bool) {
         // SAFETY: the spawner holds RUNNING, so it alone touches the stage.
         unsafe { *self.stage.get() = Stage::Running(ManuallyDrop::new(future)) };
         let h = &self.header;
-        match h.state.launch() {
+        // On a stopped runtime, keep RUNNING and end it here.
+        let launched = if stopped {
+            StartPoll::Kill
+        } else {
+            h.state.launch()
+        };
+        match launched {
             StartPoll::Poll => h.rt.shared.scheduler.spawn(Notified::of(h)),
             _ => {
-                self.finish(h.kill_reason().unwrap_or(ExitReason::Killed));
+                let reason = if stopped {
+                    ExitReason::Killed
+                } else {
+                    h.kill_reason().unwrap_or(ExitReason::Killed)
+                };
+                self.finish(reason);
                 // Off a worker, nothing else flushes this thread's deferred
                 // release of the process.
                 crossbeam_epoch::pin().flush();
