@@ -28,6 +28,22 @@
 //! [`call`] module), `gen_server`-style processes with [`Server`] (the
 //! [`server`] module), and supervisors ([`supervisor`]).
 //!
+//! # Crash reports
+//!
+//! A process that panics, and a supervisor that restarts a child, exceeds
+//! its restart budget or meets a child factory that panics, each emit a
+//! [`log`](https://docs.rs/log) record with structured key-values (targets
+//! `rusm_otp::process` and `rusm_otp::supervisor`; the crashed process's
+//! `pid`, `label`, `reason` and `panic`; a restart's `child`, `old_pid`,
+//! `new_pid`). Nothing is printed unless the program installs a logger
+//! (`env_logger`, or `tracing-log` for tracing).
+//!
+//! A panicking process also goes through the program's panic hook, which
+//! by default prints it as any panic. Under a storm of crashes, build the
+//! runtime with [`Builder::quiet_panics`]`(true)`: worker-thread panics are
+//! then silent and the log record is their only trace; leave it off (the
+//! default) to see the usual panic output.
+//!
 //! See `ARCHITECTURE.md` for the map of the crate.
 
 mod loom;
@@ -44,6 +60,8 @@ mod coop;
 mod guard;
 #[cfg(not(loom))]
 mod registry;
+#[cfg(not(loom))]
+mod report;
 #[cfg(not(loom))]
 mod runtime;
 #[cfg(not(loom))]

@@ -192,6 +192,7 @@ pub struct Builder {
     workers: usize,
     thread_name: String,
     mailbox_capacity: usize,
+    quiet_panics: bool,
 }
 
 impl Default for Builder {
@@ -200,6 +201,7 @@ impl Default for Builder {
             workers: thread::available_parallelism().map_or(1, |n| n.get()),
             thread_name: "rusm-worker".to_string(),
             mailbox_capacity: usize::MAX,
+            quiet_panics: false,
         }
     }
 }
@@ -226,6 +228,22 @@ impl Builder {
         self
     }
 
+    /// Keeps the panics of this runtime's processes off stderr: the crash
+    /// report (a `log` record, target `rusm_otp::process`, see the crate
+    /// docs) is then their only trace, as in Erlang, so a storm of crashes
+    /// does not flood the terminal. The default (`false`) leaves them to
+    /// the program's panic hook, which prints each one as usual.
+    ///
+    /// When on, building the runtime installs, once per program, a panic
+    /// hook chained before the one in place: it stays silent for panics on
+    /// the worker threads of runtimes built with this option, and hands
+    /// every other panic to the previous hook. A hook the program sets
+    /// afterwards replaces it (and sees every panic again).
+    pub fn quiet_panics(mut self, quiet: bool) -> Builder {
+        self.quiet_panics = quiet;
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// # Panics
@@ -248,6 +266,10 @@ impl Builder {
         self,
         mut spawn: impl FnMut(thread::Builder, WorkerMain) -> std::io::Result<JoinHandle<()>>,
     ) -> std::io::Result<Runtime> {
+        if self.quiet_panics {
+            // Before any worker runs, so no worker panic meets the old hook.
+            crate::report::install_hook();
+        }
         let (scheduler, locals) = Scheduler::new(self.workers);
         let shared = Arc::new(Shared {
             scheduler,
@@ -266,7 +288,14 @@ impl Builder {
         for (index, local) in locals.into_iter().enumerate() {
             let s = shared.clone();
             let builder = thread::Builder::new().name(format!("{}-{index}", self.thread_name));
-            match spawn(builder, Box::new(move || worker::run(s, index, local))) {
+            let quiet = self.quiet_panics;
+            let main = move || {
+                if quiet {
+                    crate::report::quiet_this_thread();
+                }
+                worker::run(s, index, local)
+            };
+            match spawn(builder, Box::new(main)) {
                 Ok(t) => shared.threads.lock().push(t),
                 Err(e) => {
                     // Stops and joins the workers started so far.

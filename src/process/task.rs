@@ -441,6 +441,12 @@ where
                     let msg = panic_message(&*payload);
                     // The payload is user data: its destructor may panic too.
                     crate::guard::drop_payload(payload);
+                    crate::report::crashed(
+                        h.pid,
+                        || h.with_aux(|a| a.label.clone()),
+                        ExitReason::Crashed,
+                        &msg,
+                    );
                     h.with_aux(|a| a.panic = Some(msg));
                     h.rt.shared.note_panic();
                     self.finish(ExitReason::Crashed)

@@ -88,7 +88,9 @@ pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started,
                 rt.demonitor(reference);
                 rt.kill(pid);
             }
-            Err(panic_message(&*payload))
+            let msg = panic_message(&*payload);
+            crate::report::start_failed(sup, &spec.id, &msg);
+            Err(msg)
         }
         Ok(handle) => {
             let pid = handle.pid();

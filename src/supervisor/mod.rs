@@ -433,6 +433,7 @@ impl Supervisor {
                     match hook::start(&rt, me, &children.get(i).spec) {
                         Ok(started) => children.set_running(i, started),
                         Err(msg) => {
+                            crate::report::gave_up(me, &children.get(i).spec.id, &msg);
                             failed = Some(format!(
                                 "supervisor {me}: child {:?} failed to start: {msg}",
                                 children.get(i).spec.id

@@ -9,6 +9,7 @@ use super::{
 use super::{ChildSpec, WhichChildren};
 use crate::mailbox::{MonitorRef, Received};
 use crate::process::{Context, ExitReason, Pid};
+use crate::report;
 use crate::runtime::Runtime;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -206,7 +207,7 @@ impl Sup {
             return Ok(());
         }
         self.children.set_not_running(i, State::Restarting);
-        self.restart(i).await
+        self.restart(i, pid).await
     }
 
     fn note_gone(&mut self, pid: Pid) {
@@ -219,19 +220,39 @@ impl Sup {
     /// Restarts child `i` (in `Restarting`) per the strategy, charging the
     /// budget once per attempt; a factory that panics is that child
     /// crashing again.
-    async fn restart(&mut self, mut i: u32) -> Result<(), End> {
+    async fn restart(&mut self, mut i: u32, old: Pid) -> Result<(), End> {
+        // The pid child `i` last ran as; none once its factory failed.
+        let mut old = Some(old);
         loop {
             if self.children.get(i).spec.restart != Restart::Temporary && self.budget.over() {
-                return Err(End::Exit(ExitReason::Crashed));
+                let reason = ExitReason::Crashed;
+                report::escalated(self.ctx.pid(), &self.children.get(i).spec.id, reason);
+                return Err(End::Exit(reason));
             }
             let affected = match self.strategy {
                 Strategy::OneForOne => match self.start(i) {
-                    Ok(()) => return Ok(()),
-                    Err(_) => continue,
+                    Ok(new) => {
+                        self.restarted(i, old, new);
+                        return Ok(());
+                    }
+                    Err(_) => {
+                        old = None;
+                        continue;
+                    }
                 },
                 Strategy::OneForAll => self.children.all(),
                 Strategy::RestForOne => self.children.from(i),
             };
+            let olds: Vec<Option<Pid>> = affected
+                .iter()
+                .map(|&j| {
+                    if j == i {
+                        old
+                    } else {
+                        self.children.get(j).pid()
+                    }
+                })
+                .collect();
             // Stop the affected siblings, last started first.
             for &j in affected.iter().rev() {
                 if self.children.get(j).pid().is_some() {
@@ -247,18 +268,31 @@ impl Sup {
             // Start them again, first started first; stop at a failure,
             // which is that child crashing again.
             let mut failed = None;
-            for &j in &affected {
+            for (&j, &old_j) in affected.iter().zip(&olds) {
                 let Some(c) = self.slot(j) else { continue };
-                if matches!(c.state, State::Restarting) && self.start(j).is_err() {
-                    failed = Some(j);
-                    break;
+                if matches!(c.state, State::Restarting) {
+                    match self.start(j) {
+                        Ok(new) => self.restarted(j, old_j, new),
+                        Err(_) => {
+                            failed = Some(j);
+                            break;
+                        }
+                    }
                 }
             }
             match failed {
                 None => return Ok(()),
-                Some(j) => i = j,
+                Some(j) => {
+                    i = j;
+                    old = None;
+                }
             }
         }
+    }
+
+    /// Reports the restart of child `i`.
+    fn restarted(&self, i: u32, old: Option<Pid>, new: Pid) {
+        report::restarted(self.ctx.pid(), &self.children.get(i).spec.id, old, new);
     }
 
     /// Child `j` if its entry still holds one (a temporary one may be gone).
@@ -269,11 +303,12 @@ impl Sup {
     }
 
     /// Runs child `i`'s factory; on success the child is running.
-    fn start(&mut self, i: u32) -> Result<(), String> {
+    fn start(&mut self, i: u32) -> Result<Pid, String> {
         let me = self.ctx.pid();
         let started = hook::start(self.ctx.runtime(), me, &self.children.get(i).spec)?;
+        let pid = started.pid;
         self.children.set_running(i, started);
-        Ok(())
+        Ok(pid)
     }
 
     /// Stops running child `i` per its `Shutdown` and waits for its `Down`
@@ -357,7 +392,7 @@ impl Sup {
                 None => Err(SupervisorError::NotFound),
                 Some(i) => match self.children.get(i).state {
                     State::Stopped => match self.start(i) {
-                        Ok(()) => Ok(self.children.get(i).pid().expect("just started")),
+                        Ok(pid) => Ok(pid),
                         Err(msg) => Err(SupervisorError::StartFailed(msg)),
                     },
                     _ => Err(SupervisorError::Running),
@@ -393,7 +428,7 @@ impl Sup {
         }
         let i = self.children.push(spec);
         match self.start(i) {
-            Ok(()) => Ok(self.children.get(i).pid().expect("just started")),
+            Ok(pid) => Ok(pid),
             Err(msg) => {
                 self.children.remove(i);
                 Err(SupervisorError::StartFailed(msg))
