@@ -32,7 +32,7 @@
 //!
 //! A process that panics, and a supervisor that restarts a child, exceeds
 //! its restart budget or meets a child factory that panics, each emit a
-//! [`log`](https://docs.rs/log) record with structured key-values (targets
+//! record through the `log` crate's facade, with structured key-values (targets
 //! `rusm_otp::process` and `rusm_otp::supervisor`; the crashed process's
 //! `pid`, `label`, `reason` and `panic`; a restart's `child`, `old_pid`,
 //! `new_pid`). Nothing is printed unless the program installs a logger

@@ -204,3 +204,32 @@ fn supervisor_reports_a_factory_panic_and_gives_up() {
         assert_eq!(r.kv["panic"], "no start");
     }
 }
+
+/// A value whose destructor panics.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("drop-boom");
+    }
+}
+
+#[test]
+fn a_panicking_destructor_is_reported_as_a_crash() {
+    let _serial = setup();
+    let rt = Runtime::builder().workers(2).quiet_panics(true).build();
+    let h = rt.spawn(|mut ctx| {
+        let d = PanicsOnDrop;
+        async move {
+            let _d = d;
+            ctx.recv().await;
+        }
+    });
+    let pid = h.pid();
+    rt.kill(pid);
+    assert_eq!(run(&rt, h.join()), ExitReason::Crashed);
+    let recs = records("rusm_otp::process", "pid", &pid.to_string());
+    assert_eq!(recs.len(), 1, "one crash report: {recs:?}");
+    assert_eq!(recs[0].kv["panic"], "drop-boom");
+    assert_eq!(recs[0].kv["label"], "");
+}

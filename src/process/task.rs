@@ -490,6 +490,9 @@ where
                 let msg = panic_message(&*payload);
                 crate::guard::drop_payload(payload);
                 if reason != ExitReason::Crashed {
+                    let h = &self.header;
+                    let label = || h.with_aux(|a| a.label.clone());
+                    crate::report::crashed(h.pid, label, ExitReason::Crashed, &msg);
                     self.header.with_aux(|a| a.panic = Some(msg));
                     self.header.rt.shared.note_panic();
                     reason = ExitReason::Crashed;
