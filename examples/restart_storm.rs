@@ -294,7 +294,14 @@ async fn worker(mut ctx: rusm_otp::Context, t: Arc<Tree>, sub: usize, w: usize) 
         let epoch = t.epoch[sub].fetch_add(1, Ordering::Relaxed) + 1;
         let to = t.pid_of(sub, next);
         let seq = seqs.next_to(to);
-        rt.send(to, Token { epoch, from: me, seq });
+        rt.send(
+            to,
+            Token {
+                epoch,
+                from: me,
+                seq,
+            },
+        );
     };
     if w == 0 {
         kick(&mut seqs);
@@ -400,7 +407,10 @@ fn sub_supervisor(rt: &Runtime, t: &Arc<Tree>, sub: usize) -> ProcessHandle {
     let n = t.sup_starts[sub].fetch_add(1, Ordering::Release);
     t.starts.fetch_add(1, Ordering::Relaxed);
     if t.verbose && n > 0 {
-        println!("restart: sub-supervisor {sub} ({kind:?}) started again, incarnation {}", n + 1);
+        println!(
+            "restart: sub-supervisor {sub} ({kind:?}) started again, incarnation {}",
+            n + 1
+        );
     }
     h
 }
@@ -606,7 +616,8 @@ fn run_chaos(rt: &Runtime, t: &Arc<Tree>, l: Ledger, rate: u64, duration: Durati
         let _ = tx.send(chaos(ctx, t, l, rate, duration).await);
     });
     assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
-    rx.recv().expect("the chaos process ended without its ledger")
+    rx.recv()
+        .expect("the chaos process ended without its ledger")
 }
 
 /// Stops the rings' traffic and waits (bounded) until every start the
@@ -778,7 +789,9 @@ fn main() {
     if let Some(mut f) = csv {
         let _ = f.flush();
     }
-    let ledger = rx.recv().expect("the chaos process ended without its ledger");
+    let ledger = rx
+        .recv()
+        .expect("the chaos process ended without its ledger");
     let storm = start.elapsed();
     let restarts_at_end = t.restarts() - base_restarts;
     assert_eq!(rt.block_on(chaos_h.join()), ExitReason::Normal);
@@ -852,8 +865,8 @@ fn main() {
             tree.insert(sup);
             let r = SupervisorRef::new(&rt, sup);
             match r.count_children().await {
-                Ok(n) if n.specs == t.workers && n.active == t.workers && n.workers == t.workers => {
-                }
+                Ok(n)
+                    if n.specs == t.workers && n.active == t.workers && n.workers == t.workers => {}
                 other => whole.push(format!("sub-{s}: {other:?}")),
             }
             if let Ok(children) = r.which_children().await {
@@ -867,7 +880,10 @@ fn main() {
         whole.is_empty(),
         format!(
             "the tree is whole: every count_children matches its specs{}",
-            whole.first().map(|w| format!("; first wrong: {w}")).unwrap_or_default()
+            whole
+                .first()
+                .map(|w| format!("; first wrong: {w}"))
+                .unwrap_or_default()
         ),
     );
     c.that(
