@@ -59,11 +59,43 @@
 
 use rusm_otp::supervisor::{ChildSpec, Restart, Shutdown, SupervisorRef};
 use rusm_otp::{CallError, ExitReason, Pid, ProcessHandle, Request, Runtime, Strategy};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Counts the bytes the program holds on the heap, to tell a leak (live
+/// bytes grow) from the allocator keeping freed memory (only RSS grows).
+struct Counting;
+
+static LIVE: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded to `System` with the caller's arguments;
+// the counter has no effect on the memory handed out.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: forwarded as given.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: forwarded as given.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as u64, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: forwarded as given.
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 /// The lifetime restart budget of the budgeted sub-trees.
 const BUDGET: u32 = 5;
@@ -257,12 +289,20 @@ struct Panic;
 struct Kick;
 
 /// Per (sender, receiver) sequence numbers, on both sides.
+///
+/// A worker hears only from its ring predecessor, whose incarnations follow
+/// one another: each is started after the last one's death, so everything
+/// the old one sent is queued before anything the new one sends. One slot
+/// per side is therefore enough (a map would keep every predecessor that
+/// ever lived): a sender not in the slot starts a new stream, which must
+/// begin at 1, so a stream cut short at its start, or an earlier
+/// incarnation's message arriving after a later one's, shows as a gap.
 #[derive(Default)]
 struct Seqs {
     /// The last receiver and the last number sent to it.
     out: (u64, u64),
-    /// The last number seen from each sender.
-    seen: HashMap<Pid, u64>,
+    /// The last sender and the last number seen from it.
+    seen: Option<(Pid, u64)>,
 }
 
 impl Seqs {
@@ -275,13 +315,16 @@ impl Seqs {
     }
 
     fn check(&mut self, t: &Tree, from: Pid, seq: u64) {
-        let last = self.seen.entry(from).or_insert(0);
-        if seq > *last + 1 {
+        let last = match self.seen {
+            Some((p, last)) if p == from => last,
+            _ => 0,
+        };
+        if seq > last + 1 {
             t.seq_gaps.fetch_add(1, Ordering::Relaxed);
-        } else if seq <= *last {
+        } else if seq <= last {
             t.seq_dups.fetch_add(1, Ordering::Relaxed);
         }
-        *last = (*last).max(seq);
+        self.seen = Some((from, last.max(seq)));
     }
 }
 
@@ -707,6 +750,7 @@ fn main() {
     let ledger = run_chaos(&rt, &t, Ledger::new(&t), o.rate, warm_up);
     let warmed = settle(&rt, &t, &ledger, tree_size);
     let rss_before = rss_bytes();
+    let heap_before = LIVE.load(Ordering::Relaxed);
     t.paused.store(false, Ordering::Relaxed);
     for s in 0..t.subs {
         rt.send(t.pid_of(s, 0), Kick);
@@ -797,6 +841,7 @@ fn main() {
     assert_eq!(rt.block_on(chaos_h.join()), ExitReason::Normal);
     let settled = settle(&rt, &t, &ledger, tree_size);
     let rss_after = rss_bytes();
+    let heap_after = LIVE.load(Ordering::Relaxed);
 
     println!("summary:");
     println!(
@@ -920,6 +965,11 @@ fn main() {
         ),
     );
 
+    println!(
+        "  (live heap: {:.1} MiB after, {:.1} MiB before)",
+        mib(heap_after),
+        mib(heap_before)
+    );
     root.kill();
     let deadline = Instant::now() + Duration::from_secs(30);
     while rt.process_count() > 0 && Instant::now() < deadline {
