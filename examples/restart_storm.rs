@@ -845,9 +845,14 @@ fn main() {
 
     println!("summary:");
     println!(
-        "  chaos (warm-up included): {} kills, {} crashes, {} panics of workers; {} sub-supervisors killed or crashed; \
-         {} escalations",
-        ledger.kills, ledger.crashes, ledger.panics, ledger.sup_kills, ledger.escalations
+        "  chaos (warm-up included): {} actions drawn (one whose target was busy is skipped): {} kills, {} crashes, \
+         {} panics of workers; {} sub-supervisors killed or crashed; {} escalations",
+        ledger.attempts,
+        ledger.kills,
+        ledger.crashes,
+        ledger.panics,
+        ledger.sup_kills,
+        ledger.escalations
     );
     let restarts = t.restarts() - base_restarts;
     println!(
