@@ -126,9 +126,19 @@ impl Shared {
             let _ = self.scheduler.injector.steal();
         }
         // The table released its references to the processes ended above
-        // through the epoch; with the workers gone, a few flushes let the
-        // epoch advance and free them now rather than at some later pin.
-        for _ in 0..3 {
+        // through the epoch; with the workers gone, flushing lets the epoch
+        // advance and frees them now rather than at some later pin. Only
+        // another thread pinned in an old epoch (another runtime's worker
+        // mid-poll) can hold this back, and only briefly, so the wait is
+        // bounded: past it, that thread's own flushes free the rest.
+        self.table.reclaim(|stalled| {
+            thread::yield_now();
+            stalled < 10_000
+        });
+        // Popping the epoch's queue of deferred batches defers the queue's
+        // own nodes (a few per thousand frees), which more rounds free; each
+        // frees a bounded batch, so a large backlog leaves a few dozen.
+        for _ in 0..64 {
             crossbeam_epoch::pin().flush();
         }
     }
@@ -355,6 +365,12 @@ impl Runtime {
     /// Spawns a process. `f` is called at once, on the calling thread, with
     /// the new process's [`Context`]; the future it returns runs as the
     /// process. Callable from anywhere.
+    ///
+    /// The process exists while `f` runs: its pid can be registered, made
+    /// to trap exits, linked, monitored and sent to (messages wait in its
+    /// mailbox), and a kill ends it before it first runs. If `f` panics,
+    /// the process ends `Crashed` (names released, links and monitors
+    /// notified) and the panic goes on to the caller.
     pub fn spawn<F, Fut>(&self, f: F) -> ProcessHandle
     where
         F: FnOnce(Context) -> Fut,
@@ -372,39 +388,41 @@ impl Runtime {
     {
         let shared = &self.shared;
         let pid = Pid::from_raw(shared.next_pid.fetch_add(1, Ordering::Relaxed) + 1);
+        // The process is in the table, alive, before the closure runs, so the
+        // closure can use its pid (register it, link it, send to it). The
+        // spawner holds RUNNING until `launch`, so no one else can poll or
+        // finish it meanwhile: a kill only marks it, and messages queue up.
         let task: Arc<Task<Fut>> = Arc::new(Task::new(pid, self.weak_handle()));
-        let ctx = Context::new(task.clone());
-        // A panicking spawn closure still counts as spawned; count it as
-        // finished too, so `process_count` stays true.
-        struct Unwinding<'a>(&'a Shared, Pid);
-        impl Drop for Unwinding<'_> {
-            fn drop(&mut self) {
-                self.0.table.skip(self.1);
-                self.0.finished.fetch_add(1, Ordering::Release);
-            }
-        }
-        let guard = Unwinding(shared, pid);
-        let future = f(ctx);
-        std::mem::forget(guard);
-        // SAFETY: the task has not been shared with any other thread yet.
-        unsafe { task.set_future(future) };
         shared.table.insert(
             pid,
             Arc::into_raw(task.clone()).cast::<crate::process::task::Header>(),
         );
-        let task: TaskRef = task;
+        // A panicking spawn closure ends the process it was setting up:
+        // teardown releases whatever it registered and counts it finished.
+        struct Unwinding<'a, Fut: Future<Output = ()> + Send + 'static>(&'a Arc<Task<Fut>>);
+        impl<Fut: Future<Output = ()> + Send + 'static> Drop for Unwinding<'_, Fut> {
+            fn drop(&mut self) {
+                self.0.abandon();
+            }
+        }
+        let guard = Unwinding(&task);
+        let future = f(Context::new(task.clone()));
+        std::mem::forget(guard);
         // A supervisor starting a child monitors it here, before it can run.
         crate::supervisor::on_spawn(self, pid);
         before_run(pid);
-        // Checked after the insert: either the runtime's stop sees this
-        // process in the table, or we see the flag (both are SeqCst).
-        if shared.scheduler.is_shutdown() {
-            task.clone().shut_down();
-        } else {
-            shared
-                .scheduler
-                .spawn(crate::process::task::Notified::of(task.header()));
-        }
+        // Spawn against stop: we insert, then load the flag; stop stores the
+        // flag, then scans the table and kills what it finds (a kill of a
+        // process still held here only marks it, and `launch` ends it). With
+        // a SeqCst fence between store and load on both sides (stop's is in
+        // `Scheduler::begin_shutdown`), the two fences are ordered: either
+        // stop's scan sees our insert, or our load sees the flag. Plain
+        // Release/Acquire would let both miss, leaving a process no one ends.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let stopped = shared.scheduler.is_shutdown();
+        // SAFETY: called once; we hold RUNNING since `Task::new`.
+        unsafe { task.launch(future, stopped) };
+        let task: TaskRef = task;
         ProcessHandle { task }
     }
 

@@ -58,8 +58,39 @@ pub(crate) enum EndPoll {
 
 impl State {
     /// A new process: queued at once (its first run is owed).
+    #[cfg(all(test, loom))]
     pub(crate) fn new_scheduled() -> State {
         State(AtomicUsize::new(NOTIFIED))
+    }
+
+    /// A process being spawned: the spawner holds `RUNNING` while the spawn
+    /// closure runs and the future is stored, then [`launch`](Self::launch)es it.
+    pub(crate) fn new_spawning() -> State {
+        State(AtomicUsize::new(RUNNING))
+    }
+
+    /// Hands a process being spawned to the run queues: clears `RUNNING` and
+    /// sets `NOTIFIED` in one CAS, so the caller must push it (a wake that
+    /// landed meanwhile found `RUNNING` and pushed nothing). `Kill` when an
+    /// exit was requested meanwhile: the caller keeps `RUNNING` and ends it.
+    pub(crate) fn launch(&self) -> StartPoll {
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            debug_assert!(cur & RUNNING != 0);
+            if cur & KILLED != 0 {
+                return StartPoll::Kill;
+            }
+            // Release: the worker that runs it sees the stored future.
+            match self.0.compare_exchange_weak(
+                cur,
+                (cur & !RUNNING) | NOTIFIED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return StartPoll::Poll,
+                Err(actual) => cur = actual,
+            }
+        }
     }
 
     pub(crate) fn load(&self) -> usize {
@@ -175,6 +206,87 @@ mod loom_state {
             drop(n);
             self.parker.unpark();
         }
+    }
+
+    /// Runs the stand-in worker until the process completes.
+    fn work(state: &State, rq: &RunQueue, message: &AtomicUsize) {
+        loop {
+            {
+                let mut n = rq.entries.lock();
+                if *n == 0 {
+                    drop(n);
+                    rq.parker.park(None);
+                    continue;
+                }
+                *n -= 1;
+            }
+            match state.start_poll() {
+                StartPoll::Complete => unreachable!("nothing completes it but us"),
+                StartPoll::Kill => {
+                    state.complete();
+                    return;
+                }
+                StartPoll::Poll => {
+                    if message.load(Ordering::Acquire) == 1 {
+                        state.complete();
+                        return;
+                    }
+                    match state.end_poll() {
+                        EndPoll::Idle => {}
+                        EndPoll::Reschedule => rq.push(),
+                        EndPoll::Kill => {
+                            state.complete();
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A spawner launches a process (held `RUNNING` while its closure ran)
+    /// while a waker and a killer race it: the process is queued at most
+    /// once at a time, a kill landing before the launch is ended by the
+    /// spawner (never queued), and no wake is lost.
+    #[test]
+    fn launch_vs_wake_vs_kill() {
+        loom::model(|| {
+            let state = Arc::new(State::new_spawning());
+            let rq = Arc::new(RunQueue {
+                entries: Mutex::new(0),
+                parker: Parker::new(),
+            });
+            let message = Arc::new(AtomicUsize::new(0));
+            let waker = {
+                let (state, rq, message) = (state.clone(), rq.clone(), message.clone());
+                loom::thread::spawn(move || {
+                    message.store(1, Ordering::Release);
+                    if state.wake() {
+                        rq.push();
+                    }
+                })
+            };
+            let killer = {
+                let (state, rq) = (state.clone(), rq.clone());
+                loom::thread::spawn(move || {
+                    if state.kill() {
+                        rq.push();
+                    }
+                })
+            };
+            match state.launch() {
+                StartPoll::Poll => {
+                    rq.push();
+                    work(&state, &rq, &message);
+                }
+                StartPoll::Kill => state.complete(),
+                StartPoll::Complete => unreachable!(),
+            }
+            waker.join().unwrap();
+            killer.join().unwrap();
+            assert!(state.load() & COMPLETE != 0);
+            assert_eq!(*rq.entries.lock(), 0, "no entry left behind");
+        });
     }
 
     /// A worker polls a process whose future completes once it sees the

@@ -21,24 +21,59 @@
 //!   unlinked from the directory and freed deferred;
 //! * a replaced directory is freed deferred.
 //!
-//! A pid that was allocated but never inserted (its spawn closure panicked)
-//! is *skipped*, which counts it as removed, so its page still retires.
+//! Every pid issued is inserted (before its spawn closure runs) and
+//! removed once, and pid 0 is never issued, so page 0 starts with it
+//! counted as removed: every page retires once its pids have all ended. A
+//! retired page's directory entry is null *tagged* [`RETIRED`], unlike one
+//! not created yet (a concurrent spawn may create page `n + 1` first), and
+//! only leading retired entries are trimmed, so a page number still to come
+//! never falls below the directory's first one.
 //!
 //! Inserts into a page that does not exist yet, directory growth, page
 //! retirement and directory trimming happen under one `grow` mutex; that is
 //! once per [`PAGE`] spawns, so the lock is cold.
 //!
-//! Worker threads pin once per task they run, so the pin of a lookup made
-//! from inside a process is nested and costs no fence.
+//! Worker threads stay pinned while they run tasks, so the pin of a lookup
+//! made from inside a process is nested and costs no fence.
+//!
+//! # When the memory comes back
+//!
+//! Deferred functions sit in the deferring thread's local bag, then in the
+//! epoch's global queue, and run only once the global epoch has advanced
+//! twice past them; the epoch advances only inside a collection, and only
+//! when every pinned thread is pinned in the current epoch. Merely
+//! re-pinning never collects, so the table drives this itself, and counts
+//! its deferred frees (`pending`: processes, pages, directories) to know
+//! when it is done:
+//!
+//! * every `INJECTOR_INTERVAL` ticks of its loop a worker
+//!   re-pins and flushes ([`Table::collect`]), draining a backlog a few
+//!   bounded batches at a time while that makes progress;
+//! * a worker about to sleep, unpinned, flushes until nothing of ours is
+//!   pending or a few rounds free nothing ([`Table::reclaim`]), so nothing
+//!   waits for the next burst of work once the runtime goes idle;
+//! * the runtime's stop, once its workers are joined, does the same until
+//!   nothing is pending, yielding between fruitless rounds (bounded), so the
+//!   memory is back when the owner's last handle is dropped.
+//!
+//! The delay is thus bounded by the longest poll of a running process (a
+//! pinned worker holds the epoch back meanwhile) plus a few ticks. A thread
+//! outside the runtime that removes a process (a spawner whose process was
+//! killed before launch) flushes right after.
 
 use super::Pid;
 use super::task::{Header, TaskPtr, TaskRef};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use parking_lot::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-/// Slots per page.
-const PAGE_BITS: u32 = 10;
+/// The tag of a directory entry whose page has retired.
+const RETIRED: usize = 1;
+
+/// Slots per page (fewer under Miri, so that the tests reach page
+/// retirement and directory trimming in reasonable time).
+const PAGE_BITS: u32 = if cfg!(miri) { 4 } else { 10 };
 const PAGE: usize = 1 << PAGE_BITS;
 
 /// `PAGE` consecutive pids' slots.
@@ -50,12 +85,13 @@ struct Page {
 }
 
 impl Page {
-    fn new() -> Page {
+    /// A page with `retired` of its pids already gone for good.
+    fn new(retired: usize) -> Page {
         Page {
             slots: (0..PAGE)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
-            retired: AtomicUsize::new(0),
+            retired: AtomicUsize::new(retired),
         }
     }
 }
@@ -80,6 +116,10 @@ pub(crate) struct Table {
     dir: Atomic<Dir>,
     /// Serialises page creation, directory growth and retirement.
     grow: Mutex<()>,
+    /// Deferred frees (processes, pages, directories) not yet run. Shared
+    /// with the deferred functions of pages and directories, which may run
+    /// after the table itself is gone.
+    pending: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Table {
@@ -100,6 +140,7 @@ impl Table {
                 pages: (0..16).map(|_| Atomic::null()).collect(),
             }),
             grow: Mutex::new(()),
+            pending: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -108,7 +149,7 @@ impl Table {
         let dir = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: the directory is only freed deferred, after our pin.
         let dir = unsafe { dir.as_ref() }?;
-        let i = n.checked_sub(dir.first)? as usize;
+        let i = usize::try_from(n.checked_sub(dir.first)?).ok()?;
         let page = dir.pages.get(i)?.load(Ordering::Acquire, guard);
         // SAFETY: pages are only freed deferred, after our pin.
         unsafe { page.as_ref() }
@@ -127,7 +168,12 @@ impl Table {
         let dir_ptr = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: never null; freed only deferred.
         let dir = unsafe { dir_ptr.deref() };
-        let i = (n - dir.first) as usize;
+        // Pages are created only for pids not yet gone, so their page was
+        // never retired, let alone trimmed.
+        let i = n
+            .checked_sub(dir.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .expect("a page is created only before it retires");
         if i >= dir.pages.len() {
             let len = (i + 1).next_power_of_two().max(dir.pages.len() * 2);
             let pages: Box<[Atomic<Page>]> = (0..len)
@@ -141,13 +187,15 @@ impl Table {
                 pages,
             });
             self.dir.store(new, Ordering::Release);
-            // SAFETY: unlinked above; readers pinned now may still hold it.
-            unsafe { guard.defer_destroy(dir_ptr) };
+            // SAFETY: unlinked; readers pinned now may still hold it.
+            unsafe { self.defer_free(dir_ptr, guard) };
         }
         let dir = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: as above.
         let dir = unsafe { dir.deref() };
-        let page = Owned::new(Page::new()).into_shared(guard);
+        // Pid 0 is never issued: count it as gone, or page 0 never retires
+        // and the directory can never be trimmed.
+        let page = Owned::new(Page::new(usize::from(n == 0))).into_shared(guard);
         dir.pages[i].store(page, Ordering::Release);
         // SAFETY: just stored; freed only deferred.
         unsafe { page.deref() }
@@ -162,14 +210,6 @@ impl Table {
         page.slots[i].store(task.cast_mut(), Ordering::Release);
     }
 
-    /// Counts `pid` as removed without it ever having been inserted.
-    pub(crate) fn skip(&self, pid: Pid) {
-        let guard = &epoch::pin();
-        let (n, _) = split(pid);
-        let page = self.page_or_create(n, guard);
-        self.retire_one(n, page, guard);
-    }
-
     /// Removes `pid`; true when it was present. The table's reference is
     /// released once no pinned reader can hold it.
     pub(crate) fn remove(&self, pid: Pid) -> bool {
@@ -182,11 +222,22 @@ impl Table {
         if old.is_null() {
             return false;
         }
+        self.pending.fetch_add(1, Ordering::Relaxed);
         let release = Release(old);
         guard.defer(move || {
             let release = release;
+            // SAFETY: the table's strong reference, not yet released, so the
+            // process (and the runtime it refers to) is still allocated.
+            let task = unsafe { TaskPtr::from_raw(release.0) };
+            // Counted before the release, which may free this very table.
+            task.header()
+                .rt
+                .shared
+                .table
+                .pending
+                .fetch_sub(1, Ordering::Relaxed);
             // SAFETY: the table's strong reference, released exactly once.
-            unsafe { TaskPtr::from_raw(release.0).release() }
+            unsafe { task.release() }
         });
         self.retire_one(n, page, guard);
         true
@@ -201,15 +252,26 @@ impl Table {
         let dir_ptr = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: never null; freed only deferred.
         let dir = unsafe { dir_ptr.deref() };
-        let i = (n - dir.first) as usize;
-        let old = dir.pages[i].swap(epoch::Shared::null(), Ordering::AcqRel, guard);
+        // A page being retired is in the directory: only retired pages are
+        // ever trimmed off its front.
+        let i = n
+            .checked_sub(dir.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .expect("a live page is in the directory");
+        // The tag marks the entry as retired (not merely not created yet), so
+        // that trimming below never drops a page number that may still come.
+        let old = dir.pages[i].swap(
+            epoch::Shared::null().with_tag(RETIRED),
+            Ordering::AcqRel,
+            guard,
+        );
         // SAFETY: unlinked; readers pinned now may still hold it.
-        unsafe { guard.defer_destroy(old) };
-        // Trim the directory once its front half is empty.
+        unsafe { self.defer_free(old, guard) };
+        // Trim the directory once its front half is retired.
         let lead = dir
             .pages
             .iter()
-            .take_while(|p| p.load(Ordering::Acquire, guard).is_null())
+            .take_while(|p| p.load(Ordering::Acquire, guard).tag() == RETIRED)
             .count();
         if lead >= 16 && lead * 2 >= dir.pages.len() {
             let pages: Box<[Atomic<Page>]> = dir.pages[lead..]
@@ -223,7 +285,77 @@ impl Table {
             });
             self.dir.store(new, Ordering::Release);
             // SAFETY: unlinked; readers pinned now may still hold it.
-            unsafe { guard.defer_destroy(dir_ptr) };
+            unsafe { self.defer_free(dir_ptr, guard) };
+        }
+    }
+
+    /// Frees `p` (a page or directory, unless null) once no pinned reader
+    /// can hold it, counting it as pending meanwhile.
+    ///
+    /// # Safety
+    /// `p` is unlinked from the table and freed by no one else.
+    unsafe fn defer_free<T>(&self, p: epoch::Shared<'_, T>, guard: &Guard) {
+        if p.is_null() {
+            return;
+        }
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let pending = self.pending.clone();
+        // SAFETY: the caller's contract; pages and directories hold only
+        // atomics and raw pointers, so freeing them on another thread is
+        // fine (`defer_destroy` has the same requirement).
+        unsafe {
+            guard.defer_unchecked(move || {
+                drop(p.into_owned());
+                pending.fetch_sub(1, Ordering::Relaxed);
+            })
+        };
+    }
+
+    /// Deferred frees (processes, pages, directories) not yet run.
+    pub(crate) fn pending_releases(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// A worker's periodic share of reclamation: moves its pin to the
+    /// current epoch, hands its deferred releases to the global queue, lets
+    /// the epoch advance, and frees what has expired. One flush frees a
+    /// bounded batch, so a backlog (left by a long poll that held the epoch
+    /// back) is drained with a few more, as long as they make progress.
+    pub(crate) fn collect(&self, guard: &mut Guard) {
+        guard.repin();
+        let mut before = self.pending_releases();
+        for _ in 0..8 {
+            guard.flush();
+            let now = self.pending_releases();
+            if now == 0 || now >= before {
+                return;
+            }
+            before = now;
+        }
+    }
+
+    /// Runs this table's deferred releases: flushes the calling thread's
+    /// deferred functions and lets the epoch advance, until none is pending
+    /// or `go_on` gives up. `go_on` is asked after each round that freed
+    /// nothing, with the number of such rounds in a row: another thread
+    /// pinned in an old epoch holds the advance back (and frees them itself
+    /// when it next flushes). The caller must not be pinned, or its own pin
+    /// holds the epoch back.
+    pub(crate) fn reclaim(&self, mut go_on: impl FnMut(u32) -> bool) {
+        let mut stalled = 0;
+        let mut before = self.pending_releases();
+        while before > 0 {
+            epoch::pin().flush();
+            let now = self.pending_releases();
+            if now < before {
+                stalled = 0;
+            } else {
+                stalled += 1;
+                if !go_on(stalled) {
+                    return;
+                }
+            }
+            before = now;
         }
     }
 
@@ -321,5 +453,126 @@ impl Drop for Table {
         }
         // SAFETY: as above.
         drop(unsafe { dir.into_owned() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::task::Task;
+    use std::sync::Arc;
+
+    type Idle = std::future::Pending<()>;
+
+    impl Table {
+        /// (first page number, directory length, pages present).
+        fn window(&self) -> (u64, usize, usize) {
+            let guard = &epoch::pin();
+            // SAFETY: never null; freed only deferred, after our pin.
+            let dir = unsafe { self.dir.load(Ordering::Acquire, guard).deref() };
+            let present = dir
+                .pages
+                .iter()
+                .filter(|p| !p.load(Ordering::Acquire, guard).is_null())
+                .count();
+            (dir.first, dir.pages.len(), present)
+        }
+    }
+
+    /// A process that never runs, for the table alone.
+    fn task(rt: &crate::Runtime, pid: Pid) -> *const Header {
+        let t: Arc<Task<Idle>> = Arc::new(Task::new(pid, rt.weak_handle()));
+        Arc::into_raw(t).cast::<Header>()
+    }
+
+    /// Pages retire once all their pids are gone (page 0 included, whose
+    /// pid 0 is never issued), the directory is trimmed at the front and
+    /// never grows past the live window, and lookups of removed,
+    /// never-issued and huge pids find nothing.
+    #[test]
+    fn pages_retire_and_the_directory_trims() {
+        // The runtime's own table (a deferred release counts itself off the
+        // table of its process's runtime); this runtime spawns nothing.
+        let rt = crate::Runtime::builder().workers(1).build();
+        let table = &rt.shared.table;
+        let rounds: u64 = 200;
+        // One long-lived pid per round of a page, as a sliding window.
+        let mut next = 1u64;
+        let mut live = std::collections::VecDeque::new();
+        for _ in 0..rounds {
+            for _ in 0..PAGE {
+                let pid = Pid::from_raw(next);
+                next += 1;
+                table.insert(pid, task(&rt, pid));
+                live.push_back(pid);
+            }
+            while live.len() > 2 * PAGE {
+                let pid = live.pop_front().unwrap();
+                assert!(table.contains(pid));
+                assert!(table.remove(pid));
+                assert!(!table.remove(pid), "removed once");
+                assert!(table.get(pid).is_none());
+            }
+        }
+        let (first, len, present) = table.window();
+        assert!(first > 0, "the front was trimmed (page 0 retired)");
+        assert!(len <= 32, "the directory stays small: {len}");
+        assert!(present <= 4, "retired pages are unlinked: {present}");
+        assert_eq!(table.len(), 2 * PAGE);
+        for pid in [0, 1, PAGE as u64, next, next + 1, u64::MAX, u64::MAX >> 1] {
+            assert!(table.get(Pid::from_raw(pid)).is_none(), "pid {pid}");
+        }
+        assert!(table.contains(*live.back().unwrap()));
+        for pid in live.drain(..) {
+            assert!(table.remove(pid));
+        }
+        assert_eq!(table.len(), 0);
+        // The releases are deferred; run them.
+        table.reclaim(|stalled| {
+            std::thread::yield_now();
+            stalled < 100_000
+        });
+        assert_eq!(table.pending_releases(), 0);
+    }
+
+    /// Concurrent inserts may create page `n + 1` before page `n`: trimming
+    /// must never drop a page number that is still to come.
+    #[test]
+    fn a_page_created_out_of_order_is_not_trimmed_away() {
+        // The runtime's own table (a deferred release counts itself off the
+        // table of its process's runtime); this runtime spawns nothing.
+        let rt = crate::Runtime::builder().workers(1).build();
+        let table = &rt.shared.table;
+        let pages: u64 = 40;
+        // Fill and empty pages 0..pages, except that page `pages` is
+        // created (by its last pid) before the page before it is.
+        let gap = pages - 1;
+        let early = Pid::from_raw(((gap + 1) << PAGE_BITS) | (PAGE as u64 - 1));
+        table.insert(early, task(&rt, early));
+        for p in 0..pages {
+            if p == gap {
+                continue;
+            }
+            for i in 0..PAGE as u64 {
+                let pid = Pid::from_raw((p << PAGE_BITS) | i);
+                if pid.raw() == 0 {
+                    continue;
+                }
+                table.insert(pid, task(&rt, pid));
+                assert!(table.remove(pid));
+            }
+        }
+        // Page `gap` was never created; it comes now.
+        let late = Pid::from_raw(gap << PAGE_BITS);
+        table.insert(late, task(&rt, late));
+        assert!(table.contains(late));
+        assert!(table.contains(early));
+        assert!(table.remove(late));
+        assert!(table.remove(early));
+        table.reclaim(|stalled| {
+            std::thread::yield_now();
+            stalled < 100_000
+        });
+        assert_eq!(table.pending_releases(), 0);
     }
 }

@@ -11,6 +11,33 @@
 //! [`super::state`]); it is dropped in place exactly once, by
 //! [`Task::finish`], which also breaks the reference cycle future → Context →
 //! task.
+//!
+//! # Spawning
+//!
+//! A task is born holding `RUNNING` for its spawner ([`State::new_spawning`]),
+//! and is in the process table before the spawn closure runs, so the closure
+//! can use the pid. Until [`Task::launch`] no one else touches the stage: a
+//! wake or kill meanwhile only sets flags, which `launch` reads in the CAS
+//! that hands the process to the run queues. A panicking closure ends the
+//! process through [`Task::abandon`] (a full teardown with no future).
+//!
+//! # User code outside the body
+//!
+//! The body's polls run under `catch_unwind`. Every other piece of user code
+//! this module runs goes through [`crate::guard`], so that the worst it can
+//! do is crash its own process:
+//!
+//! * a panic payload (its destructor may panic too): `guard::drop_payload`;
+//! * the future's destructor in `finish`: a panic there ends the process
+//!   `Crashed` (payload dropped under the guard);
+//! * the joiner's waker, woken at the end of `finish`: a panic is counted as
+//!   unowned (the process is over);
+//! * `Task::drop`, which runs wherever the last reference goes (a deferred
+//!   release on a worker, a dropped handle): a never-run future and the
+//!   wakers left in the aux data, a panic counted as unowned.
+//!
+//! Queued messages dropped when the mailbox closes are the mailbox's to
+//! guard; timer payloads the timer wheel's.
 
 use super::state::{EndPoll, StartPoll, State};
 use super::{ExitReason, Pid};
@@ -334,7 +361,7 @@ where
         Task {
             header: Header {
                 fns: &Self::FNS,
-                state: State::new_scheduled(),
+                state: State::new_spawning(),
                 pid,
                 kill_reason: AtomicU8::new(0),
                 exit: AtomicU8::new(0),
@@ -346,13 +373,44 @@ where
         }
     }
 
-    /// Stores the future.
+    /// Stores the future and hands the process to the run queues; ends it
+    /// instead if an exit was requested while it was being spawned.
     ///
     /// # Safety
-    /// Called once, before the task is shared with any other thread.
-    pub(crate) unsafe fn set_future(&self, future: F) {
-        // SAFETY: the caller guarantees exclusive access at this point.
+    /// Called once, by the spawner, which holds `RUNNING` from
+    /// [`State::new_spawning`] until this call.
+    /// A process spawned on a stopped runtime (`stopped`) ends `Killed`.
+    pub(crate) unsafe fn launch(self: &Arc<Self>, future: F, stopped: bool) {
+        // SAFETY: the spawner holds RUNNING, so it alone touches the stage.
         unsafe { *self.stage.get() = Stage::Running(ManuallyDrop::new(future)) };
+        let h = &self.header;
+        // On a stopped runtime, keep RUNNING and end it here.
+        let launched = if stopped {
+            StartPoll::Kill
+        } else {
+            h.state.launch()
+        };
+        match launched {
+            StartPoll::Poll => h.rt.shared.scheduler.spawn(Notified::of(h)),
+            _ => {
+                let reason = if stopped {
+                    ExitReason::Killed
+                } else {
+                    h.kill_reason().unwrap_or(ExitReason::Killed)
+                };
+                self.finish(reason);
+                // Off a worker, nothing else flushes this thread's deferred
+                // release of the process.
+                crossbeam_epoch::pin().flush();
+            }
+        }
+    }
+
+    /// Ends a process whose spawn closure panicked: no future was stored.
+    /// The caller is the spawner, which holds `RUNNING`.
+    pub(crate) fn abandon(self: &Arc<Self>) {
+        self.finish(ExitReason::Crashed);
+        crossbeam_epoch::pin().flush();
     }
 
     /// Runs the process once off a run queue: poll, or drop if killed.
@@ -380,11 +438,9 @@ where
                 // ends with the reason it asked for.
                 Ok(Poll::Ready(())) => self.finish(h.kill_reason().unwrap_or(ExitReason::Normal)),
                 Err(payload) => {
-                    let msg = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "<non-string panic payload>".to_string());
+                    let msg = panic_message(&*payload);
+                    // The payload is user data: its destructor may panic too.
+                    crate::guard::drop_payload(payload);
                     h.with_aux(|a| a.panic = Some(msg));
                     h.rt.shared.note_panic();
                     self.finish(ExitReason::Crashed)
@@ -415,13 +471,24 @@ where
     fn finish(self: &Arc<Self>, reason: ExitReason) {
         // SAFETY: we hold RUNNING, so we have exclusive access to the stage.
         let stage = unsafe { &mut *self.stage.get() };
+        let mut reason = reason;
         if let Stage::Running(fut) = stage {
             let fut: *mut F = &mut **fut;
-            // A panic in the future's destructor must not take the worker down.
+            // A panic in the future's destructor must not take the worker
+            // down: it crashes the process, as a panic in its body would.
             // SAFETY: the future is alive and is dropped in place exactly once:
             // the stage becomes `Done` right after, whatever happens.
-            let _ =
+            let dropped =
                 panic::catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
+            if let Err(payload) = dropped {
+                let msg = panic_message(&*payload);
+                crate::guard::drop_payload(payload);
+                if reason != ExitReason::Crashed {
+                    self.header.with_aux(|a| a.panic = Some(msg));
+                    self.header.rt.shared.note_panic();
+                    reason = ExitReason::Crashed;
+                }
+            }
         }
         *stage = Stage::Done;
         let h = &self.header;
@@ -435,7 +502,12 @@ where
         h.exit.store(reason.to_u8(), Ordering::Release);
         let waker = h.aux.lock().as_mut().and_then(|a| a.join_waker.take());
         if let Some(w) = waker {
-            w.wake();
+            // The joiner's waker may come from any executor: its `wake` is
+            // user code, and the process is already over, so nobody owns a
+            // panic there.
+            if crate::guard::catch(|| w.wake()).is_none() {
+                h.rt.shared.note_unowned_panic();
+            }
         }
     }
 }
@@ -472,13 +544,32 @@ where
 
 impl<F> Drop for Task<F> {
     fn drop(&mut self) {
-        // Only reachable without `finish` when the spawn closure panicked
-        // before the future was stored, or at the very end of a runtime
-        // whose processes were all finished: `Running` never survives here
-        // except through a future that was never run.
+        // The last reference can go on any thread (a worker running a
+        // deferred release, a user dropping a handle), so whatever user code
+        // is left here runs under the guard: a future that was never run
+        // (`finish` drops every other one), and wakers parked in the aux
+        // data. The process is over, so a panic is counted, not propagated.
+        let mut clean = true;
         if let Stage::Running(fut) = self.stage.get_mut() {
-            // SAFETY: we own the task; the future is dropped once, here.
-            unsafe { ManuallyDrop::drop(fut) };
+            // SAFETY: we own the task; the future is dropped once, here, and
+            // the stage is marked `Done` right after.
+            clean &= crate::guard::catch(|| unsafe { ManuallyDrop::drop(fut) }).is_some();
+            *self.stage.get_mut() = Stage::Done;
+        }
+        if let Some(aux) = self.header.aux.get_mut().take() {
+            clean &= crate::guard::drop_caught(aux);
+        }
+        if !clean {
+            self.header.rt.shared.note_unowned_panic();
         }
     }
+}
+
+/// The text of a panic payload, as `ProcessHandle::panic_message` reports it.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string panic payload>".to_string())
 }

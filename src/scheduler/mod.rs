@@ -69,6 +69,9 @@ mod imp {
         pub(crate) shutdown: AtomicBool,
         /// One per worker, by index.
         pub(crate) stats: Vec<CachePadded<WorkerStats>>,
+        /// Tests: panics to inject into workers' loops while they search.
+        #[cfg(test)]
+        pub(crate) inject_panics: std::sync::atomic::AtomicUsize,
     }
 
     impl Scheduler {
@@ -84,6 +87,8 @@ mod imp {
                 parkers: (0..n).map(|_| Parker::new()).collect(),
                 shutdown: AtomicBool::new(false),
                 stats: (0..n).map(|_| CachePadded::default()).collect(),
+                #[cfg(test)]
+                inject_panics: std::sync::atomic::AtomicUsize::new(0),
             };
             (sched, locals)
         }
@@ -130,6 +135,9 @@ mod imp {
         /// Tells every worker to stop after its current task.
         pub(crate) fn begin_shutdown(&self) {
             self.shutdown.store(true, Ordering::SeqCst);
+            // Orders the flag before the caller's scan of the process table:
+            // pairs with the fence in `Runtime::spawn_inner` (see there).
+            std::sync::atomic::fence(Ordering::SeqCst);
             for p in &self.parkers {
                 p.unpark();
             }

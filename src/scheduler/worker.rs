@@ -112,6 +112,17 @@ struct Core {
 }
 
 impl Core {
+    /// Stops counting this worker as searching, passing the search on if it
+    /// was the last searcher (as finding a task does).
+    fn leave_search(&mut self, sched: &Scheduler) {
+        if self.searching {
+            self.searching = false;
+            if sched.idle.end_search() {
+                sched.notify();
+            }
+        }
+    }
+
     fn next_random(&mut self, n: usize) -> usize {
         let mut x = self.rng;
         x ^= x << 13;
@@ -123,6 +134,14 @@ impl Core {
 }
 
 /// The body of worker thread `index`.
+///
+/// User code the runtime runs is guarded where it runs (process bodies,
+/// destructors; see `guard`), so nothing is expected to unwind into this
+/// loop. Should something still do so, the loop is restarted rather than
+/// the thread lost: a lost worker would shrink the pool for good, and one
+/// that died while counted as searching would stop posters from ever waking
+/// a sleeper again. The unwinding run leaves the search count as it found
+/// it (see [`Core::leave_search`]).
 pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     let sched = &shared.scheduler;
     let _current = crate::runtime::enter(&crate::runtime::Runtime::from_shared(shared.clone()));
@@ -132,29 +151,45 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
         next: Cell::new(None),
     };
     CURRENT.with(|c| c.set(Some(NonNull::from(&w))));
-    let stats = &sched.stats[index];
     let mut core = Core {
         tick: 0,
         lifo_polls: 0,
         searching: false,
         rng: 0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1,
     };
+    while let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_loop(&shared, &w, &mut core, index)
+    })) {
+        crate::guard::drop_payload(payload);
+        shared.note_unowned_panic();
+        core.leave_search(sched);
+    }
+    core.leave_search(sched);
+    CURRENT.with(|c| c.set(None));
+    // Queue entries own nothing: they are simply forgotten with the deque.
+    // The runtime's teardown ends every live process through the table.
+}
+
+/// The run loop proper, until shutdown.
+fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
+    let sched = &shared.scheduler;
+    let stats = &sched.stats[index];
     // Held while running tasks, so that process-table lookups made by the
-    // processes nest in it and cost no fence; refreshed every
+    // processes nest in it and cost no fence; refreshed and flushed every
     // `INJECTOR_INTERVAL` ticks and dropped before parking, so the epoch
-    // keeps advancing.
+    // keeps advancing and ended processes are freed (see `table`).
     let mut pin = Some(crossbeam_epoch::pin());
     while !sched.is_shutdown() {
         core.tick = core.tick.wrapping_add(1);
         match &mut pin {
-            Some(g) if core.tick % INJECTOR_INTERVAL == 0 => g.repin(),
+            Some(g) if core.tick % INJECTOR_INTERVAL == 0 => shared.table.collect(g),
             Some(_) => {}
             None => pin = Some(crossbeam_epoch::pin()),
         }
         if core.tick % INJECTOR_INTERVAL == 0 {
             shared.poll_timers();
         }
-        let task = next_task(sched, &w, &mut core).or_else(|| search(sched, &w, &mut core, index));
+        let task = next_task(sched, w, core).or_else(|| search(sched, w, core, index));
         if let Some(task) = task {
             if core.searching {
                 core.searching = false;
@@ -169,8 +204,12 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
         // Spin a little as a searcher before parking: while we are counted
         // as searching, posters wake no one, so a burst of work arriving
         // now costs no futex round trip.
-        if spin_for_work(sched, &mut core) {
+        if spin_for_work(sched, core) {
             continue;
+        }
+        #[cfg(test)]
+        if core.searching && tests::take_injected_panic(sched) {
+            panic!("injected into a searching worker's loop");
         }
         // Timers that fire here wake processes into our own next slot:
         // go round again to run them rather than park on them.
@@ -178,6 +217,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
             continue;
         }
         pin = None;
+        // Ended processes are freed before this worker sleeps, so nothing
+        // waits for the next burst of work to be reclaimed. Two epoch
+        // advances are needed; a few more rounds cover a backlog.
+        shared.table.reclaim(|stalled| stalled < 4);
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline.
         let duty = shared.timers.take_duty(index);
@@ -198,13 +241,6 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
             shared.timers.release_duty(index);
         }
     }
-    drop(pin);
-    if core.searching {
-        sched.idle.end_search();
-    }
-    CURRENT.with(|c| c.set(None));
-    // Queue entries own nothing: they are simply forgotten with the deque.
-    // The runtime's teardown ends every live process through the table.
 }
 
 /// Spins up to [`SPIN_ROUNDS`] rounds (with growing pauses) watching every
@@ -280,4 +316,43 @@ fn search(sched: &Scheduler, w: &WorkerLocal, core: &mut Core, index: usize) -> 
         }
     }
     steal_injector(sched, w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scheduler;
+    use crate::ExitReason;
+    use std::sync::atomic::Ordering;
+
+    pub(super) fn take_injected_panic(sched: &Scheduler) -> bool {
+        sched
+            .inject_panics
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Something unwinding out of a worker's loop while it is counted as
+    /// searching: the worker goes on (its thread is not lost), the search
+    /// count is restored, and work posted from outside still wakes sleepers.
+    #[test]
+    fn a_panic_in_the_worker_loop_loses_neither_the_worker_nor_a_wake() {
+        for workers in [1, 2] {
+            let rt = crate::Runtime::builder().workers(workers).build();
+            let sched = &rt.shared.scheduler;
+            sched.inject_panics.store(3, Ordering::Release);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            // Each spawn wakes a worker, which searches once it is done.
+            while rt.metrics().unowned_panics < 3 {
+                assert!(std::time::Instant::now() < deadline, "panics not injected");
+                rt.spawn(|_| async {});
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let handles: Vec<_> = (0..20).map(|_| rt.spawn(|_| async {})).collect();
+            rt.block_on(async {
+                for h in handles {
+                    assert_eq!(h.join().await, ExitReason::Normal);
+                }
+            });
+        }
+    }
 }

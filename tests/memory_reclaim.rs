@@ -1,0 +1,126 @@
+//! The memory of ended processes comes back: within a bounded number of
+//! polling steps while the runtime runs, and entirely by the time the
+//! owner's last handle is dropped. Measured with a counting global
+//! allocator (live bytes), so the figure is exact and independent of how
+//! the system allocator returns pages to the kernel.
+//!
+//! One test in this binary, so nothing else allocates meanwhile.
+
+use rusm_otp::Runtime;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Processes per phase, each parked in a receive until killed: 200,000
+/// rather than the million of `examples/memory_waves.rs`, to keep the test
+/// to about a second on a loaded machine; the per-process memory is the
+/// same, and the bound below is far under one phase's worth.
+const N: usize = 200_000;
+/// What may stay allocated beyond the baseline: a few pages of pid table,
+/// queue blocks and the epoch's bookkeeping, nothing per process (the
+/// processes themselves hold about 32 MB).
+const SLACK: isize = 2 << 20;
+/// Polling steps (1 ms apart) allowed for the runtime to free ended
+/// processes on its own once they have all ended.
+const STEPS: u32 = 5_000;
+
+fn spawn_parked(rt: &Runtime, n: usize) {
+    for _ in 0..n {
+        rt.spawn(|mut ctx| async move {
+            ctx.recv().await;
+        });
+    }
+}
+
+/// Waits (bounded) for `cond`; panics with `what` and the live bytes.
+fn poll(what: &str, steps: u32, mut cond: impl FnMut() -> bool) {
+    for _ in 0..steps {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!(
+        "{what}: not within {steps} polling steps (live bytes {})",
+        live()
+    );
+}
+
+#[test]
+fn ended_processes_are_freed_while_running_and_at_drop() {
+    let before_runtime = live();
+    let rt = Runtime::builder().workers(2).build();
+    // Warm up: the first processes allocate the worker deques, the
+    // injector's blocks and the epoch's per-thread records.
+    spawn_parked(&rt, 10_000);
+    rt.shutdown();
+    poll("warm-up processes to end", 120_000, || {
+        rt.process_count() == 0
+    });
+    poll("warm-up memory to settle", STEPS, || {
+        live() - before_runtime < SLACK
+    });
+    let baseline = live();
+
+    // While running: a million end, and their memory comes back.
+    spawn_parked(&rt, N);
+    assert!(
+        live() - baseline > (N as isize) * 64,
+        "the processes are allocated"
+    );
+    assert_eq!(rt.shutdown(), N);
+    poll("a million processes to end", 120_000, || {
+        rt.process_count() == 0
+    });
+    poll("ended processes to be freed", STEPS, || {
+        live() - baseline < SLACK
+    });
+
+    // At drop: a million parked processes, and then no runtime.
+    spawn_parked(&rt, N);
+    drop(rt);
+    let left = live() - before_runtime;
+    assert!(
+        left < SLACK / 4,
+        "{left} bytes still allocated after the runtime was dropped"
+    );
+}
