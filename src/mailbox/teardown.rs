@@ -6,9 +6,10 @@ use crate::process::ExitReason;
 use crate::process::task::Header;
 
 /// Teardown's part of the mailbox: closes it, drops every message the close
-/// now owns under the panic guard, and wakes a receive parked under a
-/// foreign waker (a `Context` moved out of its process), which then sees the
-/// process has ended. Returns the reason the process ends with: `reason`,
+/// now owns under the panic guard, and releases the foreign waker kept from
+/// a receive polled under one, waking it if that receive (in a `Context`
+/// moved out of its process) is parked now, so it sees the process has
+/// ended. Returns the reason the process ends with: `reason`,
 /// or `Crashed` if a message's destructor panicked.
 pub(crate) fn close_at_teardown(h: &Header, reason: ExitReason) -> ExitReason {
     // SAFETY: teardown runs once per process, so this is the one close.
