@@ -5,6 +5,7 @@
 mod support;
 
 use rusm_otp::{Context, ExitReason, Received, Runtime};
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -297,4 +298,80 @@ fn a_context_dropped_after_its_process_ended_counts_the_panic_as_unowned() {
     drop(ctx);
     let m = rt.metrics();
     assert_eq!((m.panics, m.unowned_panics), (0, 1));
+}
+
+/// A waker that a moved-out context parks with: on its first wake it sends
+/// one more message to the same process (re-entering the send path), then
+/// panics.
+struct ReentrantWaker {
+    rt: Runtime,
+    pid: rusm_otp::Pid,
+    woken: AtomicBool,
+}
+
+impl std::task::Wake for ReentrantWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.woken.swap(true, Ordering::SeqCst) {
+            self.rt.send(self.pid, 2u64);
+            panic!("{EXPECTED_PANIC} a foreign waker");
+        }
+    }
+}
+
+/// The waker of a receive parked on a moved-out context is user code: the
+/// send that wakes it must call it outside the process's locks (it may send
+/// to the same process) and under the guard (a panic in it is counted, not
+/// unwound into the sender).
+#[test]
+fn a_foreign_waker_may_send_to_its_process_and_may_panic() {
+    support::silence_expected_panics();
+    let rt = runtime(1);
+    let (h, mut ctx) = spawn_escaping(&rt);
+    let pid = h.pid();
+    let w = Arc::new(ReentrantWaker {
+        rt: rt.clone(),
+        pid,
+        woken: AtomicBool::new(false),
+    });
+    let waker = std::task::Waker::from(w.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let first = {
+        let mut fut = std::pin::pin!(ctx.recv());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        // On a thread of its own, so a deadlock fails the test instead of
+        // hanging it.
+        let sender = {
+            let rt = rt.clone();
+            thread::spawn(move || rt.send(pid, 1u64))
+        };
+        let deadline = Instant::now() + HANG;
+        while !sender.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "the send deadlocked in the waker"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert!(sender.join().expect("the sender did not unwind"));
+        assert!(w.woken.load(Ordering::SeqCst));
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => r.message().unwrap().downcast::<u64>().unwrap(),
+            std::task::Poll::Pending => panic!("the message was not there"),
+        }
+    };
+    assert_eq!(first, 1);
+    assert_eq!(
+        ctx.try_recv()
+            .unwrap()
+            .message()
+            .unwrap()
+            .downcast::<u64>()
+            .unwrap(),
+        2
+    );
+    assert_eq!(rt.metrics().unowned_panics, 1);
+    assert_eq!(kill_and_join(&rt, h), ExitReason::Killed);
 }

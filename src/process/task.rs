@@ -301,13 +301,19 @@ impl Header {
                 }
             }
             Ok(Wake::Foreign) => {
-                if let Some(w) = self
+                // The waker is user code (whatever polls a moved-out
+                // `Context`): it runs outside the aux lock, so it may itself
+                // send to this process, and under the guard, so a panic in
+                // it stays on the sender's side of the fence, counted.
+                let waker = self
                     .aux
                     .lock()
                     .as_ref()
-                    .and_then(|a| a.foreign_waker.as_ref())
-                {
-                    w.wake_by_ref();
+                    .and_then(|a| a.foreign_waker.clone());
+                if let Some(w) = waker {
+                    if crate::guard::catch(move || w.wake()).is_none() {
+                        self.rt.shared.note_unowned_panic();
+                    }
                 }
             }
             Err(item) => return Err(item),
