@@ -426,6 +426,56 @@ fn recv_under_a_combinators_waker_is_woken_by_a_send() {
     });
 }
 
+/// A waker a receive was once parked under is kept by the process for the
+/// next send; it usually holds the process's own waker, so the process must
+/// let go of it when it ends, or the two keep each other alive for ever.
+#[test]
+fn a_foreign_waker_a_receive_parked_under_is_released_when_the_process_ends() {
+    let rt = runtime(2);
+    let token = Arc::new(());
+    let kept = token.clone();
+    run(&rt, async {
+        let p = rt.spawn(move |mut ctx| async move {
+            let me = ctx.pid();
+            let rt = ctx.runtime().clone();
+            let mut asked = false;
+            let mut fut = ctx.recv();
+            let got = std::future::poll_fn(|cx| {
+                // Holds the process's own waker, as a combinator's does.
+                let waker = Waker::from(Arc::new(TokenWaker {
+                    inner: cx.waker().clone(),
+                    _token: kept.clone(),
+                }));
+                let r = Pin::new(&mut fut).poll(&mut TaskContext::from_waker(&waker));
+                if r.is_pending() && !asked {
+                    asked = true;
+                    assert!(rt.send(me, 7u64));
+                }
+                r
+            })
+            .await;
+            assert!(asked, "the mailbox was empty at first");
+            assert_eq!(expect::<u64>(got, "woken"), 7);
+            drop(kept);
+        });
+        assert_eq!(p.join().await, ExitReason::Normal);
+    });
+    wait_until("the foreign waker to be dropped", || {
+        Arc::strong_count(&token) == 1
+    });
+}
+
+struct TokenWaker {
+    inner: Waker,
+    _token: Arc<()>,
+}
+
+impl Wake for TokenWaker {
+    fn wake(self: Arc<Self>) {
+        self.inner.wake_by_ref();
+    }
+}
+
 #[test]
 fn try_recv_is_none_when_empty_and_some_after_a_send() {
     let rt = runtime(2);

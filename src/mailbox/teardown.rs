@@ -6,21 +6,32 @@ use crate::process::ExitReason;
 use crate::process::task::Header;
 
 /// Teardown's part of the mailbox: closes it, drops every message the close
-/// now owns under the panic guard, and wakes a receive parked under a
-/// foreign waker (a `Context` moved out of its process), which then sees the
-/// process has ended. Returns the reason the process ends with: `reason`,
+/// now owns under the panic guard, and releases the foreign waker kept from
+/// a receive polled under one, waking it if that receive (in a `Context`
+/// moved out of its process) is parked now, so it sees the process has
+/// ended. Returns the reason the process ends with: `reason`,
 /// or `Crashed` if a message's destructor panicked.
 pub(crate) fn close_at_teardown(h: &Header, reason: ExitReason) -> ExitReason {
     // SAFETY: teardown runs once per process, so this is the one close.
     let closed = unsafe { h.mailbox.close() };
-    if closed.wake_foreign {
-        let waker = h.with_aux(|a| a.foreign_waker.take());
+    // Taken whether or not a receive is parked under it now: a waker kept
+    // from an earlier receive usually holds this process's own waker, and
+    // left in the aux data (dropped only with the task) it would keep the
+    // task alive for ever.
+    let waker = h.aux.lock().as_mut().and_then(|a| a.foreign_waker.take());
+    if let Some(w) = waker {
         // The waker belongs to whoever polled the receive, not to this
-        // process: a panic in it is nobody's.
-        if let Some(w) = waker {
-            if crate::guard::catch(move || w.wake()).is_none() {
-                h.rt.shared.note_unowned_panic();
+        // process: a panic in it (or in its destructor) is nobody's.
+        let wake = closed.wake_foreign;
+        let ran = crate::guard::catch(move || {
+            if wake {
+                w.wake();
+            } else {
+                drop(w);
             }
+        });
+        if ran.is_none() {
+            h.rt.shared.note_unowned_panic();
         }
     }
     let mut panicked = false;
