@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
-use support::{EXPECTED_PANIC, poll_once_foreign, run, run_for, runtime};
+use std::time::Duration;
+use support::{EXPECTED_PANIC, poll_once_foreign, run, run_for, runtime, wait_until};
 
 /// Bound for a wait that hangs on the unfixed code: long enough for a loaded
 /// machine, short enough that a hang fails the test quickly.
@@ -245,11 +245,7 @@ fn a_deferred_message_whose_destructor_panics_crashes_its_process_not_the_worker
     let pid = h.pid();
     assert!(rt.send(pid, PanicOnDrop));
     assert!(rt.send(pid, 1u64));
-    let deadline = Instant::now() + HANG;
-    while !h.is_finished() {
-        assert!(Instant::now() < deadline, "the process never ended");
-        thread::sleep(Duration::from_millis(1));
-    }
+    wait_until("the process to end", || h.is_finished());
     let msg = h.panic_message().unwrap_or_default();
     assert_eq!(run_for(&rt, HANG, h.join()), ExitReason::Crashed);
     assert!(!rt.is_alive(pid));
@@ -347,14 +343,9 @@ fn a_foreign_waker_may_send_to_its_process_and_may_panic() {
             let rt = rt.clone();
             thread::spawn(move || rt.send(pid, 1u64))
         };
-        let deadline = Instant::now() + HANG;
-        while !sender.is_finished() {
-            assert!(
-                Instant::now() < deadline,
-                "the send deadlocked in the waker"
-            );
-            thread::sleep(Duration::from_millis(1));
-        }
+        wait_until("the send (a deadlock in the waker hangs it)", || {
+            sender.is_finished()
+        });
         assert!(sender.join().expect("the sender did not unwind"));
         assert!(w.woken.load(Ordering::SeqCst));
         match fut.as_mut().poll(&mut cx) {

@@ -244,6 +244,33 @@ mod loom_state {
         }
     }
 
+    /// Spawns a waker (delivers the message, then wakes) and a killer, each
+    /// queuing the process when its transition says so.
+    fn spawn_waker_and_killer(
+        state: &Arc<State>,
+        rq: &Arc<RunQueue>,
+        message: &Arc<AtomicUsize>,
+    ) -> (loom::thread::JoinHandle<()>, loom::thread::JoinHandle<()>) {
+        let waker = {
+            let (state, rq, message) = (state.clone(), rq.clone(), message.clone());
+            loom::thread::spawn(move || {
+                message.store(1, Ordering::Release);
+                if state.wake() {
+                    rq.push();
+                }
+            })
+        };
+        let killer = {
+            let (state, rq) = (state.clone(), rq.clone());
+            loom::thread::spawn(move || {
+                if state.kill() {
+                    rq.push();
+                }
+            })
+        };
+        (waker, killer)
+    }
+
     /// A spawner launches a process (held `RUNNING` while its closure ran)
     /// while a waker and a killer race it: the process is queued at most
     /// once at a time, a kill landing before the launch is ended by the
@@ -257,23 +284,7 @@ mod loom_state {
                 parker: Parker::new(),
             });
             let message = Arc::new(AtomicUsize::new(0));
-            let waker = {
-                let (state, rq, message) = (state.clone(), rq.clone(), message.clone());
-                loom::thread::spawn(move || {
-                    message.store(1, Ordering::Release);
-                    if state.wake() {
-                        rq.push();
-                    }
-                })
-            };
-            let killer = {
-                let (state, rq) = (state.clone(), rq.clone());
-                loom::thread::spawn(move || {
-                    if state.kill() {
-                        rq.push();
-                    }
-                })
-            };
+            let (waker, killer) = spawn_waker_and_killer(&state, &rq, &message);
             match state.launch() {
                 StartPoll::Poll => {
                     rq.push();
@@ -303,23 +314,7 @@ mod loom_state {
             });
             let message = Arc::new(AtomicUsize::new(0));
 
-            let waker = {
-                let (state, rq, message) = (state.clone(), rq.clone(), message.clone());
-                loom::thread::spawn(move || {
-                    message.store(1, Ordering::Release);
-                    if state.wake() {
-                        rq.push();
-                    }
-                })
-            };
-            let killer = {
-                let (state, rq) = (state.clone(), rq.clone());
-                loom::thread::spawn(move || {
-                    if state.kill() {
-                        rq.push();
-                    }
-                })
-            };
+            let (waker, killer) = spawn_waker_and_killer(&state, &rq, &message);
 
             // The worker.
             loop {
