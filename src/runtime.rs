@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     /// The timer wheel.
     pub(crate) timers: crate::time::wheel::Wheel,
     /// Per-process mailbox capacity for user messages (`usize::MAX`: unbounded).
-    pub(crate) mailbox_capacity: usize,
+    mailbox_capacity: usize,
     /// User messages shed because a mailbox was full.
     dropped: AtomicU64,
 }
@@ -83,10 +83,16 @@ impl Shared {
         self.unowned_panics.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether `h`'s bounded mailbox is full: the one rule every path that
+    /// delivers a user message (send, try_send, call, timers) applies.
+    pub(crate) fn is_full(&self, h: &crate::process::task::Header) -> bool {
+        self.mailbox_capacity != usize::MAX && h.mailbox.len() >= self.mailbox_capacity
+    }
+
     /// Whether a user message to `h` must be shed because its bounded
     /// mailbox is full; counts it when so.
     pub(crate) fn shed_if_full(&self, h: &crate::process::task::Header) -> bool {
-        let full = self.mailbox_capacity != usize::MAX && h.mailbox.len() >= self.mailbox_capacity;
+        let full = self.is_full(h);
         if full {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -461,14 +467,10 @@ impl Runtime {
     /// when the message was shed because the mailbox is full.
     pub fn send<M: Send + 'static>(&self, pid: Pid, msg: M) -> bool {
         let shared = &self.shared;
-        if shared.mailbox_capacity != usize::MAX {
-            let full = shared
-                .table
-                .with(pid, |t| t.header().mailbox.len() >= shared.mailbox_capacity);
-            if full == Some(true) {
-                shared.dropped.fetch_add(1, Ordering::Relaxed);
-                return false;
-            }
+        if shared.mailbox_capacity != usize::MAX
+            && shared.table.with(pid, |t| shared.shed_if_full(t.header())) == Some(true)
+        {
+            return false;
         }
         shared.deliver(pid, Received::Message(Message::new(msg)))
     }

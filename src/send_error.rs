@@ -84,7 +84,7 @@ impl Runtime {
         let outcome = shared.table.with(pid, |t| {
             let h = t.header();
             let msg = msg.take().expect("taken once");
-            if shared.mailbox_capacity != usize::MAX && h.mailbox.len() >= shared.mailbox_capacity {
+            if shared.is_full(h) {
                 return Err(SendError::Full(msg));
             }
             h.try_deliver(Received::Message(Message::new(msg)))

@@ -155,7 +155,7 @@ where
             return Sent::NoProc(req);
         };
         drop(pruned);
-        if shared.mailbox_capacity != usize::MAX && h.mailbox.len() >= shared.mailbox_capacity {
+        if shared.is_full(h) {
             return Sent::Full(req);
         }
         match h.try_deliver(Received::Message(Message::new(req))) {
