@@ -4,9 +4,9 @@
 //! stay right. Their cost per operation is shown by the `hub_*` benchmarks,
 //! not asserted here.
 
-mod common_signals;
+mod support;
 
-use common_signals::{check, recv, runtime, spawn_actor};
+use support::{check, recv, runtime, spawn_actor};
 use rusm_otp::{ExitReason, MonitorRef, Received};
 use std::collections::HashSet;
 

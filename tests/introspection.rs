@@ -2,9 +2,9 @@
 //! trap_exit), `set_label`, `metrics`, and bounded mailboxes
 //! (`Builder::mailbox_capacity`, `dropped_messages`).
 
-mod common_signals;
+mod support;
 
-use common_signals::{Go, check, recv, run, runtime, spawn_actor, wait_until};
+use support::{Go, check, recv, run, runtime, spawn_actor, wait_until_timed};
 use rusm_otp::{ExitReason, Pid, Received, Runtime};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -128,7 +128,7 @@ fn mailbox_depth_counts_messages_deferred_by_selective_receive() {
             other => panic!("unexpected {other:?}"),
         }
         // Parked again in its selective receive, past the deferred strings.
-        wait_until("the picky process to be idle with 4 deferred", || {
+        wait_until_timed("the picky process to be idle with 4 deferred", || {
             rt.info(picky_pid).unwrap().mailbox_depth == 4
         })
         .await;
@@ -216,7 +216,7 @@ fn metrics_has_one_entry_per_worker_and_polls_increase() {
 
 #[test]
 fn metrics_count_panics() {
-    common_signals::silence_expected_panics();
+    support::silence_expected_panics();
     let rt = runtime(2);
     assert_eq!(rt.metrics().panics, 0);
     let p = spawn_actor(&rt);
@@ -278,7 +278,7 @@ fn down_and_exit_signals_are_delivered_when_mailbox_full() {
     let target_pid = target.pid();
     // Waits (without receiving) until told, then drains its mailbox.
     let full = rt.spawn(move |mut ctx| async move {
-        wait_until("the go flag", || go2.load(Ordering::SeqCst)).await;
+        wait_until_timed("the go flag", || go2.load(Ordering::SeqCst)).await;
         let mut msgs = Vec::new();
         let mut down = None;
         let mut exit = None;

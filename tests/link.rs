@@ -2,9 +2,9 @@
 //! exits, trapping, `kill`, `unlink`, `spawn_link`, `send_exit`, `exit`, and
 //! the ordering of signals after messages from the same sender.
 
-mod common_signals;
+mod support;
 
-use common_signals::{
+use support::{
     EXPECTED_PANIC, Go, check, recv, recv_msg, responds, run, runtime, silence_expected_panics,
     spawn_actor,
 };

@@ -2,9 +2,9 @@
 //! for dead targets, `demonitor`, and cleanup of monitors whose watcher or
 //! target is gone.
 
-mod common_signals;
+mod support;
 
-use common_signals::{
+use support::{
     Go, check, recv, responds, run, runtime, silence_expected_panics, spawn_actor,
 };
 use rusm_otp::{ExitReason, MonitorRef, Pid, Received};
@@ -263,7 +263,7 @@ fn monitors_of_dead_watcher_are_cleaned_up() {
     });
     run(
         &rt,
-        common_signals::wait_until("the watcher to place its monitors", || {
+        support::wait_until_timed("the watcher to place its monitors", || {
             rt.monitor_count() == 20
         }),
     );

@@ -2,11 +2,11 @@
 //! `whereis_or_spawn` under a race, release at exit (before any `Down`),
 //! and process groups.
 
-mod common_signals;
+mod support;
 
-use common_signals::{
+use support::{
     Go, check, recv, recv_msg, responds, run, runtime, silence_expected_panics, spawn_actor,
-    wait_until,
+    wait_until_timed,
 };
 use rusm_otp::{ExitReason, Pid, Received, Runtime};
 use std::future::{Future, poll_fn};
@@ -324,7 +324,7 @@ fn whereis_or_spawn_with_32_racing_threads_yields_one_winner() {
         assert!(rt.is_alive(winner));
         run(
             &rt,
-            wait_until("the losers to be gone and the winner to run", || {
+            wait_until_timed("the losers to be gone and the winner to run", || {
                 rt.process_count() == 1 && bodies.load(Ordering::SeqCst) >= 1
             }),
         );
@@ -337,7 +337,7 @@ fn whereis_or_spawn_with_32_racing_threads_yields_one_winner() {
         rt.kill(winner);
         run(
             &rt,
-            wait_until("the winner to end", || rt.process_count() == 0),
+            wait_until_timed("the winner to end", || rt.process_count() == 0),
         );
         assert_eq!(rt.whereis(&name), None);
     }

@@ -2,10 +2,10 @@
 //! bounded polling), plus tree teardown, giving up, `WhichChildren`, an
 //! orderly shutdown, and a large unlimited restart storm.
 
-mod common_signals;
+mod support;
 
-use common_signals::{
-    EXPECTED_PANIC, check, recv, run, runtime, silence_expected_panics, wait_until,
+use support::{
+    EXPECTED_PANIC, check, recv, run, runtime, silence_expected_panics, wait_until_timed,
 };
 use rusm_otp::supervisor::{Children, WhichChildren};
 use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
@@ -43,7 +43,7 @@ fn crasher(counter: Arc<AtomicU32>) -> impl Fn(&Runtime) -> ProcessHandle + Send
 }
 
 async fn wait_for(rt: &Runtime, name: &str) -> Pid {
-    wait_until(&format!("{name} to be registered"), || {
+    wait_until_timed(&format!("{name} to be registered"), || {
         rt.whereis(name).is_some()
     })
     .await;
@@ -51,7 +51,7 @@ async fn wait_for(rt: &Runtime, name: &str) -> Pid {
 }
 
 async fn wait_for_change(rt: &Runtime, name: &str, old: Pid) -> Pid {
-    wait_until(&format!("{name} to be restarted"), || {
+    wait_until_timed(&format!("{name} to be restarted"), || {
         rt.whereis(name).is_some_and(|p| p != old)
     })
     .await;
@@ -191,7 +191,7 @@ fn restart_intensity_stops_the_supervisor() {
     // so every process drains: the initial start plus 3 restarts = 4 crashes.
     run(
         &rt,
-        wait_until("every process to end", || rt.process_count() == 0),
+        wait_until_timed("every process to end", || rt.process_count() == 0),
     );
     assert_eq!(
         crashes.load(Ordering::SeqCst),
@@ -216,7 +216,7 @@ fn restart_intensity_over_lifetime() {
     assert_eq!(crashes.load(Ordering::SeqCst), 3, "start + 2 restarts");
     run(
         &rt,
-        wait_until("every process to end", || rt.process_count() == 0),
+        wait_until_timed("every process to end", || rt.process_count() == 0),
     );
 }
 
@@ -262,7 +262,7 @@ fn supervisor_gives_up_with_crashed() {
     assert_eq!(run(&rt, watcher.join()), ExitReason::Normal);
     run(
         &rt,
-        wait_until("the children to end with it", || rt.process_count() == 0),
+        wait_until_timed("the children to end with it", || rt.process_count() == 0),
     );
     assert_eq!(rt.whereis("victim"), None);
     assert_eq!(rt.whereis("bystander"), None);
@@ -313,7 +313,7 @@ fn killing_the_supervisor_kills_its_children() {
     assert!(rt.list().is_empty());
     run(
         &rt,
-        wait_until("the counters to settle", || rt.process_count() == 0),
+        wait_until_timed("the counters to settle", || rt.process_count() == 0),
     );
 }
 
@@ -407,7 +407,7 @@ fn unlimited_restart_storm_is_linear_enough() {
     let sup_pid = sup.pid();
     run(
         &rt,
-        wait_until("every child to settle", || {
+        wait_until_timed("every child to settle", || {
             settled.load(Ordering::SeqCst) == CHILDREN
         }),
     );
@@ -441,6 +441,6 @@ fn unlimited_restart_storm_is_linear_enough() {
     assert_eq!(run(&rt, sup.join()), ExitReason::Killed);
     run(
         &rt,
-        wait_until("the tree to end", || rt.process_count() == 0),
+        wait_until_timed("the tree to end", || rt.process_count() == 0),
     );
 }

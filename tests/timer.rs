@@ -3,11 +3,11 @@
 //! 100,000 timers.
 //!
 //! The only assertions on time are "did not fire early", which every timer
-//! guarantees; every wait is bounded (see `common_signals`).
+//! guarantees; every wait is bounded (see `support`).
 
-mod common_signals;
+mod support;
 
-use common_signals::{check, recv_msg, run, runtime, wait_until};
+use support::{check, recv_msg, run, runtime, wait_until_timed};
 use rusm_otp::{ExitReason, Received, TimerRef, sleep, yield_now};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -98,7 +98,7 @@ fn cancelled_timer_never_fires() {
 #[test]
 fn cancel_frees_the_message_at_once() {
     let rt = runtime(2);
-    let p = common_signals::spawn_actor(&rt);
+    let p = support::spawn_actor(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     let t = rt.send_after(p.pid(), Duration::from_secs(30), DropCounter(drops.clone()));
     assert_eq!(rt.pending_timers(), 1);
@@ -141,7 +141,7 @@ fn dropping_the_timer_ref_does_not_cancel() {
 #[test]
 fn send_after_to_a_process_that_ended_drops_the_message() {
     let rt = runtime(2);
-    let p = common_signals::spawn_actor(&rt);
+    let p = support::spawn_actor(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     let t = rt.send_after(
         p.pid(),
@@ -152,7 +152,7 @@ fn send_after_to_a_process_that_ended_drops_the_message() {
     run(&rt, p.join());
     run(
         &rt,
-        wait_until("the timer's message to be dropped", || {
+        wait_until_timed("the timer's message to be dropped", || {
             drops.load(Ordering::SeqCst) == 1
         }),
     );
@@ -178,7 +178,7 @@ fn recv_timeout_times_out_with_none() {
         let rt = ctx.runtime().clone();
         rt.send(ctx.pid(), 1u8);
         assert!(ctx.recv_timeout(Duration::from_secs(30)).await.is_some());
-        wait_until("the receive's timer to be cancelled", || {
+        wait_until_timed("the receive's timer to be cancelled", || {
             rt.pending_timers() == 0
         })
         .await;
@@ -214,7 +214,7 @@ fn message_arriving_after_timeout_stays_in_mailbox() {
             ctx.recv_timeout(Duration::from_millis(1)).await.is_none(),
             "timed out before the message came"
         );
-        wait_until("the late message to arrive", || {
+        wait_until_timed("the late message to arrive", || {
             rt.info(me).unwrap().mailbox_depth == 1
         })
         .await;
@@ -264,7 +264,7 @@ fn recv_match_timeout() {
         // A match that arrives within the timeout is taken.
         let _t = rt.send_after(me, Duration::from_millis(20), 3u32);
         let got = ctx
-            .recv_match_timeout(is(3), common_signals::TIMEOUT)
+            .recv_match_timeout(is(3), support::TIMEOUT)
             .await
             .expect("the 3 arrives in time");
         assert_eq!(got.message().unwrap().downcast::<u32>().ok(), Some(3));
@@ -356,7 +356,7 @@ fn hundred_thousand_timers_fire_once_in_deadline_order() {
         }
         assert!(seen.iter().all(|&s| s));
         // Nothing else comes: a marker sent now is next.
-        wait_until("every timer to be done", || rt.pending_timers() == 0).await;
+        wait_until_timed("every timer to be done", || rt.pending_timers() == 0).await;
         let _m = rt.send_after(me, Duration::from_millis(5), Marker);
         assert_eq!(recv_msg::<Marker>(&mut ctx, "the marker").await, Marker);
         assert!(ctx.try_recv().is_none());

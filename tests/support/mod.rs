@@ -4,10 +4,15 @@
 //! which gives up (and fails the test) after [`TIMEOUT`]; polling loops go
 //! through [`wait_until`] / [`wait_until_async`], which panic on their
 //! deadline. Wall-clock time is only ever used as such a bound, never
-//! asserted on.
+//! asserted on. Helpers for tests written as processes (bounded receives,
+//! a tester process, a ping-answering actor) are in [`actors`].
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
+
+mod actors;
+#[allow(unused_imports)] // each test binary uses its own subset
+pub(crate) use actors::*;
 
 use rusm_otp::{ExitReason, Pid, ProcessHandle, Runtime};
 use std::future::Future;
