@@ -7,11 +7,11 @@
 
 mod support;
 
-use support::{check, recv_msg, run, runtime, wait_until_timed};
 use rusm_otp::{ExitReason, Received, TimerRef, sleep, yield_now};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::{check, on_workers, recv_msg, run, runtime, wait_until_timed};
 
 /// A tiny xorshift64 generator: deterministic, no dependency.
 struct XorShift(u64);
@@ -39,9 +39,8 @@ impl Drop for DropCounter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Marker;
 
-#[test]
-fn send_after_delivers_after_delay() {
-    let rt = runtime(2);
+fn send_after_delivers_after_delay(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -60,9 +59,8 @@ fn send_after_delivers_after_delay() {
     });
 }
 
-#[test]
-fn send_after_from_outside_a_process() {
-    let rt = runtime(2);
+fn send_after_from_outside_a_process(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|mut ctx| async move {
         assert_eq!(
             recv_msg::<&str>(&mut ctx, "the timed message").await,
@@ -75,9 +73,8 @@ fn send_after_from_outside_a_process() {
     assert!(before.elapsed() >= Duration::from_millis(10), "not early");
 }
 
-#[test]
-fn cancelled_timer_never_fires() {
-    let rt = runtime(2);
+fn cancelled_timer_never_fires(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -95,9 +92,8 @@ fn cancelled_timer_never_fires() {
     });
 }
 
-#[test]
-fn cancel_frees_the_message_at_once() {
-    let rt = runtime(2);
+fn cancel_frees_the_message_at_once(workers: usize) {
+    let rt = runtime(workers);
     let p = support::spawn_actor(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     let t = rt.send_after(p.pid(), Duration::from_secs(30), DropCounter(drops.clone()));
@@ -113,9 +109,8 @@ fn cancel_frees_the_message_at_once() {
     rt.kill(p.pid());
 }
 
-#[test]
-fn cancel_after_firing_returns_false() {
-    let rt = runtime(2);
+fn cancel_after_firing_returns_false(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -126,9 +121,8 @@ fn cancel_after_firing_returns_false() {
     });
 }
 
-#[test]
-fn dropping_the_timer_ref_does_not_cancel() {
-    let rt = runtime(2);
+fn dropping_the_timer_ref_does_not_cancel(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -138,9 +132,8 @@ fn dropping_the_timer_ref_does_not_cancel() {
     });
 }
 
-#[test]
-fn send_after_to_a_process_that_ended_drops_the_message() {
-    let rt = runtime(2);
+fn send_after_to_a_process_that_ended_drops_the_message(workers: usize) {
+    let rt = runtime(workers);
     let p = support::spawn_actor(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     let t = rt.send_after(
@@ -160,9 +153,8 @@ fn send_after_to_a_process_that_ended_drops_the_message() {
     assert_eq!(rt.pending_timers(), 0);
 }
 
-#[test]
-fn recv_timeout_times_out_with_none() {
-    let rt = runtime(2);
+fn recv_timeout_times_out_with_none(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         for ms in [1u64, 10, 30] {
             let timeout = Duration::from_millis(ms);
@@ -185,9 +177,8 @@ fn recv_timeout_times_out_with_none() {
     });
 }
 
-#[test]
-fn recv_timeout_zero_checks_once() {
-    let rt = runtime(2);
+fn recv_timeout_zero_checks_once(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -203,9 +194,8 @@ fn recv_timeout_zero_checks_once() {
     });
 }
 
-#[test]
-fn message_arriving_after_timeout_stays_in_mailbox() {
-    let rt = runtime(2);
+fn message_arriving_after_timeout_stays_in_mailbox(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -234,9 +224,8 @@ fn message_arriving_after_timeout_stays_in_mailbox() {
     });
 }
 
-#[test]
-fn recv_match_timeout() {
-    let rt = runtime(2);
+fn recv_match_timeout(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -281,9 +270,8 @@ fn recv_match_timeout() {
     });
 }
 
-#[test]
-fn sleep_waits() {
-    let rt = runtime(2);
+fn sleep_waits(workers: usize) {
+    let rt = runtime(workers);
     // Inside a process.
     check(&rt, |_ctx| async move {
         for ms in [0u64, 1, 15] {
@@ -307,9 +295,8 @@ fn sleep_waits() {
     assert_eq!(rt.pending_timers(), 0);
 }
 
-#[test]
-fn a_sleeping_process_still_receives_afterwards() {
-    let rt = runtime(2);
+fn a_sleeping_process_still_receives_afterwards(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -319,11 +306,10 @@ fn a_sleeping_process_still_receives_afterwards() {
     });
 }
 
-#[test]
-fn hundred_thousand_timers_fire_once_in_deadline_order() {
+fn hundred_thousand_timers_fire_once_in_deadline_order(workers: usize) {
     const N: usize = 100_000;
     const TOLERANCE: Duration = Duration::from_millis(2);
-    let rt = runtime(2);
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -363,14 +349,13 @@ fn hundred_thousand_timers_fire_once_in_deadline_order() {
     });
 }
 
-#[test]
-fn timers_fire_in_deadline_order_while_workers_are_busy() {
+fn timers_fire_in_deadline_order_while_workers_are_busy(workers: usize) {
     // Busy workers look at the wheel rarely, so each advance fires a large
     // batch spanning many ticks: the batch must still go out in deadline
     // order.
     const N: usize = 10_000;
     const TOLERANCE: Duration = Duration::from_millis(2);
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let done = Arc::new(AtomicBool::new(false));
     let hogs: Vec<_> = (0..2)
         .map(|_| {
@@ -425,8 +410,7 @@ fn timers_fire_in_deadline_order_while_workers_are_busy() {
     }
 }
 
-#[test]
-fn timer_bursts_never_stall_the_wheel() {
+fn timer_bursts_never_stall_the_wheel(workers: usize) {
     // Rounds of a burst of timers, each on a fresh runtime, several
     // runtimes at once (more workers than cores, so a worker can be
     // preempted anywhere). Every burst must drain: a worker that parks
@@ -440,7 +424,7 @@ fn timer_bursts_never_stall_the_wheel() {
         .map(|t| {
             std::thread::spawn(move || {
                 for round in 0..ROUNDS {
-                    let rt = runtime(2);
+                    let rt = runtime(workers);
                     check(&rt, move |mut ctx| async move {
                         let rt = ctx.runtime().clone();
                         let me = ctx.pid();
@@ -466,10 +450,9 @@ fn timer_bursts_never_stall_the_wheel() {
     }
 }
 
-#[test]
-fn hundred_thousand_cancelled_timers_never_fire_and_are_freed() {
+fn hundred_thousand_cancelled_timers_never_fire_and_are_freed(workers: usize) {
     const N: usize = 100_000;
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let receiver = rt.spawn(|mut ctx| async move {
         // The first thing to arrive must be the marker, scheduled after
         // (and due after) every cancelled timer. A plain `recv` (bounded by
@@ -507,3 +490,23 @@ fn hundred_thousand_cancelled_timers_never_fire_and_are_freed() {
     assert_eq!(run(&rt, receiver.join()), ExitReason::Normal);
     assert_eq!(drops.load(Ordering::SeqCst), N);
 }
+
+on_workers!(
+    send_after_delivers_after_delay,
+    send_after_from_outside_a_process,
+    cancelled_timer_never_fires,
+    cancel_frees_the_message_at_once,
+    cancel_after_firing_returns_false,
+    dropping_the_timer_ref_does_not_cancel,
+    send_after_to_a_process_that_ended_drops_the_message,
+    recv_timeout_times_out_with_none,
+    recv_timeout_zero_checks_once,
+    message_arriving_after_timeout_stays_in_mailbox,
+    recv_match_timeout,
+    sleep_waits,
+    a_sleeping_process_still_receives_afterwards,
+    hundred_thousand_timers_fire_once_in_deadline_order,
+    timers_fire_in_deadline_order_while_workers_are_busy,
+    timer_bursts_never_stall_the_wheel,
+    hundred_thousand_cancelled_timers_never_fire_and_are_freed,
+);

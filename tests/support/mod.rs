@@ -248,3 +248,39 @@ pub(crate) fn silence_expected_panics() {
         }));
     });
 }
+
+/// Turns each named `fn name(workers: usize)` into three tests,
+/// `name::one_worker`, `name::two_workers` and `name::four_workers`, so a
+/// test meets the interleavings of a single worker (no stealing, the next
+/// slot always taken), of two, and of more workers than cores.
+///
+/// ```ignore
+/// fn sends_arrive(workers: usize) {
+///     let rt = runtime(workers);
+///     // ...
+/// }
+/// on_workers!(sends_arrive);
+/// ```
+#[allow(unused_macros)] // each test binary uses its own subset
+macro_rules! on_workers {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn one_worker() {
+                    super::$name(1)
+                }
+                #[test]
+                fn two_workers() {
+                    super::$name(2)
+                }
+                #[test]
+                fn four_workers() {
+                    super::$name(4)
+                }
+            }
+        )+
+    };
+}
+#[allow(unused_imports)] // each test binary uses its own subset
+pub(crate) use on_workers;
