@@ -306,41 +306,55 @@ fn a_sleeping_process_still_receives_afterwards(workers: usize) {
     });
 }
 
+/// Schedules `n` `send_after`s to the calling process with random delays
+/// below `max_delay_us` and requires each to arrive once, never before its
+/// deadline, and in deadline order within the wheel's tolerance.
+async fn timers_arrive_in_deadline_order(
+    ctx: &mut rusm_otp::Context,
+    n: usize,
+    max_delay_us: u64,
+    seed: u64,
+) {
+    const TOLERANCE: Duration = Duration::from_millis(2);
+    let rt = ctx.runtime().clone();
+    let me = ctx.pid();
+    let mut rng = XorShift(seed);
+    // Each timer's true deadline lies between `lo` (carried in the
+    // message) and `hi[i]` (taken right after scheduling it).
+    let mut hi = Vec::with_capacity(n);
+    for i in 0..n {
+        let delay = Duration::from_micros(rng.next() % max_delay_us);
+        let lo = Instant::now() + delay;
+        let _ = rt.send_after(me, delay, (i as u32, lo));
+        hi.push(Instant::now() + delay);
+    }
+    let mut seen = vec![false; n];
+    let mut max_lo: Option<Instant> = None;
+    for _ in 0..n {
+        let (i, lo) = recv_msg::<(u32, Instant)>(ctx, "a timer").await;
+        let i = i as usize;
+        assert!(Instant::now() >= lo, "timer {i} fired before its deadline");
+        assert!(!seen[i], "timer {i} fired twice");
+        seen[i] = true;
+        if let Some(max) = max_lo {
+            assert!(
+                hi[i] + TOLERANCE >= max,
+                "timer {i} arrived {:?} after a later-deadline timer",
+                max - hi[i]
+            );
+        }
+        max_lo = Some(max_lo.map_or(lo, |m| m.max(lo)));
+    }
+    assert!(seen.iter().all(|&s| s));
+}
+
 fn hundred_thousand_timers_fire_once_in_deadline_order(workers: usize) {
     const N: usize = 100_000;
-    const TOLERANCE: Duration = Duration::from_millis(2);
     let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-        // Each timer's true deadline lies between `lo` (carried in the
-        // message) and `hi[i]` (taken right after scheduling it).
-        let mut hi = Vec::with_capacity(N);
-        for i in 0..N {
-            let delay = Duration::from_micros(rng.next() % 500_000);
-            let lo = Instant::now() + delay;
-            let _ = rt.send_after(me, delay, (i as u32, lo));
-            hi.push(Instant::now() + delay);
-        }
-        let mut seen = vec![false; N];
-        let mut max_lo: Option<Instant> = None;
-        for _ in 0..N {
-            let (i, lo) = recv_msg::<(u32, Instant)>(&mut ctx, "a timer").await;
-            let i = i as usize;
-            assert!(Instant::now() >= lo, "timer {i} fired before its deadline");
-            assert!(!seen[i], "timer {i} fired twice");
-            seen[i] = true;
-            if let Some(max) = max_lo {
-                assert!(
-                    hi[i] + TOLERANCE >= max,
-                    "timer {i} arrived {:?} after a later-deadline timer",
-                    max - hi[i]
-                );
-            }
-            max_lo = Some(max_lo.map_or(lo, |m| m.max(lo)));
-        }
-        assert!(seen.iter().all(|&s| s));
+        timers_arrive_in_deadline_order(&mut ctx, N, 500_000, 0x9E37_79B9_7F4A_7C15).await;
         // Nothing else comes: a marker sent now is next.
         wait_until_timed("every timer to be done", || rt.pending_timers() == 0).await;
         let _m = rt.send_after(me, Duration::from_millis(5), Marker);
@@ -354,7 +368,6 @@ fn timers_fire_in_deadline_order_while_workers_are_busy(workers: usize) {
     // batch spanning many ticks: the batch must still go out in deadline
     // order.
     const N: usize = 10_000;
-    const TOLERANCE: Duration = Duration::from_millis(2);
     let rt = runtime(workers);
     let done = Arc::new(AtomicBool::new(false));
     let hogs: Vec<_> = (0..2)
@@ -375,33 +388,7 @@ fn timers_fire_in_deadline_order_while_workers_are_busy(workers: usize) {
         .collect();
     let done2 = done.clone();
     check(&rt, move |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
-        let mut hi = Vec::with_capacity(N);
-        for i in 0..N {
-            let delay = Duration::from_micros(rng.next() % 200_000);
-            let lo = Instant::now() + delay;
-            let _ = rt.send_after(me, delay, (i as u32, lo));
-            hi.push(Instant::now() + delay);
-        }
-        let mut seen = vec![false; N];
-        let mut max_lo: Option<Instant> = None;
-        for _ in 0..N {
-            let (i, lo) = recv_msg::<(u32, Instant)>(&mut ctx, "a timer").await;
-            let i = i as usize;
-            assert!(Instant::now() >= lo, "timer {i} fired before its deadline");
-            assert!(!seen[i], "timer {i} fired twice");
-            seen[i] = true;
-            if let Some(max) = max_lo {
-                assert!(
-                    hi[i] + TOLERANCE >= max,
-                    "timer {i} arrived {:?} after a later-deadline timer",
-                    max - hi[i]
-                );
-            }
-            max_lo = Some(max_lo.map_or(lo, |m| m.max(lo)));
-        }
+        timers_arrive_in_deadline_order(&mut ctx, N, 200_000, 0xD1B5_4A32_D192_ED03).await;
         done2.store(true, Ordering::SeqCst);
     });
     done.store(true, Ordering::SeqCst);
