@@ -6,7 +6,7 @@ mod support;
 
 use rusm_otp::{ExitReason, Pid, Received};
 use support::{
-    EXPECTED_PANIC, Go, check, on_workers, recv, recv_msg, responds, run, runtime,
+    EXPECTED_PANIC, Go, check, on_workers, race_rounds, recv, recv_msg, responds, run, runtime,
     silence_expected_panics, spawn_actor,
 };
 
@@ -500,66 +500,34 @@ fn signals_from_one_sender_keep_order(workers: usize) {
 }
 
 fn link_racing_unlink_never_leaves_half_a_link(workers: usize) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Barrier};
     const ROUNDS: usize = 10_000;
     let rt = runtime(workers);
     let a = spawn_actor(&rt);
     let b = spawn_actor(&rt);
     let (pa, pb) = (a.pid(), b.pid());
     // Each round: the pair is linked; two threads unlink it while another
-    // links it again.
-    let start = Arc::new(Barrier::new(4));
-    let end = Arc::new(Barrier::new(4));
-    let threads: Vec<_> = (0..3)
-        .map(|i| {
-            let (rt, start, end) = (rt.clone(), start.clone(), end.clone());
-            std::thread::spawn(move || {
-                for round in 0..ROUNDS {
-                    start.wait();
-                    if i == 0 {
-                        // Sweep the link across the unlinks' span.
-                        for _ in 0..round % 256 {
-                            std::hint::spin_loop();
-                        }
-                        rt.link(pa, pb);
-                    } else {
-                        rt.unlink(pa, pb);
-                    }
-                    end.wait();
-                }
-            })
-        })
-        .collect();
-    // Widens the race: `info` takes a process's aux lock, which an unlink
-    // may then wait for between its two sides.
-    let stop = Arc::new(AtomicBool::new(false));
-    let prober = {
-        let (rt, stop) = (rt.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let _ = rt.info(pa);
-                let _ = rt.info(pb);
-            }
-        })
-    };
+    // links it again. The prober's `info` takes a process's aux lock, which
+    // an unlink may then wait for between its two sides.
     let mut half = None;
-    for round in 0..ROUNDS {
-        rt.link(pa, pb);
-        start.wait();
-        end.wait();
-        let (la, lb) = (rt.info(pa).unwrap().links, rt.info(pb).unwrap().links);
-        if la != lb {
-            half.get_or_insert((round, la, lb));
-            // Start the next round from a whole link again.
-            rt.unlink(pa, pb);
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
-    prober.join().unwrap();
+    let (r1, r2, r3, r4) = (rt.clone(), rt.clone(), rt.clone(), rt.clone());
+    race_rounds(
+        ROUNDS,
+        move || r1.link(pa, pb),
+        move || r2.unlink(pa, pb),
+        move || {
+            let _ = r3.info(pa);
+            let _ = r3.info(pb);
+        },
+        |_| r4.link(pa, pb),
+        |round| {
+            let (la, lb) = (rt.info(pa).unwrap().links, rt.info(pb).unwrap().links);
+            if la != lb {
+                half.get_or_insert((round, la, lb));
+                // Start the next round from a whole link again.
+                rt.unlink(pa, pb);
+            }
+        },
+    );
     assert_eq!(
         half, None,
         "a link held by one side only (round, links of a, of b)"

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Wake, Waker};
 use support::{
-    Go, check, on_workers, recv, recv_msg, responds, run, runtime, silence_expected_panics,
-    spawn_actor, wait_until_timed,
+    Go, check, on_workers, race_rounds, recv, recv_msg, responds, run, runtime,
+    silence_expected_panics, spawn_actor, wait_until_timed,
 };
 
 fn register_whereis_unregister(workers: usize) {
@@ -446,57 +446,34 @@ fn register_racing_unregister_never_leaves_a_name_behind(workers: usize) {
     let p = spawn_actor(&rt);
     let pid = p.pid();
     // Each round: the name is held by `pid`; two threads unregister it
-    // while another registers it again for the same pid.
-    let start = Arc::new(Barrier::new(4));
-    let end = Arc::new(Barrier::new(4));
-    let threads: Vec<_> = (0..3)
-        .map(|i| {
-            let (rt, start, end) = (rt.clone(), start.clone(), end.clone());
-            std::thread::spawn(move || {
-                for round in 0..ROUNDS {
-                    start.wait();
-                    if i == 0 {
-                        // Sweep the register across the unregisters' span.
-                        for _ in 0..round % 256 {
-                            std::hint::spin_loop();
-                        }
-                        rt.register("racy", pid);
-                    } else {
-                        rt.unregister("racy");
-                    }
-                    end.wait();
-                }
-            })
-        })
-        .collect();
-    // Widens the race: `info` takes the process's aux lock, so an
-    // `unregister` often waits for it between its two steps.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let prober = {
-        let (rt, stop) = (rt.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let _ = rt.info(pid);
-            }
-        })
-    };
+    // while another registers it again for the same pid. The prober's
+    // `info` takes the process's aux lock, so an `unregister` often waits
+    // for it between its two steps.
     let mut leaked = None;
-    for round in 0..ROUNDS {
-        rt.register("racy", pid);
-        start.wait();
-        end.wait();
-        // The registry and the process agree on what it holds, so its end
-        // releases exactly that.
-        let held = rt.info(pid).unwrap().names.iter().any(|n| n == "racy");
-        if (rt.whereis("racy") == Some(pid)) != held {
-            leaked.get_or_insert(round);
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
-    prober.join().unwrap();
+    let (r1, r2, r3, r4) = (rt.clone(), rt.clone(), rt.clone(), rt.clone());
+    race_rounds(
+        ROUNDS,
+        move || {
+            r1.register("racy", pid);
+        },
+        move || {
+            r2.unregister("racy");
+        },
+        move || {
+            let _ = r3.info(pid);
+        },
+        |_| {
+            r4.register("racy", pid);
+        },
+        |round| {
+            // The registry and the process agree on what it holds, so its
+            // end releases exactly that.
+            let held = rt.info(pid).unwrap().names.iter().any(|n| n == "racy");
+            if (rt.whereis("racy") == Some(pid)) != held {
+                leaked.get_or_insert(round);
+            }
+        },
+    );
     rt.kill(pid);
     assert_eq!(run(&rt, p.join()), ExitReason::Killed);
     assert_eq!(leaked, None, "the registry and the process disagreed");

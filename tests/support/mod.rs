@@ -284,3 +284,65 @@ macro_rules! on_workers {
 }
 #[allow(unused_imports)] // each test binary uses its own subset
 pub(crate) use on_workers;
+
+/// Races three threads, `rounds` times, on plain threads (not processes):
+/// before each round the calling thread runs `before(round)`; then one
+/// thread runs `first` after a spin that sweeps across the rounds (so its
+/// start lands at every point of the others' span) while two threads run
+/// `other`; after each round the calling thread runs `after(round)`.
+/// Throughout, a fourth thread runs `probe` in a loop to widen the race
+/// windows (for instance by taking a lock the racers need).
+pub(crate) fn race_rounds(
+    rounds: usize,
+    first: impl Fn() + Send + Sync + 'static,
+    other: impl Fn() + Send + Sync + 'static,
+    probe: impl Fn() + Send + 'static,
+    mut before: impl FnMut(usize),
+    mut after: impl FnMut(usize),
+) {
+    use std::sync::Barrier;
+    let start = Arc::new(Barrier::new(4));
+    let end = Arc::new(Barrier::new(4));
+    let first = Arc::new(first);
+    let other = Arc::new(other);
+    let racers: Vec<_> = (0..3)
+        .map(|i| {
+            let (start, end) = (start.clone(), end.clone());
+            let (first, other) = (first.clone(), other.clone());
+            thread::spawn(move || {
+                for round in 0..rounds {
+                    start.wait();
+                    if i == 0 {
+                        for _ in 0..round % 256 {
+                            std::hint::spin_loop();
+                        }
+                        first();
+                    } else {
+                        other();
+                    }
+                    end.wait();
+                }
+            })
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                probe();
+            }
+        })
+    };
+    for round in 0..rounds {
+        before(round);
+        start.wait();
+        end.wait();
+        after(round);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in racers {
+        t.join().unwrap();
+    }
+    prober.join().unwrap();
+}
