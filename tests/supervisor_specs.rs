@@ -537,7 +537,9 @@ fn a_factory_that_panics_at_start_stops_the_started_children_and_crashes_with_it
         .supervisor(Strategy::OneForOne)
         .child_spec(ChildSpec::new("ok", move |rt: &Runtime| {
             let h = idle(rt);
-            *f.lock().unwrap() = Some(h.pid());
+            // Watched from the start: the supervisor may stop it before
+            // `start` returns.
+            *f.lock().unwrap() = Some(watch(rt, h.pid()));
             h
         }))
         .child_spec(ChildSpec::new("bad", |_rt: &Runtime| -> ProcessHandle {
@@ -547,11 +549,14 @@ fn a_factory_that_panics_at_start_stops_the_started_children_and_crashes_with_it
         .start();
     assert_eq!(
         rt.spawned(),
-        2,
-        "the supervisor and one child: 'never' never ran"
+        3,
+        "the supervisor, one child and its watcher: 'never' never ran"
     );
-    let ok = first.lock().unwrap().expect("the first child started");
-    let ok_watch = watch(&rt, ok);
+    let ok_watch = first
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the first child started");
     wait_until("the supervisor to end", || sup.is_finished());
     let msg = sup.panic_message().expect("the panic message is kept");
     assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
