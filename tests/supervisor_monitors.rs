@@ -9,7 +9,7 @@ use rusm_otp::supervisor::{ChildSpec, SupervisorRef};
 use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use support::{run, runtime, wait_until};
+use support::{on_workers, run, runtime, wait_until};
 
 /// A child that idles forever.
 fn idle(rt: &Runtime) -> ProcessHandle {
@@ -29,9 +29,8 @@ fn running(rt: &Runtime, sup: Pid) -> Vec<Pid> {
         .collect()
 }
 
-#[test]
-fn each_child_carries_one_monitor_and_each_death_one_down() {
-    let rt = runtime(2);
+fn each_child_carries_one_monitor_and_each_death_one_down(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .max_restarts(0)
@@ -59,9 +58,8 @@ fn each_child_carries_one_monitor_and_each_death_one_down() {
     assert_eq!(rt.monitor_count(), 0);
 }
 
-#[test]
-fn a_decoy_spawned_first_keeps_no_monitor() {
-    let rt = runtime(2);
+fn a_decoy_spawned_first_keeps_no_monitor(workers: usize) {
+    let rt = runtime(workers);
     let decoy = Arc::new(AtomicU64::new(0));
     let d = decoy.clone();
     let sup = rt
@@ -86,9 +84,14 @@ fn a_decoy_spawned_first_keeps_no_monitor() {
     assert_eq!(rt.monitor_count(), 0);
 }
 
-#[test]
-fn a_killed_supervisor_removes_its_monitors_before_its_children_end() {
-    let rt = runtime(2);
+on_workers!(
+    each_child_carries_one_monitor_and_each_death_one_down,
+    a_decoy_spawned_first_keeps_no_monitor,
+);
+
+/// Needs a second worker: the child holds one inside a poll.
+fn a_killed_supervisor_removes_its_monitors_before_its_children_end(workers: usize) {
+    let rt = runtime(workers);
     let release = Arc::new(AtomicBool::new(false));
     // Frees the busy child however the test ends, so a failed assertion
     // fails the test instead of hanging the runtime's drop.
@@ -133,4 +136,14 @@ fn a_killed_supervisor_removes_its_monitors_before_its_children_end() {
     assert_eq!(rt.monitor_count(), 0);
     release.store(true, Ordering::SeqCst);
     wait_until("the child to end", || rt.process_count() == 0);
+}
+
+#[test]
+fn a_killed_supervisor_removes_its_monitors_before_its_children_end_two_workers() {
+    a_killed_supervisor_removes_its_monitors_before_its_children_end(2);
+}
+
+#[test]
+fn a_killed_supervisor_removes_its_monitors_before_its_children_end_four_workers() {
+    a_killed_supervisor_removes_its_monitors_before_its_children_end(4);
 }
