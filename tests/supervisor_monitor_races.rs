@@ -341,6 +341,7 @@ on_workers!(
     requests_racing_a_crash,
     a_child_that_meddles_with_its_signals,
     a_tree_killed_at_its_root,
+    a_factory_that_spawns_on_another_runtime,
 );
 
 /// 100,000 dynamic children, each with its monitor, all dropped when the
@@ -406,4 +407,57 @@ fn runtime_dropped_in_a_restart_storm() {
         assert_eq!(watcher.process_count(), 0);
         assert_eq!(watcher.monitor_count(), 0);
     }
+}
+
+/// A careless factory that spawns its child on another runtime: pids are
+/// numbered per runtime, so that child's pid names some unrelated process
+/// of the supervisor's own runtime. The supervisor must not take that
+/// bystander for its child (monitor it, kill it when the tree stops): the
+/// start fails instead.
+fn a_factory_that_spawns_on_another_runtime(workers: usize) {
+    silence_expected_panics();
+    let rt = runtime(workers);
+    let other = runtime(1);
+    // Pid 1 of `rt`; `other`'s first spawn is its pid 1 too.
+    let bystander = idle(&rt);
+    let o = other.clone();
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let s = started.clone();
+    let sup = rt
+        .supervisor(Strategy::OneForOne)
+        .child_spec(ChildSpec::new("foreign", move |_: &Runtime| {
+            let h = idle(&o);
+            s.lock().unwrap().push(h.pid());
+            h
+        }))
+        .start();
+    assert_eq!(started.lock().unwrap()[0], bystander.pid());
+    // The foreign child is no child: the supervisor gave up at start.
+    assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
+    assert!(
+        rt.is_alive(bystander.pid()),
+        "the supervisor killed a bystander"
+    );
+    assert_eq!(rt.info(bystander.pid()).unwrap().monitors, 0);
+    assert_eq!(rt.monitor_count(), 0);
+    // And through `start_child`, with the same answer.
+    let dynamic = rt.dynamic_supervisor().start();
+    let d = SupervisorRef::new(&rt, dynamic.pid());
+    let o = other.clone();
+    let res = run(
+        &rt,
+        d.start_child(ChildSpec::new("foreign", move |_: &Runtime| idle(&o))),
+    );
+    assert!(
+        matches!(
+            res,
+            Err(rusm_otp::supervisor::SupervisorError::StartFailed(_))
+        ),
+        "{res:?}"
+    );
+    assert_eq!(rt.monitor_count(), 0);
+    rt.kill(dynamic.pid());
+    rt.kill(bystander.pid());
+    all_gone(&rt);
+    other.shutdown();
 }

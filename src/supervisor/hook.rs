@@ -96,6 +96,23 @@ pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started,
             crate::report::start_failed(sup, &spec.id, &msg);
             Err(msg)
         }
+        Ok(handle) if runtime_key(&handle.task.header().rt) != key => {
+            // Pids are numbered per runtime: this one names some unrelated
+            // process of ours, which must not be monitored, let alone
+            // killed, as a child. The start fails, as a panicking factory's
+            // does, and the stray process ends.
+            if let Some((pid, reference)) = hooked {
+                rt.demonitor(reference);
+                rt.kill(pid);
+            }
+            handle.kill();
+            let msg = format!(
+                "the factory returned process {} of another runtime",
+                handle.pid()
+            );
+            crate::report::start_failed(sup, &spec.id, &msg);
+            Err(msg)
+        }
         Ok(handle) => {
             let pid = handle.pid();
             match hooked {

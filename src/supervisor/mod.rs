@@ -9,7 +9,8 @@
 //! it to trap exits and starts the static children in order. So `start`
 //! returns with every static child started, without waiting on anything:
 //! it is as valid from a process as from a plain thread. A factory that
-//! panics stops the starting there; the supervisor's first act is then to
+//! panics (or returns a process of another runtime, whose pid would name
+//! an unrelated process of this one) stops the starting there; the supervisor's first act is then to
 //! stop what it started (in order, below) and panic with a message naming
 //! the child and quoting the factory's panic, so it ends `Crashed` with that
 //! message in [`ProcessHandle::panic_message`].
@@ -262,7 +263,8 @@ pub enum SupervisorError {
     Running,
     /// The supervisor has `max_children` children already.
     MaxChildren,
-    /// The child's factory panicked, with this message.
+    /// The child's factory panicked, with this message (or returned a
+    /// process of another runtime).
     StartFailed(String),
     /// The supervisor is not alive, or ended before answering.
     NoProc,
