@@ -55,6 +55,8 @@ mod process;
 mod scheduler;
 
 #[cfg(not(loom))]
+mod blocking;
+#[cfg(not(loom))]
 mod coop;
 #[cfg(not(loom))]
 mod guard;
@@ -83,6 +85,8 @@ pub use process::{ExitReason, Pid};
 /// re-exported so that users have the version this crate was built with.
 #[cfg(not(loom))]
 pub use async_io;
+#[cfg(not(loom))]
+pub use blocking::Blocking;
 #[cfg(not(loom))]
 pub use call::{Call, CallError, ReplyTo, Request};
 #[cfg(not(loom))]

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     mailbox_capacity: usize,
     /// User messages shed because a mailbox was full.
     dropped: AtomicU64,
+    /// The threads of `spawn_blocking`.
+    pub(crate) blocking: crate::blocking::Pool,
 }
 
 impl fmt::Debug for Shared {
@@ -128,6 +130,8 @@ impl Shared {
             }
         }
         self.stop_timers();
+        // After the processes ended: the jobs they awaited are abandoned.
+        self.blocking.shutdown();
         while !self.scheduler.injector.is_empty() {
             let _ = self.scheduler.injector.steal();
         }
@@ -199,6 +203,7 @@ pub struct Builder {
     thread_name: String,
     mailbox_capacity: usize,
     quiet_panics: bool,
+    blocking_threads: usize,
 }
 
 impl Default for Builder {
@@ -208,6 +213,7 @@ impl Default for Builder {
             thread_name: "rusm-worker".to_string(),
             mailbox_capacity: usize::MAX,
             quiet_panics: false,
+            blocking_threads: 512,
         }
     }
 }
@@ -247,6 +253,15 @@ impl Builder {
     /// afterwards replaces it (and sees every panic again).
     pub fn quiet_panics(mut self, quiet: bool) -> Builder {
         self.quiet_panics = quiet;
+        self
+    }
+
+    /// The most threads [`Runtime::spawn_blocking`] runs at once (at least
+    /// 1; default 512). Threads are started as jobs arrive, named
+    /// `rusm-blocking-<n>`, and exit after 10 s without a job; past the
+    /// bound, jobs queue for the first free thread.
+    pub fn blocking_threads(mut self, n: usize) -> Builder {
+        self.blocking_threads = n.max(1);
         self
     }
 
@@ -290,6 +305,11 @@ impl Builder {
             timers: crate::time::wheel::Wheel::new(),
             mailbox_capacity: self.mailbox_capacity,
             dropped: AtomicU64::new(0),
+            blocking: crate::blocking::Pool::new(
+                self.blocking_threads,
+                "rusm-blocking".to_string(),
+                self.quiet_panics,
+            ),
         });
         for (index, local) in locals.into_iter().enumerate() {
             let s = shared.clone();
@@ -568,6 +588,36 @@ impl Runtime {
         self.shared.table.pids()
     }
 
+    /// Runs `f` on a thread of the runtime's blocking pool, never on a
+    /// worker, and returns a future of its result: for calls that block
+    /// (file I/O, `thread::sleep`, a CPU-heavy computation), which would
+    /// otherwise stall a worker and every process queued on it. Awaitable
+    /// from a process or from [`block_on`](Self::block_on).
+    ///
+    /// If `f` panics, awaiting the future re-raises the panic: a process
+    /// awaiting it crashes (`Crashed`), as if it had panicked itself; the
+    /// pool thread carries on. Dropping the future before `f` started means
+    /// `f` never runs; a running `f` cannot be interrupted, and its result
+    /// is dropped on the pool thread. See [`Builder::blocking_threads`] for
+    /// the pool's size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = rusm_otp::Runtime::new();
+    /// let len = rt.block_on(rt.spawn_blocking(|| {
+    ///     std::fs::read_to_string("Cargo.toml").map(|s| s.len())
+    /// }));
+    /// assert!(len.unwrap() > 0);
+    /// ```
+    pub fn spawn_blocking<F, T>(&self, f: F) -> crate::blocking::Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared.blocking.spawn(f)
+    }
+
     /// Scheduler and process counters, for operators.
     pub fn metrics(&self) -> Metrics {
         let sched = &self.shared.scheduler;
@@ -590,7 +640,9 @@ impl Runtime {
             spawned: self.spawned(),
             finished: self.finished(),
             panics: self.shared.panics.load(Ordering::Relaxed),
-            unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed),
+            unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed)
+                + self.shared.blocking.unowned_panics(),
+            blocking_threads: self.shared.blocking.threads(),
         }
     }
 }
@@ -659,8 +711,12 @@ pub struct Metrics {
     pub panics: u64,
     /// Panics in user code that no process owned, caught by the runtime:
     /// for example the destructor of a timer's message whose target had
-    /// ended. They end nothing; they are counted here.
+    /// ended. They end nothing; they are counted here. A panic of a
+    /// [`Runtime::spawn_blocking`] closure whose future was dropped counts
+    /// here too.
     pub unowned_panics: u64,
+    /// Threads of the blocking pool alive now.
+    pub blocking_threads: usize,
 }
 
 /// Counters of one worker.
