@@ -110,6 +110,7 @@ impl Shared {
     /// one of them), and ends every live process.
     fn stop(&self) {
         self.scheduler.begin_shutdown();
+        self.scheduler.monitor.parker.unpark();
         let threads = std::mem::take(&mut *self.threads.lock());
         let me = thread::current().id();
         for t in threads {
@@ -204,6 +205,7 @@ pub struct Builder {
     mailbox_capacity: usize,
     quiet_panics: bool,
     blocking_threads: usize,
+    long_poll: std::time::Duration,
 }
 
 impl Default for Builder {
@@ -214,6 +216,7 @@ impl Default for Builder {
             mailbox_capacity: usize::MAX,
             quiet_panics: false,
             blocking_threads: 512,
+            long_poll: crate::scheduler::stranded::DEFAULT_LONG_POLL,
         }
     }
 }
@@ -265,6 +268,18 @@ impl Builder {
         self
     }
 
+    /// The long-poll threshold (default 10 ms): a process whose one poll
+    /// holds its worker longer is counted in [`Metrics::long_polls`] and
+    /// reported (a `log` warning, target `rusm_otp::process`, with its pid,
+    /// label and the duration). Polls are sampled every few milliseconds,
+    /// so one just over the threshold may go unseen. Whatever the
+    /// threshold, a process woken by a stuck poll is moved to another
+    /// worker within a few milliseconds.
+    pub fn long_poll(mut self, threshold: std::time::Duration) -> Builder {
+        self.long_poll = threshold;
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// # Panics
@@ -292,6 +307,7 @@ impl Builder {
             crate::report::install_hook();
         }
         let (scheduler, locals) = Scheduler::new(self.workers);
+        scheduler.monitor.set_long_poll(self.long_poll);
         let shared = Arc::new(Shared {
             scheduler,
             table: Table::new(),
@@ -328,6 +344,18 @@ impl Builder {
                     shared.stop();
                     return Err(e);
                 }
+            }
+        }
+        let s = shared.clone();
+        let monitor = thread::Builder::new().name("rusm-monitor".to_string());
+        match spawn(
+            monitor,
+            Box::new(move || crate::scheduler::stranded::run(&s)),
+        ) {
+            Ok(t) => shared.threads.lock().push(t),
+            Err(e) => {
+                shared.stop();
+                return Err(e);
             }
         }
         Ok(Runtime {
@@ -643,6 +671,8 @@ impl Runtime {
             unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed)
                 + self.shared.blocking.unowned_panics(),
             blocking_threads: self.shared.blocking.threads(),
+            long_polls: sched.monitor.long_polls.load(Ordering::Relaxed),
+            rescued: sched.monitor.rescued.load(Ordering::Relaxed),
         }
     }
 }
@@ -717,6 +747,12 @@ pub struct Metrics {
     pub unowned_panics: u64,
     /// Threads of the blocking pool alive now.
     pub blocking_threads: usize,
+    /// Polls seen holding their worker past the long-poll threshold (see
+    /// [`Builder::long_poll`]).
+    pub long_polls: u64,
+    /// Processes moved off a worker stuck in a long poll, out of its next
+    /// slot, so they ran elsewhere.
+    pub rescued: u64,
 }
 
 /// Counters of one worker.

@@ -19,7 +19,10 @@
 //! followed by [`Scheduler::notify`], posting steps 2-4 of [`idle`].
 
 pub(crate) mod idle;
+pub(crate) mod next;
 pub(crate) mod park;
+#[cfg(not(loom))]
+pub(crate) mod stranded;
 #[cfg(not(loom))]
 pub(crate) mod worker;
 
@@ -31,7 +34,7 @@ mod imp {
     use super::idle::Idle;
     use super::park::Parker;
     use super::worker;
-    use crate::process::task::Notified;
+    use crate::process::task::{Header, Notified};
     use crossbeam_deque::{Injector, Stealer};
     use crossbeam_utils::CachePadded;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +48,9 @@ mod imp {
         pub(crate) steals: AtomicU64,
         /// Times the worker parked.
         pub(crate) parks: AtomicU64,
+        /// The pid of the process being polled now, 0 between polls (read
+        /// by the stall monitor, see `stranded`).
+        pub(crate) running: AtomicU64,
     }
 
     impl WorkerStats {
@@ -69,6 +75,10 @@ mod imp {
         pub(crate) shutdown: AtomicBool,
         /// One per worker, by index.
         pub(crate) stats: Vec<CachePadded<WorkerStats>>,
+        /// Each worker's next slot, by index (see `worker` and `next`).
+        pub(crate) next: Vec<CachePadded<super::next::NextSlot<Header>>>,
+        /// The stall monitor's settings and counters (see `stranded`).
+        pub(crate) monitor: super::stranded::Monitor,
         /// Tests: panics to inject into workers' loops while they search.
         #[cfg(test)]
         pub(crate) inject_panics: std::sync::atomic::AtomicUsize,
@@ -87,6 +97,10 @@ mod imp {
                 parkers: (0..n).map(|_| Parker::new()).collect(),
                 shutdown: AtomicBool::new(false),
                 stats: (0..n).map(|_| CachePadded::default()).collect(),
+                next: (0..n)
+                    .map(|_| CachePadded::new(super::next::NextSlot::new()))
+                    .collect(),
+                monitor: super::stranded::Monitor::new(),
                 #[cfg(test)]
                 inject_panics: std::sync::atomic::AtomicUsize::new(0),
             };
@@ -95,6 +109,23 @@ mod imp {
 
         pub(crate) fn num_workers(&self) -> usize {
             self.parkers.len()
+        }
+
+        /// Puts `task` in worker `index`'s next slot (only that worker
+        /// does); returns the task it displaced.
+        pub(crate) fn put_next(&self, index: usize, task: Notified) -> Option<Notified> {
+            let prev = self.next[index].put(task.into_raw());
+            // SAFETY: a next slot holds only pointers from `into_raw`, and
+            // the swap that took this one out owns it.
+            prev.map(|p| unsafe { Notified::from_raw(p) })
+        }
+
+        /// Takes the task in worker `index`'s next slot: that worker, or
+        /// the stall monitor when the worker is stuck.
+        pub(crate) fn take_next(&self, index: usize) -> Option<Notified> {
+            let p = self.next[index].take();
+            // SAFETY: as in `put_next`.
+            p.map(|p| unsafe { Notified::from_raw(p) })
         }
 
         /// Schedules a woken task (see the table in the module docs).

@@ -21,6 +21,13 @@
 //! The worker's deque and next slot are reachable through the thread-local
 //! [`CURRENT`], so that wakes and spawns made during a poll on this thread go
 //! to this worker's own queues without touching shared state.
+//!
+//! The next slot is not stolen by searching workers (that would pull a
+//! ping-pong pair apart across cores), but it is stealable: a worker stuck
+//! in one long poll would otherwise strand the process it just woke. The
+//! stall monitor ([`super::stranded`]) moves it to the injector once the
+//! poll has lasted long enough; each worker publishes the pid it polls in
+//! its [`WorkerStats::running`] for that.
 
 use super::{Scheduler, WorkerStats};
 use crate::process::task::Notified;
@@ -29,6 +36,7 @@ use crossbeam_deque::{Steal, Worker};
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Consecutive next-slot runs before the slot's task goes to the back.
 const LIFO_CAP: u32 = 3;
@@ -43,8 +51,9 @@ struct WorkerLocal {
     sched: *const Scheduler,
     /// The worker's FIFO deque.
     local: Worker<Notified>,
-    /// The next slot: the task to run after the current one.
-    next: Cell<Option<Notified>>,
+    /// This worker's index: its next slot is `sched.next[index]`, the
+    /// task to run after the current one.
+    index: usize,
 }
 
 thread_local! {
@@ -85,7 +94,7 @@ pub(crate) fn schedule_local(
     }
     match placement {
         Placement::Next => {
-            if let Some(prev) = w.next.replace(Some(task)) {
+            if let Some(prev) = sched.put_next(w.index, task) {
                 w.local.push(prev);
                 sched.notify();
             }
@@ -148,7 +157,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     let w = WorkerLocal {
         sched,
         local,
-        next: Cell::new(None),
+        index,
     };
     CURRENT.with(|c| c.set(Some(NonNull::from(&w))));
     let mut core = Core {
@@ -162,6 +171,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     })) {
         crate::guard::drop_payload(payload);
         shared.note_unowned_panic();
+        sched.stats[index].running.store(0, Ordering::Relaxed);
         core.leave_search(sched);
     }
     core.leave_search(sched);
@@ -198,7 +208,9 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
                 }
             }
             WorkerStats::bump(&stats.polls);
+            stats.running.store(task.pid().raw(), Ordering::Relaxed);
             task.run();
+            stats.running.store(0, Ordering::Relaxed);
             continue;
         }
         // Spin a little as a searcher before parking: while we are counted
@@ -264,7 +276,7 @@ fn spin_for_work(sched: &Scheduler, core: &mut Core) -> bool {
 }
 
 fn next_task(sched: &Scheduler, w: &WorkerLocal, core: &mut Core) -> Option<Notified> {
-    if let Some(task) = w.next.take() {
+    if let Some(task) = sched.take_next(w.index) {
         if core.lifo_polls < LIFO_CAP {
             core.lifo_polls += 1;
             return Some(task);
