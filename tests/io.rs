@@ -276,3 +276,62 @@ fn async_net_streams_work_in_processes() {
         assert_eq!(server.join().await, ExitReason::Normal);
     });
 }
+
+/// One process per connection under a dynamic supervisor: a handler that
+/// panics on a poisoned input closes only its own connection; the other
+/// connections keep echoing, and the crash is not restarted (temporary).
+#[test]
+fn a_handler_panicking_on_poisoned_input_closes_only_its_own_connection() {
+    use rusm_otp::supervisor::{ChildSpec, Restart, SupervisorRef};
+    use std::io::{Read, Write};
+    let rt = Runtime::builder().workers(2).quiet_panics(true).build();
+    let sup = SupervisorRef::new(&rt, rt.dynamic_supervisor().start().pid());
+    let (l, addr) = listener();
+    let sup_pid = sup.pid();
+    let acceptor = rt.spawn(move |_| async move {
+        loop {
+            let (stream, _) = l.accept().await.expect("accept");
+            let stream = std::sync::Mutex::new(Some(stream));
+            let spec = ChildSpec::new("conn", move |rt: &Runtime| {
+                let mut s = stream.lock().unwrap().take().expect("started once");
+                rt.spawn(move |_| async move {
+                    let mut buf = [0u8; 64];
+                    loop {
+                        let n = s.read(&mut buf).await.expect("read");
+                        if n == 0 {
+                            return;
+                        }
+                        assert!(!buf[..n].starts_with(b"poison"), "poisoned input");
+                        s.write_all(&buf[..n]).await.expect("write");
+                    }
+                })
+            })
+            .restart(Restart::Temporary);
+            sup.start_child(spec).await.expect("started");
+        }
+    });
+    let connect = || {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(support::TIMEOUT)).unwrap();
+        s
+    };
+    let mut healthy: Vec<TcpStream> = (0..5).map(|_| connect()).collect();
+    let mut poisoned = connect();
+    let echo_all = |conns: &mut Vec<TcpStream>| {
+        for (i, s) in conns.iter_mut().enumerate() {
+            let msg = format!("hello {i}");
+            s.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0u8; msg.len()];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+        }
+    };
+    echo_all(&mut healthy);
+    poisoned.write_all(b"poison!").unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(poisoned.read(&mut buf).expect("EOF, not a timeout"), 0);
+    support::wait_until("crash counted", || rt.metrics().panics == 1);
+    echo_all(&mut healthy);
+    assert!(rt.is_alive(acceptor.pid()));
+    assert!(rt.is_alive(sup_pid));
+}

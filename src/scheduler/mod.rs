@@ -39,6 +39,29 @@ mod imp {
     use crossbeam_utils::CachePadded;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+    /// A worker's next slot, holding run-queue entries.
+    #[derive(Debug)]
+    pub(crate) struct TaskSlot(super::next::NextSlot<Header>);
+
+    impl TaskSlot {
+        /// Puts `task` (only the slot's worker does); returns the task it
+        /// displaced.
+        pub(crate) fn put(&self, task: Notified) -> Option<Notified> {
+            let prev = self.0.put(task.into_raw());
+            // SAFETY: the slot holds only pointers from `into_raw`, and the
+            // swap that took this one out owns it.
+            prev.map(|p| unsafe { Notified::from_raw(p) })
+        }
+
+        /// Takes the task: the slot's worker, or the stall monitor when the
+        /// worker is stuck.
+        pub(crate) fn take(&self) -> Option<Notified> {
+            let p = self.0.take();
+            // SAFETY: as in `put`.
+            p.map(|p| unsafe { Notified::from_raw(p) })
+        }
+    }
+
     /// Counters of one worker; written only by that worker.
     #[derive(Debug, Default)]
     pub(crate) struct WorkerStats {
@@ -76,7 +99,7 @@ mod imp {
         /// One per worker, by index.
         pub(crate) stats: Vec<CachePadded<WorkerStats>>,
         /// Each worker's next slot, by index (see `worker` and `next`).
-        pub(crate) next: Vec<CachePadded<super::next::NextSlot<Header>>>,
+        pub(crate) next: Vec<CachePadded<TaskSlot>>,
         /// The stall monitor's settings and counters (see `stranded`).
         pub(crate) monitor: super::stranded::Monitor,
         /// Tests: panics to inject into workers' loops while they search.
@@ -98,7 +121,7 @@ mod imp {
                 shutdown: AtomicBool::new(false),
                 stats: (0..n).map(|_| CachePadded::default()).collect(),
                 next: (0..n)
-                    .map(|_| CachePadded::new(super::next::NextSlot::new()))
+                    .map(|_| CachePadded::new(TaskSlot(super::next::NextSlot::new())))
                     .collect(),
                 monitor: super::stranded::Monitor::new(),
                 #[cfg(test)]
@@ -109,23 +132,6 @@ mod imp {
 
         pub(crate) fn num_workers(&self) -> usize {
             self.parkers.len()
-        }
-
-        /// Puts `task` in worker `index`'s next slot (only that worker
-        /// does); returns the task it displaced.
-        pub(crate) fn put_next(&self, index: usize, task: Notified) -> Option<Notified> {
-            let prev = self.next[index].put(task.into_raw());
-            // SAFETY: a next slot holds only pointers from `into_raw`, and
-            // the swap that took this one out owns it.
-            prev.map(|p| unsafe { Notified::from_raw(p) })
-        }
-
-        /// Takes the task in worker `index`'s next slot: that worker, or
-        /// the stall monitor when the worker is stuck.
-        pub(crate) fn take_next(&self, index: usize) -> Option<Notified> {
-            let p = self.next[index].take();
-            // SAFETY: as in `put_next`.
-            p.map(|p| unsafe { Notified::from_raw(p) })
         }
 
         /// Schedules a woken task (see the table in the module docs).

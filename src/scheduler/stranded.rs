@@ -20,8 +20,9 @@
 //! One thread per runtime (`rusm-monitor`) wakes every [`ACTIVE_PERIOD`]
 //! while any worker is awake, backing off to [`IDLE_PERIOD`] while all of
 //! them sleep. Each time it reads, per worker, the poll counter and the pid
-//! being polled (both published by the worker around every poll with
-//! relaxed stores: one store each, the only cost on the run path). A worker
+//! last polled (both stored by the worker before every poll with relaxed
+//! stores, the only cost on the run path; the pid is cleared before the
+//! worker parks). A worker
 //! whose counter has not moved since the previous look, with a process
 //! being polled, has been in the same poll for at least one period:
 //!
@@ -164,7 +165,7 @@ fn look(shared: &Shared, seen: &mut [Seen], now: Instant) {
             continue;
         }
         // In the same poll since at least one period ago.
-        if let Some(task) = sched.take_next(i) {
+        if let Some(task) = sched.next[i].take() {
             sched.monitor.rescued.fetch_add(1, Ordering::Relaxed);
             // Not a worker thread: this goes to the injector and wakes a
             // sleeping worker if nobody searches.

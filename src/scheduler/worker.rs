@@ -29,7 +29,7 @@
 //! poll has lasted long enough; each worker publishes the pid it polls in
 //! its [`WorkerStats::running`] for that.
 
-use super::{Scheduler, WorkerStats};
+use super::{Scheduler, TaskSlot, WorkerStats};
 use crate::process::task::Notified;
 use crate::runtime::Shared;
 use crossbeam_deque::{Steal, Worker};
@@ -46,19 +46,18 @@ const SPIN_ROUNDS: u32 = 24;
 const INJECTOR_INTERVAL: u32 = 61;
 
 /// What a worker thread shares with code running on it.
-struct WorkerLocal {
+struct WorkerLocal<'a> {
     /// The scheduler this worker belongs to (identity check for wakes).
     sched: *const Scheduler,
     /// The worker's FIFO deque.
     local: Worker<Notified>,
-    /// This worker's index: its next slot is `sched.next[index]`, the
-    /// task to run after the current one.
-    index: usize,
+    /// The next slot: the task to run after the current one.
+    next: &'a TaskSlot,
 }
 
 thread_local! {
     /// The worker running on this thread, if any.
-    static CURRENT: Cell<Option<NonNull<WorkerLocal>>> = const { Cell::new(None) };
+    static CURRENT: Cell<Option<NonNull<WorkerLocal<'static>>>> = const { Cell::new(None) };
 }
 
 /// Where a task scheduled from a worker thread goes.
@@ -94,7 +93,7 @@ pub(crate) fn schedule_local(
     }
     match placement {
         Placement::Next => {
-            if let Some(prev) = sched.put_next(w.index, task) {
+            if let Some(prev) = w.next.put(task) {
                 w.local.push(prev);
                 sched.notify();
             }
@@ -157,9 +156,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     let w = WorkerLocal {
         sched,
         local,
-        index,
+        next: &sched.next[index],
     };
-    CURRENT.with(|c| c.set(Some(NonNull::from(&w))));
+    // The lifetime is erased: CURRENT is cleared before `w` goes.
+    CURRENT.with(|c| c.set(Some(NonNull::from(&w).cast())));
     let mut core = Core {
         tick: 0,
         lifo_polls: 0,
@@ -208,9 +208,11 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
                 }
             }
             WorkerStats::bump(&stats.polls);
+            // Left set after the poll (cleared only before parking): a
+            // worker between polls is either about to poll again or about
+            // to park within microseconds.
             stats.running.store(task.pid().raw(), Ordering::Relaxed);
             task.run();
-            stats.running.store(0, Ordering::Relaxed);
             continue;
         }
         // Spin a little as a searcher before parking: while we are counted
@@ -229,6 +231,7 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
             continue;
         }
         pin = None;
+        stats.running.store(0, Ordering::Relaxed);
         // Ended processes are freed before this worker sleeps, so nothing
         // waits for the next burst of work to be reclaimed. Two epoch
         // advances are needed; a few more rounds cover a backlog.
@@ -276,7 +279,7 @@ fn spin_for_work(sched: &Scheduler, core: &mut Core) -> bool {
 }
 
 fn next_task(sched: &Scheduler, w: &WorkerLocal, core: &mut Core) -> Option<Notified> {
-    if let Some(task) = sched.take_next(w.index) {
+    if let Some(task) = w.next.take() {
         if core.lifo_polls < LIFO_CAP {
             core.lifo_polls += 1;
             return Some(task);
