@@ -219,3 +219,43 @@ fn a_long_poll_is_counted_and_reported_with_pid_and_label() {
     assert!(ms >= 20.0, "reported {ms} ms, at least the threshold");
     assert_eq!(rt.metrics().long_polls, 1);
 }
+
+/// A process that yields goes to the back of its worker's deque without
+/// waking anyone (its worker will get back to it). If that worker then
+/// runs a process stuck in one poll, the yielder runs on the other worker.
+#[test]
+fn a_yielding_process_behind_a_stuck_poll_runs_on_another_worker() {
+    let rt = support::runtime(2);
+    let done = Arc::new(AtomicU64::new(0));
+    let d = done.clone();
+    let x = rt.spawn(move |mut ctx| async move {
+        ctx.recv().await;
+        spin_for(STUCK);
+        d.store(1, Ordering::SeqCst);
+    });
+    let xp = x.pid();
+    let y = rt.spawn(move |ctx| async move {
+        let mut last = Instant::now();
+        let mut worst = Duration::ZERO;
+        let start = Instant::now();
+        let mut sent = false;
+        while done.load(Ordering::SeqCst) == 0 {
+            // After a while, so that the other worker has gone to sleep.
+            if !sent && start.elapsed() > Duration::from_millis(20) {
+                sent = true;
+                // X lands in this worker's next slot and runs right after
+                // this poll; this process goes to the back of the deque.
+                ctx.runtime().send(xp, ());
+            }
+            rusm_otp::yield_now().await;
+            let now = Instant::now();
+            worst = worst.max(now - last);
+            last = now;
+        }
+        assert!(worst < STALL, "the yielding process stalled for {worst:?}");
+    });
+    run(&rt, async {
+        assert_eq!(x.join().await, ExitReason::Normal);
+        assert_eq!(y.join().await, ExitReason::Normal);
+    });
+}

@@ -33,7 +33,11 @@
 //!    worker at most about two periods after the runtime was last idle
 //!    (an [`IDLE_PERIOD`] and an [`ACTIVE_PERIOD`]); nothing in this relies
 //!    on a wake reaching the monitor, since it polls on a timer;
-//! 2. once the same poll has been seen running for the long-poll threshold
+//! 2. if its deque holds tasks, a sleeping worker is woken to steal them
+//!    (pushes that another worker would take wake one, but a task that
+//!    yielded, or one moved off the next slot at the LIFO cap, wakes no
+//!    one: its worker was expected to get back to it);
+//! 3. once the same poll has been seen running for the long-poll threshold
 //!    ([`Builder::long_poll`](crate::Builder::long_poll), default
 //!    [`DEFAULT_LONG_POLL`]), it is counted in
 //!    [`Metrics::long_polls`](crate::Metrics::long_polls) and, when it ends,
@@ -170,6 +174,12 @@ fn look(shared: &Shared, seen: &mut [Seen], now: Instant) {
             // Not a worker thread: this goes to the injector and wakes a
             // sleeping worker if nobody searches.
             sched.schedule(task);
+        }
+        // Its deque is stealable, but a task yielded or moved there during
+        // the poll woke no one (see `Placement::Yield`): wake a sleeper to
+        // search, so the rest of its queue runs elsewhere too.
+        if !sched.stealers[i].is_empty() {
+            sched.notify();
         }
         if s.long.is_none() && now.duration_since(s.since) >= long_poll {
             sched.monitor.long_polls.fetch_add(1, Ordering::Relaxed);
