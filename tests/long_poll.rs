@@ -6,7 +6,9 @@
 //! bound allowed (100 ms) is many times the monitor's few milliseconds, so
 //! a loaded machine does not make these flaky. No test asserts on speed.
 //!
-//! This binary installs a capturing logger: tests that read it serialize.
+//! The tests run one at a time ([`serial`]): each holds a core for 200 ms,
+//! and on a small machine several at once would measure the OS's time
+//! slicing rather than the runtime.
 
 mod support;
 
@@ -16,6 +18,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 use support::run;
+
+/// Runs the tests of this binary one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// How long the stuck process holds its worker.
 const STUCK: Duration = Duration::from_millis(200);
@@ -37,6 +45,7 @@ fn spin_for(d: Duration) {
 /// well before X's poll ends.
 #[test]
 fn a_process_woken_by_a_stuck_poll_runs_on_another_worker() {
+    let _serial = serial();
     let rt = support::runtime(2);
     let (tx, rx) = std::sync::mpsc::channel();
     let p = rt.spawn(move |mut ctx| async move {
@@ -71,6 +80,7 @@ fn a_process_woken_by_a_stuck_poll_runs_on_another_worker() {
 /// far below the spin.
 #[test]
 fn a_spinning_process_does_not_stall_a_ping_pong_pair() {
+    let _serial = serial();
     let rt = support::runtime(2);
     let done = Arc::new(AtomicU64::new(0));
     // The ponger answers every ball until told to stop.
@@ -170,6 +180,7 @@ static LOGGER: Capture = Capture(Mutex::new(Vec::new()));
 /// pid, label and duration, once it ends; short polls are not.
 #[test]
 fn a_long_poll_is_counted_and_reported_with_pid_and_label() {
+    let _serial = serial();
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         log::set_logger(&LOGGER).unwrap();
@@ -225,6 +236,7 @@ fn a_long_poll_is_counted_and_reported_with_pid_and_label() {
 /// runs a process stuck in one poll, the yielder runs on the other worker.
 #[test]
 fn a_yielding_process_behind_a_stuck_poll_runs_on_another_worker() {
+    let _serial = serial();
     let rt = support::runtime(2);
     let done = Arc::new(AtomicU64::new(0));
     let d = done.clone();
