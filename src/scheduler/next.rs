@@ -52,7 +52,7 @@ mod loom_next {
     /// slot still holds it) and then takes, while a thief takes once: each
     /// entry is taken exactly once, by exactly one of them.
     #[test]
-    fn loom_next_slot_owner_and_thief() {
+    fn owner_puts_and_takes_while_a_rescuer_takes() {
         loom::model(|| {
             // Two distinct addresses to stand in for run-queue entries.
             let items: &'static [u8; 2] = Box::leak(Box::new([0u8; 2]));
