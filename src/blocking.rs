@@ -35,9 +35,10 @@
 //! # Shutdown
 //!
 //! When the runtime stops (after its processes ended, so their futures are
-//! gone and their jobs abandoned), idle pool threads are woken and joined.
-//! A thread busy in a job cannot be interrupted: it is detached, finishes
-//! that job and whatever is still queued, and exits. Later
+//! gone and their jobs abandoned), every pool thread not running a job
+//! (idle, or between two jobs) is woken and joined. A thread busy in a job
+//! cannot be interrupted: it is detached, finishes that job and whatever
+//! is still queued, and exits. Later
 //! `spawn_blocking` calls still run (on threads that exit as soon as the
 //! queue is empty), so nothing awaiting a job hangs.
 
@@ -72,7 +73,7 @@ struct Inner {
     state: Mutex<State>,
     /// Wakes an idle thread (a job was queued, or shutdown).
     work: Condvar,
-    /// Signalled when an idle thread exits at shutdown.
+    /// Signalled at shutdown when a thread exits or starts a job.
     exited: Condvar,
     /// At most this many pool threads at once.
     max_threads: usize,
@@ -91,6 +92,8 @@ struct State {
     threads: usize,
     /// Threads waiting for a job.
     idle: usize,
+    /// Threads running a job.
+    busy: usize,
     /// Jobs handed to idle threads by a notify, not yet taken: so that two
     /// quick spawns do not both count on the same idle thread.
     notified: usize,
@@ -126,6 +129,7 @@ impl Pool {
                     queue: VecDeque::new(),
                     threads: 0,
                     idle: 0,
+                    busy: 0,
                     notified: 0,
                     shutdown: false,
                     next_id: 0,
@@ -178,14 +182,15 @@ impl Pool {
         Blocking { slot }
     }
 
-    /// Wakes the idle threads and joins them; busy ones are detached (see
-    /// the module docs).
+    /// Wakes the threads not in a job and joins them; busy ones are
+    /// detached (see the module docs).
     pub(crate) fn shutdown(&self) {
         let mut st = self.inner.state.lock();
         st.shutdown = true;
         self.inner.work.notify_all();
-        // Idle threads leave at once; wait for them, not for busy ones.
-        while st.idle > 0 {
+        // Threads not in a job (idle, or between jobs) leave at once: wait
+        // for them, not for the ones running a job.
+        while st.threads > st.busy {
             self.inner.exited.wait(&mut st);
         }
         let leaving = std::mem::take(&mut st.leaving);
@@ -247,6 +252,11 @@ impl Inner {
         let mut st = self.state.lock();
         loop {
             if let Some(job) = st.queue.pop_front() {
+                st.busy += 1;
+                if st.shutdown {
+                    // The stop waits for the threads not in a job.
+                    self.exited.notify_all();
+                }
                 drop(st);
                 // Jobs catch their own closure's panic; this catches what
                 // is left (an outcome's destructor, a waker's wake).
@@ -254,6 +264,7 @@ impl Inner {
                     self.unowned_panics.fetch_add(1, Ordering::Relaxed);
                 }
                 st = self.state.lock();
+                st.busy -= 1;
                 continue;
             }
             if st.shutdown {
@@ -264,9 +275,6 @@ impl Inner {
             st.idle -= 1;
             if st.notified > 0 {
                 st.notified -= 1;
-            }
-            if st.shutdown {
-                self.exited.notify_all();
             }
             if timed_out && st.queue.is_empty() {
                 break;
