@@ -263,6 +263,20 @@ impl Builder {
     /// 1; default 512). Threads are started as jobs arrive, named
     /// `rusm-blocking-<n>`, and exit after 10 s without a job; past the
     /// bound, jobs queue for the first free thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = rusm_otp::Runtime::builder()
+    ///     .workers(2)
+    ///     .blocking_threads(4)
+    ///     .long_poll(std::time::Duration::from_millis(50))
+    ///     .build();
+    /// let name = rt.block_on(rt.spawn_blocking(|| {
+    ///     std::thread::current().name().map(str::to_string)
+    /// }));
+    /// assert!(name.unwrap().starts_with("rusm-blocking-"));
+    /// ```
     pub fn blocking_threads(mut self, n: usize) -> Builder {
         self.blocking_threads = n.max(1);
         self
@@ -274,7 +288,8 @@ impl Builder {
     /// label and the duration). Polls are sampled every few milliseconds,
     /// so one just over the threshold may go unseen. Whatever the
     /// threshold, a process woken by a stuck poll is moved to another
-    /// worker within a few milliseconds.
+    /// worker within a few milliseconds. See
+    /// [`blocking_threads`](Self::blocking_threads) for an example.
     pub fn long_poll(mut self, threshold: std::time::Duration) -> Builder {
         self.long_poll = threshold;
         self

@@ -227,3 +227,12 @@ fn idle_pool_threads_end_with_the_runtime() {
         .try_recv()
         .expect("the idle pool thread was joined by the runtime's drop");
 }
+
+#[test]
+fn the_future_is_send_and_static() {
+    fn check<F: std::future::Future<Output = u8> + Send + 'static>(_: &F) {}
+    let rt = support::runtime(1);
+    let f = rt.spawn_blocking(|| 1u8);
+    check(&f);
+    assert_eq!(run(&rt, f), 1);
+}

@@ -130,7 +130,11 @@ pub(crate) fn run(shared: &Shared) {
         if sched.is_shutdown() {
             break;
         }
-        look(shared, &mut seen, Instant::now());
+        // A report runs the program's logger: a panic there must not end
+        // the monitor (it would strand processes from then on).
+        if crate::guard::catch(|| look(shared, &mut seen, Instant::now())).is_none() {
+            shared.note_unowned_panic();
+        }
         period = if sched.idle.num_sleeping() == n {
             (period * 2).min(IDLE_PERIOD)
         } else {
