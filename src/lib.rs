@@ -54,7 +54,6 @@ mod mailbox;
 mod process;
 mod scheduler;
 
-#[cfg(not(loom))]
 mod blocking;
 #[cfg(not(loom))]
 mod coop;

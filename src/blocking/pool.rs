@@ -14,7 +14,7 @@
 //!
 //! # A job and its future
 //!
-//! A job and the [`Blocking`] future awaiting it share one [`Slot`] (a
+//! A job and the [`Blocking`] future awaiting it share one `Slot` (see `slot`: a
 //! mutex around the outcome, the waker and whether the future is gone):
 //!
 //! * the job runs the closure under `catch_unwind`, stores the outcome and
@@ -42,6 +42,7 @@
 //! `spawn_blocking` calls still run (on threads that exit as soon as the
 //! queue is empty), so nothing awaiting a job hangs.
 
+use super::slot::Slot;
 use parking_lot::{Condvar, Mutex};
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
@@ -49,7 +50,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -162,21 +163,27 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let slot = Arc::new(Slot {
-            state: Mutex::new(SlotState {
-                outcome: None,
-                waker: None,
-                abandoned: false,
-            }),
-        });
+        let slot = Arc::new(Slot::new());
         let job_slot = slot.clone();
         let inner = self.inner.clone();
         let job: Job = Box::new(move || {
-            if job_slot.state.lock().abandoned {
+            if job_slot.is_abandoned() {
                 return;
             }
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-            job_slot.complete(outcome, &inner);
+            if let Err(outcome) = job_slot.complete(outcome) {
+                // The future is gone: its owner will never see this.
+                let panicked = match outcome {
+                    Ok(v) => !crate::guard::drop_caught(v),
+                    Err(payload) => {
+                        crate::guard::drop_payload(payload);
+                        true
+                    }
+                };
+                if panicked {
+                    inner.unowned_panics.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         });
         self.inner.submit(job);
         Blocking { slot }
@@ -292,55 +299,13 @@ impl Inner {
     }
 }
 
-/// What a job and its future share.
-struct Slot<T> {
-    state: Mutex<SlotState<T>>,
-}
-
-struct SlotState<T> {
-    /// The closure's result or panic, until the future takes it.
-    outcome: Option<thread::Result<T>>,
-    /// The waker of the last poll that found no outcome.
-    waker: Option<Waker>,
-    /// The future is gone: skip the job, drop its outcome.
-    abandoned: bool,
-}
-
-impl<T> Slot<T> {
-    /// Stores the outcome and wakes the awaiting task, or, with the future
-    /// gone, drops the outcome here (counting a panic nobody will see).
-    fn complete(&self, outcome: thread::Result<T>, inner: &Inner) {
-        let mut st = self.state.lock();
-        if st.abandoned {
-            drop(st);
-            let panicked = match outcome {
-                Ok(v) => !crate::guard::drop_caught(v),
-                Err(payload) => {
-                    crate::guard::drop_payload(payload);
-                    true
-                }
-            };
-            if panicked {
-                inner.unowned_panics.fetch_add(1, Ordering::Relaxed);
-            }
-            return;
-        }
-        st.outcome = Some(outcome);
-        let waker = st.waker.take();
-        drop(st);
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
 /// The result of [`Runtime::spawn_blocking`](crate::Runtime::spawn_blocking):
 /// resolves to the closure's return value. If the closure panicked, awaiting
 /// this re-raises the panic, so a process awaiting it crashes (`Crashed`).
 /// Dropping it before the closure started means the closure never runs.
 #[must_use = "the closure's result is only seen by awaiting this"]
 pub struct Blocking<T> {
-    slot: Arc<Slot<T>>,
+    slot: Arc<Slot<thread::Result<T>>>,
 }
 
 impl<T> std::fmt::Debug for Blocking<T> {
@@ -353,20 +318,10 @@ impl<T> Future for Blocking<T> {
     type Output = T;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut st = self.slot.state.lock();
-        match st.outcome.take() {
+        match self.slot.poll(cx.waker()) {
             Some(Ok(v)) => Poll::Ready(v),
-            Some(Err(payload)) => {
-                drop(st);
-                resume(payload)
-            }
-            None => {
-                match &mut st.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    w => *w = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
+            Some(Err(payload)) => resume(payload),
+            None => Poll::Pending,
         }
     }
 }
@@ -378,11 +333,7 @@ fn resume(payload: Box<dyn Any + Send>) -> ! {
 
 impl<T> Drop for Blocking<T> {
     fn drop(&mut self) {
-        let mut st = self.slot.state.lock();
-        st.abandoned = true;
-        let outcome = st.outcome.take();
-        let waker = st.waker.take();
-        drop(st);
+        let (outcome, waker) = self.slot.abandon();
         // A result completed but never awaited: dropped here, by its owner,
         // so a panicking destructor unwinds into the code dropping us.
         drop(waker);
