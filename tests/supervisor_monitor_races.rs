@@ -341,6 +341,7 @@ on_workers!(
     requests_racing_a_crash,
     a_child_that_meddles_with_its_signals,
     a_tree_killed_at_its_root,
+    a_factory_panic_whose_payload_panics_when_dropped,
     a_factory_that_spawns_on_another_runtime,
 );
 
@@ -460,4 +461,58 @@ fn a_factory_that_spawns_on_another_runtime(workers: usize) {
     rt.kill(bystander.pid());
     all_gone(&rt);
     other.shutdown();
+}
+
+/// A panic payload whose own destructor panics.
+struct PanicOnDrop;
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("expected: a panic payload that panics when dropped");
+    }
+}
+
+/// A factory that panics with a payload whose destructor panics too: the
+/// payload is user code the supervisor drops, so that second panic must not
+/// escape `start` (leaving a supervisor that never runs, and the monitor on
+/// the child it had spawned, forever) nor crash a dynamic supervisor that
+/// is to answer `StartFailed` and carry on. It is counted as unowned.
+fn a_factory_panic_whose_payload_panics_when_dropped(workers: usize) {
+    silence_expected_panics();
+    let rt = runtime(workers);
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.supervisor(Strategy::OneForOne)
+            .child(idle)
+            .child(|rt: &Runtime| -> ProcessHandle {
+                let _spawned_first = idle(rt);
+                std::panic::panic_any(PanicOnDrop)
+            })
+            .start()
+    }));
+    let sup = started.expect("start returns");
+    assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
+    all_gone(&rt);
+    assert_eq!(rt.metrics().unowned_panics, 1);
+
+    let dynamic = rt.dynamic_supervisor().start();
+    let d = SupervisorRef::new(&rt, dynamic.pid());
+    let res = run(
+        &rt,
+        d.start_child(ChildSpec::new("bad", |rt: &Runtime| -> ProcessHandle {
+            let _spawned_first = idle(rt);
+            std::panic::panic_any(PanicOnDrop)
+        })),
+    );
+    assert!(
+        matches!(
+            res,
+            Err(rusm_otp::supervisor::SupervisorError::StartFailed(_))
+        ),
+        "{res:?}"
+    );
+    // It carries on.
+    run(&rt, d.start_child(ChildSpec::new("good", idle))).unwrap();
+    assert_eq!(rt.monitor_count(), 1);
+    rt.kill(dynamic.pid());
+    all_gone(&rt);
+    assert_eq!(rt.metrics().unowned_panics, 2);
 }

@@ -93,6 +93,13 @@ pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started,
                 rt.kill(pid);
             }
             let msg = panic_message(&*payload);
+            // The payload is user data: a panic in its destructor must not
+            // unwind out of a start in progress (out of the spawn of a
+            // supervisor, which would then never run). The start has
+            // failed already, so that panic is counted, not owned.
+            if !crate::guard::drop_caught(payload) {
+                rt.shared.note_unowned_panic();
+            }
             crate::report::start_failed(sup, &spec.id, &msg);
             Err(msg)
         }
