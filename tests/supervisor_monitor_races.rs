@@ -341,6 +341,7 @@ on_workers!(
     requests_racing_a_crash,
     a_child_that_meddles_with_its_signals,
     a_tree_killed_at_its_root,
+    specs_left_unstarted_are_dropped_by_the_supervisor,
     a_factory_panic_whose_payload_panics_when_dropped,
     a_factory_that_spawns_on_another_runtime,
 );
@@ -515,4 +516,35 @@ fn a_factory_panic_whose_payload_panics_when_dropped(workers: usize) {
     rt.kill(dynamic.pid());
     all_gone(&rt);
     assert_eq!(rt.metrics().unowned_panics, 2);
+}
+
+/// Dropping it panics (a value a factory captures).
+struct DropPanics;
+impl Drop for DropPanics {
+    fn drop(&mut self) {
+        panic!("expected: a factory's capture that panics when dropped");
+    }
+}
+
+/// A static child's factory fails at start, and a later child's factory
+/// (never run) owns a value whose destructor panics: that spec is dropped
+/// with the supervisor (whose end owns the panic), not inside `start`,
+/// where the panic would leave a supervisor that never runs.
+fn specs_left_unstarted_are_dropped_by_the_supervisor(workers: usize) {
+    silence_expected_panics();
+    let rt = runtime(workers);
+    let capture = DropPanics;
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.supervisor(Strategy::OneForOne)
+            .child(idle)
+            .child(|_: &Runtime| -> ProcessHandle { panic!("expected: a failing factory") })
+            .child(move |rt: &Runtime| {
+                let _ = &capture;
+                idle(rt)
+            })
+            .start()
+    }));
+    let sup = started.expect("start returns");
+    assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
+    all_gone(&rt);
 }

@@ -432,6 +432,12 @@ impl Supervisor {
                 let mut failed = None;
                 for spec in specs {
                     let i = children.push(spec);
+                    if failed.is_some() {
+                        // Not started, but kept: the specs are user data,
+                        // dropped with the supervisor (whose end owns a
+                        // panic there), never here inside its spawn.
+                        continue;
+                    }
                     match hook::start(&rt, me, &children.get(i).spec) {
                         Ok(started) => children.set_running(i, started),
                         Err(msg) => {
@@ -440,7 +446,6 @@ impl Supervisor {
                                 "supervisor {me}: child {:?} failed to start: {msg}",
                                 children.get(i).spec.id
                             ));
-                            break;
                         }
                     }
                 }

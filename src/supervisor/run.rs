@@ -119,7 +119,13 @@ pub(super) async fn run(ctx: Context, init: Init) {
         End::Exit(reason) => {
             sup.ctx.runtime().exit(me, reason);
         }
-        End::Panic(msg) => panic!("{msg}"),
+        End::Panic(msg) => {
+            // The children's specs are user data: dropped while this panic
+            // unwinds, a panicking destructor would abort the program. They
+            // go first; the supervisor ends `Crashed` either way.
+            let _ = crate::guard::drop_caught(sup);
+            panic!("{msg}")
+        }
     }
 }
 
