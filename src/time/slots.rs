@@ -187,7 +187,7 @@ impl<T: Slotted> Slots<T> {
 }
 
 /// A slot's room kept however few timers it holds.
-const KEEP: usize = 8;
+const KEEP: usize = 4;
 
 /// Takes the timer at `i` out of `slot` (the last one takes its place).
 ///
