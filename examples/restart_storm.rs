@@ -68,7 +68,9 @@
 //! within 2-5% of before, glibc holding 3-4 MiB more free
 //! (`mallinfo2().fordblks`), and resident memory 1-11% above before. So
 //! resident memory passes within 10% of before, or beyond that by no more
-//! than what malloc holds free more than before; the line says which.
+//! than what malloc holds free more than before; the line says which. (The
+//! live heap may also grow by [`HEAP_FLOOR`], for trees so small that the
+//! runtime's fixed reserves outweigh them.)
 //!
 //! Workers' panics would each print a panic message; this demo installs a
 //! quiet panic hook that says nothing for panics on the runtime's worker
@@ -125,6 +127,8 @@ static ALLOC: Counting = Counting;
 const BUDGET: u32 = 5;
 /// One chaos action in this many hits a sub-supervisor.
 const SUP_EVERY: u64 = 2_000;
+/// Live heap growth always allowed, however small the tree.
+const HEAP_FLOOR: u64 = 512 << 10;
 /// How long a sibling's call may wait before it counts as unanswered.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -1072,9 +1076,11 @@ fn main() {
         ),
     );
 
+    // A small tree's heap is mostly the runtime's fixed reserves (timer
+    // slots, a few pid-table pages), so its 10% gets a floor.
     let heap_ratio = heap_after as f64 / heap_before.max(1) as f64;
     c.that(
-        heap_ratio <= 1.1,
+        heap_after <= heap_before + (heap_before / 10).max(HEAP_FLOOR),
         format!(
             "live heap {:.1} MiB after the storm, {:.1} MiB before ({:+.1}%)",
             mib(heap_after),
