@@ -192,11 +192,11 @@ fn ended_timers_and_processes_leave_little_behind() {
         SLACK,
     );
 
-    // The survivors' own memory, measured as they end, is set apart from
-    // what they hold of the short processes' (their pages).
-    let kept = survivors_among_short_ones(&rt);
+    // The survivors' own memory, measured on parked processes spawned at
+    // rest (nothing being freed meanwhile), is set apart from what they
+    // hold of the short processes' (their pages).
     let own = {
-        let before = live();
+        let before = settled_live();
         let extra: Vec<_> = (0..SURVIVORS)
             .map(|_| {
                 rt.spawn(|mut ctx| async move {
@@ -209,8 +209,18 @@ fn ended_timers_and_processes_leave_little_behind() {
         for pid in extra {
             rt.kill(pid);
         }
+        poll("the extra processes to end", 120_000, || {
+            rt.process_count() == 0
+        });
+        poll_held(
+            &rt,
+            "the extra processes' memory to come back",
+            baseline,
+            SLACK,
+        );
         own
     };
+    let kept = survivors_among_short_ones(&rt);
     let held = SURVIVORS as isize * PER_SURVIVOR + own + SLACK;
     poll_held(
         &rt,
