@@ -308,7 +308,8 @@ mod tests {
     #[test]
     fn a_slot_emptied_after_a_burst_gives_its_room_back() {
         let s = Slots::<Arc<T>>::new(4);
-        let burst: Vec<_> = (0..10_000).map(|_| s.insert(5, timer)).collect();
+        let n = if cfg!(miri) { 64 } else { 10_000 };
+        let burst: Vec<_> = (0..n).map(|_| s.insert(5, timer)).collect();
         for (k, t) in burst.iter().enumerate() {
             if k % 2 == 0 {
                 assert!(s.remove(t).is_some());
@@ -316,7 +317,7 @@ mod tests {
         }
         let mut due = Vec::new();
         s.advance(5, &mut due);
-        assert_eq!(due.len(), 5_000);
+        assert_eq!(due.len(), n / 2);
         assert!(s.slot(5).lock().capacity() <= KEEP);
     }
 
