@@ -100,6 +100,7 @@ mod mailbox;
 mod process;
 mod scheduler;
 
+mod blocking;
 #[cfg(not(loom))]
 mod coop;
 #[cfg(not(loom))]
@@ -125,6 +126,12 @@ mod yield_now;
 pub use mailbox::{Message, MonitorRef, Received};
 pub use process::{ExitReason, Pid};
 
+/// The reactor processes await sockets on (`Async<TcpStream>` and the rest),
+/// re-exported so that users have the version this crate was built with.
+#[cfg(not(loom))]
+pub use async_io;
+#[cfg(not(loom))]
+pub use blocking::Blocking;
 #[cfg(not(loom))]
 pub use call::{Call, CallError, ReplyTo, Request};
 #[cfg(not(loom))]

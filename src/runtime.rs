@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     mailbox_capacity: usize,
     /// User messages shed because a mailbox was full.
     dropped: AtomicU64,
+    /// The threads of `spawn_blocking`.
+    pub(crate) blocking: crate::blocking::Pool,
 }
 
 impl fmt::Debug for Shared {
@@ -108,6 +110,7 @@ impl Shared {
     /// one of them), and ends every live process.
     fn stop(&self) {
         self.scheduler.begin_shutdown();
+        self.scheduler.monitor.parker.unpark();
         let threads = std::mem::take(&mut *self.threads.lock());
         let me = thread::current().id();
         for t in threads {
@@ -128,6 +131,8 @@ impl Shared {
             }
         }
         self.stop_timers();
+        // After the processes ended: the jobs they awaited are abandoned.
+        self.blocking.shutdown();
         while !self.scheduler.injector.is_empty() {
             let _ = self.scheduler.injector.steal();
         }
@@ -227,6 +232,8 @@ pub struct Builder {
     thread_name: String,
     mailbox_capacity: usize,
     quiet_panics: bool,
+    blocking_threads: usize,
+    long_poll: std::time::Duration,
 }
 
 impl Default for Builder {
@@ -236,6 +243,8 @@ impl Default for Builder {
             thread_name: "rusm-worker".to_string(),
             mailbox_capacity: usize::MAX,
             quiet_panics: false,
+            blocking_threads: 512,
+            long_poll: crate::scheduler::stranded::DEFAULT_LONG_POLL,
         }
     }
 }
@@ -278,6 +287,42 @@ impl Builder {
         self
     }
 
+    /// The most threads [`Runtime::spawn_blocking`] runs at once (at least
+    /// 1; default 512). Threads are started as jobs arrive, named
+    /// `rusm-blocking-<n>`, and exit after 10 s without a job; past the
+    /// bound, jobs queue for the first free thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = rusm_otp::Runtime::builder()
+    ///     .workers(2)
+    ///     .blocking_threads(4)
+    ///     .long_poll(std::time::Duration::from_millis(50))
+    ///     .build();
+    /// let name = rt.block_on(rt.spawn_blocking(|| {
+    ///     std::thread::current().name().map(str::to_string)
+    /// }));
+    /// assert!(name.unwrap().starts_with("rusm-blocking-"));
+    /// ```
+    pub fn blocking_threads(mut self, n: usize) -> Builder {
+        self.blocking_threads = n.max(1);
+        self
+    }
+
+    /// The long-poll threshold (default 10 ms): a process whose one poll
+    /// holds its worker longer is counted in [`Metrics::long_polls`] and
+    /// reported (a `log` warning, target `rusm_otp::process`, with its pid,
+    /// label and the duration). Polls are sampled every few milliseconds,
+    /// so one just over the threshold may go unseen. Whatever the
+    /// threshold, a process woken by a stuck poll is moved to another
+    /// worker within a few milliseconds. See
+    /// [`blocking_threads`](Self::blocking_threads) for an example.
+    pub fn long_poll(mut self, threshold: std::time::Duration) -> Builder {
+        self.long_poll = threshold;
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// # Panics
@@ -305,6 +350,7 @@ impl Builder {
             crate::report::install_hook();
         }
         let (scheduler, locals) = Scheduler::new(self.workers);
+        scheduler.monitor.set_long_poll(self.long_poll);
         let shared = Arc::new(Shared {
             scheduler,
             table: Table::new(),
@@ -318,6 +364,11 @@ impl Builder {
             timers: crate::time::wheel::Wheel::new(),
             mailbox_capacity: self.mailbox_capacity,
             dropped: AtomicU64::new(0),
+            blocking: crate::blocking::Pool::new(
+                self.blocking_threads,
+                "rusm-blocking".to_string(),
+                self.quiet_panics,
+            ),
         });
         for (index, local) in locals.into_iter().enumerate() {
             let s = shared.clone();
@@ -336,6 +387,18 @@ impl Builder {
                     shared.stop();
                     return Err(e);
                 }
+            }
+        }
+        let s = shared.clone();
+        let monitor = thread::Builder::new().name("rusm-monitor".to_string());
+        match spawn(
+            monitor,
+            Box::new(move || crate::scheduler::stranded::run(&s)),
+        ) {
+            Ok(t) => shared.threads.lock().push(t),
+            Err(e) => {
+                shared.stop();
+                return Err(e);
             }
         }
         Ok(Runtime {
@@ -676,6 +739,36 @@ impl Runtime {
         self.shared.table.pids()
     }
 
+    /// Runs `f` on a thread of the runtime's blocking pool, never on a
+    /// worker, and returns a future of its result: for calls that block
+    /// (file I/O, `thread::sleep`, a CPU-heavy computation), which would
+    /// otherwise stall a worker and every process queued on it. Awaitable
+    /// from a process or from [`block_on`](Self::block_on).
+    ///
+    /// If `f` panics, awaiting the future re-raises the panic: a process
+    /// awaiting it crashes (`Crashed`), as if it had panicked itself; the
+    /// pool thread carries on. Dropping the future before `f` started means
+    /// `f` never runs; a running `f` cannot be interrupted, and its result
+    /// is dropped on the pool thread. See [`Builder::blocking_threads`] for
+    /// the pool's size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = rusm_otp::Runtime::new();
+    /// let len = rt.block_on(rt.spawn_blocking(|| {
+    ///     std::fs::read_to_string("Cargo.toml").map(|s| s.len())
+    /// }));
+    /// assert!(len.unwrap() > 0);
+    /// ```
+    pub fn spawn_blocking<F, T>(&self, f: F) -> crate::blocking::Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared.blocking.spawn(f)
+    }
+
     /// Scheduler and process counters, for operators.
     pub fn metrics(&self) -> Metrics {
         let sched = &self.shared.scheduler;
@@ -698,7 +791,11 @@ impl Runtime {
             spawned: self.spawned(),
             finished: self.finished(),
             panics: self.shared.panics.load(Ordering::Relaxed),
-            unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed),
+            unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed)
+                + self.shared.blocking.unowned_panics(),
+            blocking_threads: self.shared.blocking.threads(),
+            long_polls: sched.monitor.long_polls.load(Ordering::Relaxed),
+            rescued: sched.monitor.rescued.load(Ordering::Relaxed),
         }
     }
 }
@@ -779,8 +876,18 @@ pub struct Metrics {
     pub panics: u64,
     /// Panics in user code that no process owned, caught by the runtime:
     /// for example the destructor of a timer's message whose target had
-    /// ended. They end nothing; they are counted here.
+    /// ended. They end nothing; they are counted here. A panic of a
+    /// [`Runtime::spawn_blocking`] closure whose future was dropped counts
+    /// here too.
     pub unowned_panics: u64,
+    /// Threads of the blocking pool alive now.
+    pub blocking_threads: usize,
+    /// Polls seen holding their worker past the long-poll threshold (see
+    /// [`Builder::long_poll`]).
+    pub long_polls: u64,
+    /// Processes moved off a worker stuck in a long poll, out of its next
+    /// slot, so they ran elsewhere.
+    pub rescued: u64,
 }
 
 /// Counters of one worker.
