@@ -171,6 +171,21 @@ impl Drop for Owner {
 ///
 /// Dropping the last clone made from the one `build`/`new` returned stops
 /// and joins the worker threads and drops every remaining process future.
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::{ExitReason, Runtime};
+///
+/// let rt = Runtime::new();
+/// let h = rt.spawn(|ctx| async move {
+///     println!("hello from {}", ctx.pid());
+/// });
+/// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+/// // A clone drives the same scheduler.
+/// let other = rt.clone();
+/// assert_eq!(other.finished(), 1);
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     pub(crate) shared: Arc<Shared>,
@@ -198,6 +213,19 @@ fn started(r: std::io::Result<Runtime>) -> Runtime {
 type WorkerMain = Box<dyn FnOnce() + Send + 'static>;
 
 /// Configures and builds a [`Runtime`].
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::Runtime;
+///
+/// let rt = Runtime::builder()
+///     .workers(2)
+///     .thread_name("my-app")
+///     .mailbox_capacity(10_000)
+///     .build();
+/// assert_eq!(rt.workers(), 2);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
     workers: usize,
@@ -428,6 +456,18 @@ impl Runtime {
     /// # Panics
     /// When called from inside a process (a worker thread): blocking a
     /// worker on work that may need that same worker would deadlock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|_ctx| async {});
+    /// // Any future: here a process's join, then a plain `async` block.
+    /// rt.block_on(h.join());
+    /// assert_eq!(rt.block_on(async { 6 * 7 }), 42);
+    /// ```
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         assert!(
             !worker::on_worker_thread(),
@@ -469,6 +509,21 @@ impl Runtime {
     /// mailbox), and a kill ends it before it first runs. If `f` panics,
     /// the process ends `Crashed` (names released, links and monitors
     /// notified) and the panic goes on to the caller.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     let m = ctx.recv().await.message().unwrap();
+    ///     assert_eq!(m.downcast::<u32>().unwrap(), 7);
+    /// });
+    /// // The process exists as soon as `spawn` returns: messages wait for it.
+    /// assert!(rt.send(h.pid(), 7u32));
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+    /// ```
     pub fn spawn<F, Fut>(&self, f: F) -> ProcessHandle
     where
         F: FnOnce(Context) -> Fut,
@@ -528,6 +583,23 @@ impl Runtime {
     /// A [`Message`] is sent as itself.
     /// With a bounded mailbox ([`Builder::mailbox_capacity`]), false also
     /// when the message was shed because the mailbox is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     let m = ctx.recv().await.message().unwrap();
+    ///     assert_eq!(m.downcast_ref::<&str>(), Some(&"hello"));
+    /// });
+    /// let pid = h.pid();
+    /// assert!(rt.send(pid, "hello"));
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+    /// // Sending to a process that has ended is no error, just false.
+    /// assert!(!rt.send(pid, "anyone there?"));
+    /// ```
     pub fn send<M: Send + 'static>(&self, pid: Pid, msg: M) -> bool {
         let shared = &self.shared;
         if shared.mailbox_capacity != usize::MAX
@@ -544,6 +616,26 @@ impl Runtime {
     }
 
     /// A snapshot of `pid`'s state, or `None` if it is not alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     ctx.recv().await;
+    /// });
+    /// let pid = h.pid();
+    /// rt.set_label(pid, "cache");
+    /// rt.register("cache", pid);
+    /// let info = rt.info(pid).unwrap();
+    /// assert_eq!(info.label.as_deref(), Some("cache"));
+    /// assert_eq!(info.names, ["cache"]);
+    /// h.kill();
+    /// rt.block_on(h.join());
+    /// assert!(rt.info(pid).is_none());
+    /// ```
     pub fn info(&self, pid: Pid) -> Option<ProcessInfo> {
         let t = self.shared.table.get(pid)?;
         let h = t.header();
@@ -582,6 +674,21 @@ impl Runtime {
 
     /// Kills `pid`: untrappable; it exits `Killed` at its next suspension
     /// point. False if it is not alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     ctx.recv().await;
+    /// });
+    /// assert!(rt.kill(h.pid()));
+    /// let pid = h.pid();
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Killed);
+    /// assert!(!rt.kill(pid));
+    /// ```
     pub fn kill(&self, pid: Pid) -> bool {
         self.exit(pid, ExitReason::Killed)
     }
@@ -739,6 +846,18 @@ pub(crate) fn current() -> Option<Runtime> {
 }
 
 /// A snapshot of the runtime's counters.
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::Runtime;
+///
+/// let rt = Runtime::builder().workers(2).build();
+/// rt.block_on(rt.spawn(|_ctx| async {}).join());
+/// let m = rt.metrics();
+/// assert_eq!(m.workers.len(), 2);
+/// assert_eq!((m.spawned, m.finished, m.processes), (1, 1, 0));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metrics {
     /// Per worker, by index.

@@ -11,7 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
-use support::{DropCounter, on_workers, poll_once, poll_once_foreign, run, runtime, wait_until};
+use support::{
+    DropCounter, Stop, on_workers, poll_once, poll_once_foreign, run, runtime, wait_until,
+};
 
 /// A sequenced message: (sender id, sequence number).
 type Seq = (u32, u64);
@@ -167,9 +169,14 @@ fn every_payload_is_dropped_exactly_once(workers: usize) {
         );
         drop(first);
         assert_eq!(d.load(Ordering::SeqCst), 1);
+        // Ends only once told, so both sends below reach a live process;
+        // the second payload is passed over (deferred) and stays queued.
+        ctx.recv_match(|r| matches!(r, Received::Message(m) if m.is::<Stop>()))
+            .await;
     });
     assert!(rt.send(p.pid(), DropCounter(drops.clone())));
     assert!(rt.send(p.pid(), (DropCounter(drops.clone()), [0u64; 8])));
+    assert!(rt.send(p.pid(), Stop));
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
