@@ -341,6 +341,7 @@ on_workers!(
     requests_racing_a_crash,
     a_child_that_meddles_with_its_signals,
     a_tree_killed_at_its_root,
+    a_supervisor_killed_while_it_starts,
     specs_left_unstarted_are_dropped_by_the_supervisor,
     a_factory_panic_whose_payload_panics_when_dropped,
     a_factory_that_spawns_on_another_runtime,
@@ -545,6 +546,33 @@ fn specs_left_unstarted_are_dropped_by_the_supervisor(workers: usize) {
             .start()
     }));
     let sup = started.expect("start returns");
+    assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
+    all_gone(&rt);
+}
+
+/// A static factory shuts the runtime down (every process is killed, the
+/// supervisor before it first runs, and the runtime stays usable), and a
+/// later spec owns a value whose destructor panics: the supervisor's state
+/// must go with its own end (under its guard, before it leaves the table),
+/// not later on the caller's thread, out of `start`.
+fn a_supervisor_killed_while_it_starts(workers: usize) {
+    silence_expected_panics();
+    let rt = runtime(workers);
+    let capture = DropPanics;
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.supervisor(Strategy::OneForOne)
+            .child(|rt: &Runtime| {
+                rt.shutdown();
+                idle(rt)
+            })
+            .child(move |rt: &Runtime| {
+                let _ = &capture;
+                idle(rt)
+            })
+            .start()
+    }));
+    let sup = started.expect("start returns");
+    // Killed; its state's destructor panicked, so it ends `Crashed`.
     assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
     all_gone(&rt);
 }

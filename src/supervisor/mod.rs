@@ -507,6 +507,11 @@ impl Supervisor {
                         }
                     }
                 }
+                // Moved in, so that the process future holds the only
+                // reference once this closure returns: a supervisor killed
+                // before it first runs drops its children with its future,
+                // as its teardown begins, not later in the caller's hands.
+                let slot = slot;
                 *slot.lock() = Some(run::Init {
                     strategy,
                     dynamic,
