@@ -48,7 +48,9 @@ fn a_process_woken_by_a_stuck_poll_runs_on_another_worker() {
     let _serial = serial();
     let rt = support::runtime(2);
     let (tx, rx) = std::sync::mpsc::channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let p = rt.spawn(move |mut ctx| async move {
+        ready_tx.send(()).unwrap();
         let sent: Instant = *ctx
             .recv()
             .await
@@ -59,6 +61,11 @@ fn a_process_woken_by_a_stuck_poll_runs_on_another_worker() {
         tx.send(sent.elapsed()).unwrap();
     });
     let pid = p.pid();
+    // P must be parked in its receive before X wakes it (else X's send
+    // wakes nothing and P runs wherever it was queued): it has started,
+    // and both workers have since gone to sleep.
+    ready_rx.recv_timeout(support::TIMEOUT).expect("P started");
+    support::wait_until("P to park", || rt.metrics().sleeping_workers == 2);
     let x = rt.spawn(move |ctx| async move {
         ctx.runtime().send(pid, Instant::now());
         spin_for(STUCK);
