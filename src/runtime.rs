@@ -65,11 +65,18 @@ impl Shared {
     /// Teardown, run by whoever finishes a process after its future is
     /// dropped: the process leaves the table and is counted as finished.
     pub(crate) fn process_exited(&self, task: &TaskRef, reason: ExitReason) {
-        let pid = task.header().pid;
-        self.table.remove(pid);
-        self.cancel_timers_of(task.header());
-        self.release_signals(task, reason);
-        crate::call::release_watchers(task, reason);
+        let h = task.header();
+        self.table.remove(h.pid);
+        // Timers, names, links, monitors and calls all live in the aux
+        // data, and each is added under the aux lock only after checking
+        // that the process is in the table, which it has left: with no aux
+        // data now (most short-lived processes), there is nothing to
+        // release and nothing can come.
+        if h.aux.lock().is_some() {
+            self.cancel_timers_of(h);
+            self.release_signals(task, reason);
+            crate::call::release_watchers(task, reason);
+        }
         self.finished.fetch_add(1, Ordering::Release);
     }
 

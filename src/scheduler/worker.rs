@@ -151,6 +151,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
         next: Cell::new(None),
     };
     CURRENT.with(|c| c.set(Some(NonNull::from(&w))));
+    crate::process::table::start_batching();
     let mut core = Core {
         tick: 0,
         lifo_polls: 0,
@@ -165,6 +166,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
         core.leave_search(sched);
     }
     core.leave_search(sched);
+    crate::process::table::stop_batching();
     CURRENT.with(|c| c.set(None));
     // Queue entries own nothing: they are simply forgotten with the deque.
     // The runtime's teardown ends every live process through the table.
