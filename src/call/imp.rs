@@ -173,13 +173,11 @@ where
 /// Teardown: completes every call waiting on the process with `reason`.
 /// Runs after the process left the table and released its names.
 pub(crate) fn release_watchers(task: &TaskRef, reason: ExitReason) {
-    let list = task
-        .header()
-        .aux
-        .lock()
-        .as_mut()
-        .map(|a| std::mem::take(&mut a.calls.list));
-    for w in list.into_iter().flatten() {
+    let list = match task.header().aux.lock().as_mut() {
+        Some(a) if !a.calls.list.is_empty() => std::mem::take(&mut a.calls.list),
+        _ => return,
+    };
+    for w in list {
         w.exited(reason);
         // Normally the last reference to a settled call holds no value; a
         // caller that forgot its finished `Call` may have left a reply in

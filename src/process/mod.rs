@@ -7,6 +7,8 @@ pub(crate) mod context;
 pub(crate) mod current;
 #[cfg(not(loom))]
 pub(crate) mod handle;
+#[cfg(not(loom))]
+pub(crate) mod recycle;
 pub(crate) mod state;
 #[cfg(not(loom))]
 pub(crate) mod table;

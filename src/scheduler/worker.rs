@@ -152,6 +152,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     };
     CURRENT.with(|c| c.set(Some(NonNull::from(&w))));
     crate::process::table::start_batching();
+    crate::process::recycle::start();
     let mut core = Core {
         tick: 0,
         lifo_polls: 0,
@@ -167,6 +168,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     }
     core.leave_search(sched);
     crate::process::table::stop_batching();
+    crate::process::recycle::stop();
     CURRENT.with(|c| c.set(None));
     // Queue entries own nothing: they are simply forgotten with the deque.
     // The runtime's teardown ends every live process through the table.
