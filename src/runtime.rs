@@ -434,7 +434,8 @@ impl Runtime {
         // closure can use its pid (register it, link it, send to it). The
         // spawner holds RUNNING until `launch`, so no one else can poll or
         // finish it meanwhile: a kill only marks it, and messages queue up.
-        let task: Arc<Task<Fut>> = crate::process::recycle::arc(Task::new(pid, self.weak_handle()));
+        let task: Arc<Task<Fut>> =
+            crate::process::recycle::arc_with(|| Task::new(pid, self.weak_handle()));
         shared.table.insert(
             pid,
             Arc::into_raw(task.clone()).cast::<crate::process::task::Header>(),

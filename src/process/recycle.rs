@@ -43,7 +43,7 @@
 //! model.
 
 use std::alloc::Layout;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
@@ -81,22 +81,23 @@ impl Bucket {
     };
 }
 
-/// One worker's cache.
+/// One worker's cache. The two plain cells let a thread that caches
+/// nothing (or holds nothing) decide with one thread-local read.
 struct Cache {
     /// Whether this thread caches (a running worker).
-    on: bool,
+    on: Cell<bool>,
     /// Bytes held in all buckets.
-    bytes: usize,
-    buckets: [Bucket; BUCKETS],
+    bytes: Cell<usize>,
+    buckets: RefCell<[Bucket; BUCKETS]>,
 }
 
 thread_local! {
-    static CACHE: RefCell<Cache> = const {
-        RefCell::new(Cache {
-            on: false,
-            bytes: 0,
-            buckets: [Bucket::EMPTY; BUCKETS],
-        })
+    static CACHE: Cache = const {
+        Cache {
+            on: Cell::new(false),
+            bytes: Cell::new(0),
+            buckets: RefCell::new([Bucket::EMPTY; BUCKETS]),
+        }
     };
 }
 
@@ -120,24 +121,19 @@ fn cacheable(layout: Layout) -> bool {
 
 /// This thread (a worker) caches from now on.
 pub(crate) fn start() {
-    let _ = CACHE.try_with(|c| {
-        if let Ok(mut c) = c.try_borrow_mut() {
-            c.on = true;
-        }
-    });
+    let _ = CACHE.try_with(|c| c.on.set(true));
 }
 
 /// This thread stops caching and frees every block it holds.
 pub(crate) fn stop() {
     let _ = CACHE.try_with(|c| {
-        let Ok(mut c) = c.try_borrow_mut() else {
+        c.on.set(false);
+        let Ok(mut buckets) = c.buckets.try_borrow_mut() else {
             return;
         };
-        c.on = false;
-        c.bytes = 0;
-        for b in c.buckets.iter_mut() {
+        c.bytes.set(0);
+        for b in buckets.iter_mut() {
             let mut head = std::mem::replace(&mut b.head, std::ptr::null_mut());
-            b.len = 0;
             while !head.is_null() {
                 // SAFETY: a cached block's first word links to the next
                 // (written by `release`), and it is ours alone.
@@ -154,33 +150,43 @@ pub(crate) fn stop() {
 /// Blocks this thread holds (for tests).
 #[cfg(test)]
 fn held() -> usize {
-    CACHE.with(|c| c.borrow().buckets.iter().map(|b| b.len).sum())
+    CACHE.with(|c| c.buckets.borrow().iter().map(|b| b.len).sum())
 }
 
-/// A new `Arc` holding `value`, in a recycled block when this thread has
-/// one of `T`'s layout.
-pub(crate) fn arc<T>(value: T) -> Arc<T> {
-    let layout = Layout::new::<T>();
-    if !cacheable(layout) {
-        return Arc::new(value);
-    }
-    let block = CACHE
+/// Takes a cached block of `layout`, if this thread holds one.
+#[inline]
+fn take(layout: Layout) -> Option<Block> {
+    CACHE
         .try_with(|c| {
-            let mut c = c.try_borrow_mut().ok()?;
-            let i = c
-                .buckets
-                .iter()
-                .position(|b| b.layout == layout && b.len > 0)?;
-            let b = &mut c.buckets[i];
+            if c.bytes.get() == 0 {
+                return None;
+            }
+            let mut buckets = c.buckets.try_borrow_mut().ok()?;
+            let b = buckets
+                .iter_mut()
+                .find(|b| b.layout == layout && b.len > 0)?;
             let block = b.head;
             // SAFETY: a cached block's first word links to the next.
             b.head = unsafe { block.cast::<Block>().read() };
             b.len -= 1;
-            c.bytes -= layout.size();
+            c.bytes.set(c.bytes.get() - layout.size());
             Some(block)
         })
         .ok()
-        .flatten();
+        .flatten()
+}
+
+/// A new `Arc` holding the value `make` returns, in a recycled block when
+/// this thread has one of `T`'s layout. (`make` rather than a value, so
+/// that the usual path stays `Arc::new(make())`, built in place.)
+#[inline(always)]
+pub(crate) fn arc_with<T>(make: impl FnOnce() -> T) -> Arc<T> {
+    let layout = Layout::new::<T>();
+    let block = if cacheable(layout) {
+        take(layout)
+    } else {
+        None
+    };
     match block {
         Some(block) => {
             let p = block.cast::<T>();
@@ -191,12 +197,59 @@ pub(crate) fn arc<T>(value: T) -> Arc<T> {
             // `Arc::from_raw` accepts for a pointer of an `Arc<U>` with `U` of
             // the same size and alignment.
             unsafe {
-                p.write(value);
+                p.write(make());
                 Arc::from_raw(p.cast_const())
             }
         }
-        None => Arc::new(value),
+        None => Arc::new(make()),
     }
+}
+
+/// Keeps `block` (of `layout`, freed by `free`) if this thread caches and
+/// has room; false otherwise.
+fn keep(block: Block, layout: Layout, free: unsafe fn(Block)) -> bool {
+    CACHE
+        .try_with(|c| {
+            if !c.on.get() || c.bytes.get() + layout.size() > MAX_BYTES {
+                return false;
+            }
+            let Ok(mut buckets) = c.buckets.try_borrow_mut() else {
+                return false;
+            };
+            let i = match buckets.iter().position(|b| b.layout == layout) {
+                Some(i) => i,
+                None => match buckets.iter().position(|b| b.len == 0) {
+                    Some(i) => {
+                        buckets[i] = Bucket {
+                            layout,
+                            free,
+                            head: std::ptr::null_mut(),
+                            len: 0,
+                        };
+                        i
+                    }
+                    None => return false,
+                },
+            };
+            let b = &mut buckets[i];
+            // SAFETY: the block is ours (its value dropped) and at least a
+            // word in size and alignment (`cacheable`).
+            unsafe { block.cast::<Block>().write(b.head) };
+            b.head = block;
+            b.len += 1;
+            c.bytes.set(c.bytes.get() + layout.size());
+            true
+        })
+        .unwrap_or(false)
+}
+
+/// Whether this thread caches now and has room for a block of `layout`
+/// (a full cache leaves the release to `drop`).
+#[inline]
+fn has_room(layout: Layout) -> bool {
+    CACHE
+        .try_with(|c| c.on.get() && c.bytes.get() + layout.size() <= MAX_BYTES)
+        .unwrap_or(false)
 }
 
 /// Releases one strong reference of `arc`: if it is the last one (and no
@@ -204,7 +257,7 @@ pub(crate) fn arc<T>(value: T) -> Arc<T> {
 /// room, keeps the block for reuse; otherwise this is `drop(arc)`.
 pub(crate) fn release<T>(mut arc: Arc<T>) {
     let layout = Layout::new::<T>();
-    if !cacheable(layout) || Arc::get_mut(&mut arc).is_none() {
+    if !cacheable(layout) || !has_room(layout) || Arc::get_mut(&mut arc).is_none() {
         drop(arc);
         return;
     }
@@ -224,39 +277,7 @@ pub(crate) fn release<T>(mut arc: Arc<T>) {
     unsafe { std::ptr::drop_in_place(p) };
     std::mem::forget(unwinding);
     let block: Block = p.cast();
-    let kept = CACHE
-        .try_with(|c| {
-            let Ok(mut c) = c.try_borrow_mut() else {
-                return false;
-            };
-            if !c.on || c.bytes + layout.size() > MAX_BYTES {
-                return false;
-            }
-            let i = match c.buckets.iter().position(|b| b.layout == layout) {
-                Some(i) => i,
-                None => match c.buckets.iter().position(|b| b.len == 0) {
-                    Some(i) => {
-                        c.buckets[i] = Bucket {
-                            layout,
-                            free: free::<T>,
-                            head: std::ptr::null_mut(),
-                            len: 0,
-                        };
-                        i
-                    }
-                    None => return false,
-                },
-            };
-            c.bytes += layout.size();
-            let b = &mut c.buckets[i];
-            // SAFETY: the block is ours (its value dropped) and at least a
-            // word in size and alignment (`cacheable`).
-            unsafe { block.cast::<Block>().write(b.head) };
-            b.head = block;
-            b.len += 1;
-            true
-        })
-        .unwrap_or(false);
+    let kept = keep(block, layout, free::<T>);
     if !kept {
         // SAFETY: the block of an `Arc<T>` with its one strong reference,
         // its value dropped.
@@ -295,7 +316,7 @@ mod tests {
         release(keep);
         assert_eq!(DROPS.load(Ordering::Relaxed), 1, "dropped once, in place");
         assert_eq!(held(), 1);
-        let b = arc(B(std::sync::atomic::AtomicU64::new(5), [4, 5, 6]));
+        let b = arc_with(|| B(std::sync::atomic::AtomicU64::new(5), [4, 5, 6]));
         assert_eq!(Arc::as_ptr(&b) as usize, addr, "the block was reused");
         assert_eq!(held(), 0);
         b.0.store(9, Ordering::Relaxed);

@@ -218,6 +218,16 @@ impl State {
             });
     }
 
+    /// Asks the process to exit with `reason` (a nonzero byte; the first
+    /// request's wins) and wakes it: true when the caller must push it to
+    /// a run queue. The reason goes in first, so whoever sees `KILLED` sees
+    /// a reason.
+    #[must_use]
+    pub(crate) fn kill_with(&self, reason: u8) -> bool {
+        self.set_kill_reason(reason);
+        self.kill()
+    }
+
     /// The requested exit reason, or 0 if none was.
     pub(crate) fn kill_reason(&self) -> u8 {
         (self.0.load(Ordering::Acquire) >> KILL_REASON_SHIFT) as u8
@@ -248,6 +258,22 @@ mod loom_state {
         }
     }
 
+    /// The reason the stand-in killer asks for.
+    const KILL_REASON: u8 = 2;
+
+    /// Ends a process whose kill was seen: the reason is there with it, and
+    /// is published with `COMPLETE`.
+    fn end_killed(state: &State) {
+        assert_eq!(
+            state.kill_reason(),
+            KILL_REASON,
+            "a kill is seen with its reason"
+        );
+        state.complete(state.kill_reason());
+        assert_eq!(state.exit(), KILL_REASON);
+        assert!(state.load() & COMPLETE != 0);
+    }
+
     /// Runs the stand-in worker until the process completes.
     fn work(state: &State, rq: &RunQueue, message: &AtomicUsize) {
         loop {
@@ -263,7 +289,7 @@ mod loom_state {
             match state.start_poll() {
                 StartPoll::Complete => unreachable!("nothing completes it but us"),
                 StartPoll::Kill => {
-                    state.complete(1);
+                    end_killed(state);
                     return;
                 }
                 StartPoll::Poll => {
@@ -275,7 +301,7 @@ mod loom_state {
                         EndPoll::Idle => {}
                         EndPoll::Reschedule => rq.push(),
                         EndPoll::Kill => {
-                            state.complete(1);
+                            end_killed(state);
                             return;
                         }
                     }
@@ -303,7 +329,7 @@ mod loom_state {
         let killer = {
             let (state, rq) = (state.clone(), rq.clone());
             loom::thread::spawn(move || {
-                if state.kill() {
+                if state.kill_with(KILL_REASON) {
                     rq.push();
                 }
             })
@@ -330,12 +356,13 @@ mod loom_state {
                     rq.push();
                     work(&state, &rq, &message);
                 }
-                StartPoll::Kill => state.complete(1),
+                StartPoll::Kill => end_killed(&state),
                 StartPoll::Complete => unreachable!(),
             }
             waker.join().unwrap();
             killer.join().unwrap();
             assert!(state.load() & COMPLETE != 0);
+            assert_ne!(state.exit(), 0, "the exit reason is published");
             assert_eq!(*rq.entries.lock(), 0, "no entry left behind");
         });
     }
@@ -370,7 +397,7 @@ mod loom_state {
                 match state.start_poll() {
                     StartPoll::Complete => unreachable!("nothing completes it but us"),
                     StartPoll::Kill => {
-                        state.complete(1);
+                        end_killed(&state);
                         break;
                     }
                     StartPoll::Poll => {
@@ -383,7 +410,7 @@ mod loom_state {
                             EndPoll::Idle => {}
                             EndPoll::Reschedule => rq.push(),
                             EndPoll::Kill => {
-                                state.complete(1);
+                                end_killed(&state);
                                 break;
                             }
                         }

@@ -634,6 +634,56 @@ mod tests {
         assert_eq!(table.pending_releases(), 0);
     }
 
+    /// A batching thread (a worker) holds its releases back only until it
+    /// collects, reclaims or stops: then they all go to the epoch and run.
+    #[test]
+    fn a_batching_thread_hands_its_releases_over() {
+        let rt = crate::Runtime::builder().workers(1).build();
+        let table = &rt.shared.table;
+        let churn = |from: u64, n: u64| {
+            for raw in from..from + n {
+                let pid = Pid::from_raw(raw);
+                table.insert(pid, task(&rt, pid));
+                assert!(table.remove(pid));
+            }
+        };
+        let drain = |table: &Table| {
+            for _ in 0..100_000 {
+                if table.pending_releases() == 0 {
+                    return;
+                }
+                epoch::pin().flush();
+                std::thread::yield_now();
+            }
+        };
+        start_batching();
+        churn(1, 10);
+        // Gathered, not deferred: advancing the epoch frees none of them.
+        for _ in 0..10 {
+            epoch::pin().flush();
+        }
+        assert_eq!(table.pending_releases(), 10);
+        table.reclaim(|stalled| {
+            std::thread::yield_now();
+            stalled < 100_000
+        });
+        assert_eq!(table.pending_releases(), 0, "reclaim hands the batch over");
+        churn(11, 10);
+        let mut guard = epoch::pin();
+        table.collect(&mut guard);
+        drop(guard);
+        drain(table);
+        assert_eq!(table.pending_releases(), 0, "collect hands the batch over");
+        churn(21, 10);
+        stop_batching();
+        drain(table);
+        assert_eq!(table.pending_releases(), 0, "stopping hands the batch over");
+        // No longer batching: each release is deferred at once.
+        churn(31, 10);
+        drain(table);
+        assert_eq!(table.pending_releases(), 0);
+    }
+
     /// Concurrent inserts may create page `n + 1` before page `n`: trimming
     /// must never drop a page number that is still to come.
     #[test]

@@ -262,8 +262,7 @@ impl Header {
     /// true when the caller must schedule it.
     #[must_use]
     pub(crate) fn request_exit(&self, reason: ExitReason) -> bool {
-        self.state.set_kill_reason(reason.to_u8());
-        self.state.kill()
+        self.state.kill_with(reason.to_u8())
     }
 
     fn kill_reason(&self) -> Option<ExitReason> {
