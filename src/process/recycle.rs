@@ -292,6 +292,8 @@ mod tests {
 
     static DROPS: AtomicUsize = AtomicUsize::new(0);
 
+    /// Its fields only give it a size.
+    #[allow(dead_code)]
     struct A(u64, [u64; 3]);
     impl Drop for A {
         fn drop(&mut self) {

@@ -46,6 +46,10 @@
 //! its deferred frees (`pending`: processes, pages, directories) to know
 //! when it is done:
 //!
+//! * a worker gathers the releases of the processes it removes and defers
+//!   them [`BATCH`] at a time, as one deferred function (one epoch entry
+//!   per batch rather than per process); a partial batch goes to the epoch
+//!   at each of the points below, so it waits no longer than they do;
 //! * every `INJECTOR_INTERVAL` ticks of its loop a worker
 //!   re-pins and flushes ([`Table::collect`]), draining a backlog a few
 //!   bounded batches at a time while that makes progress;
