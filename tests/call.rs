@@ -7,7 +7,9 @@ use rusm_otp::{CallError, ExitReason, Pid, ProcessHandle, Received, ReplyTo, Req
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{EXPECTED_PANIC, run, run_for, runtime, silence_expected_panics, wait_until};
+use support::{
+    EXPECTED_PANIC, on_workers, run, run_for, runtime, silence_expected_panics, wait_until,
+};
 
 /// Long enough that a call reaching it means the test failed: every call
 /// that should end early must end long before.
@@ -40,9 +42,8 @@ fn holder(rt: &Runtime, out: std::sync::mpsc::Sender<ReplyTo<u64>>) -> ProcessHa
     })
 }
 
-#[test]
-fn call_from_block_on_gets_the_reply_and_needs_no_helper_process() {
-    let rt = runtime(2);
+fn call_from_block_on_gets_the_reply_and_needs_no_helper_process(workers: usize) {
+    let rt = runtime(workers);
     let d = doubler(&rt);
     let spawned = rt.spawned();
     assert_eq!(run(&rt, rt.call::<u64, u64>(d.pid(), 21, LONG)), Ok(42));
@@ -51,9 +52,8 @@ fn call_from_block_on_gets_the_reply_and_needs_no_helper_process() {
     assert_eq!(rt.process_count(), 1);
 }
 
-#[test]
-fn request_knows_its_caller() {
-    let rt = runtime(2);
+fn request_knows_its_caller(workers: usize) {
+    let rt = runtime(workers);
     let callee = rt.spawn(|mut ctx| async move {
         loop {
             let m = ctx.recv().await.message().unwrap();
@@ -71,9 +71,8 @@ fn request_knows_its_caller() {
     assert_eq!(run(&rt, caller.join()), ExitReason::Normal);
 }
 
-#[test]
-fn call_to_a_dead_or_unknown_pid_fails_noproc_at_once() {
-    let rt = runtime(2);
+fn call_to_a_dead_or_unknown_pid_fails_noproc_at_once(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|_ctx| async {});
     let dead = p.pid();
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
@@ -97,10 +96,9 @@ fn call_to_a_dead_or_unknown_pid_fails_noproc_at_once() {
     assert_eq!(run_for(&rt, PROMPT, caller.join()), ExitReason::Normal);
 }
 
-#[test]
-fn callee_crash_mid_call_fails_exited_crashed() {
+fn callee_crash_mid_call_fails_exited_crashed(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let callee = rt.spawn(|mut ctx| async move {
         let m = ctx.recv().await.message().unwrap();
         let _req = m.downcast::<Request<u64, u64>>().unwrap();
@@ -112,9 +110,8 @@ fn callee_crash_mid_call_fails_exited_crashed() {
     );
 }
 
-#[test]
-fn callee_killed_mid_call_fails_exited_killed() {
-    let rt = runtime(2);
+fn callee_killed_mid_call_fails_exited_killed(workers: usize) {
+    let rt = runtime(workers);
     let (tx, rx) = std::sync::mpsc::channel();
     let callee = holder(&rt, tx);
     let pid = callee.pid();
@@ -129,9 +126,8 @@ fn callee_killed_mid_call_fails_exited_killed() {
     assert!(!reply.reply(2), "the caller no longer waits");
 }
 
-#[test]
-fn callee_killed_with_the_request_still_queued_fails_exited_killed() {
-    let rt = runtime(2);
+fn callee_killed_with_the_request_still_queued_fails_exited_killed(workers: usize) {
+    let rt = runtime(workers);
     // Never receives a request: it waits for a `u8` only.
     let callee = rt.spawn(|mut ctx| async move {
         ctx.recv_match(|r| matches!(r, Received::Message(m) if m.is::<u8>()))
@@ -149,9 +145,8 @@ fn callee_killed_with_the_request_still_queued_fails_exited_killed() {
     assert_eq!(run_for(&rt, PROMPT, call.join()), ExitReason::Normal);
 }
 
-#[test]
-fn callee_ending_normally_mid_call_fails_exited_normal() {
-    let rt = runtime(2);
+fn callee_ending_normally_mid_call_fails_exited_normal(workers: usize) {
+    let rt = runtime(workers);
     let callee = rt.spawn(|mut ctx| async move {
         let m = ctx.recv().await.message().unwrap();
         let (_, reply) = m.downcast::<Request<u64, u64>>().unwrap().into_parts();
@@ -167,9 +162,8 @@ fn callee_ending_normally_mid_call_fails_exited_normal() {
     );
 }
 
-#[test]
-fn a_dropped_request_fails_noreply() {
-    let rt = runtime(2);
+fn a_dropped_request_fails_noreply(workers: usize) {
+    let rt = runtime(workers);
     let callee = rt.spawn(|mut ctx| async move {
         loop {
             drop(ctx.recv().await);
@@ -182,9 +176,8 @@ fn a_dropped_request_fails_noreply() {
     assert!(rt.is_alive(callee.pid()));
 }
 
-#[test]
-fn a_reply_to_dropped_on_a_plain_thread_fails_noreply() {
-    let rt = runtime(2);
+fn a_reply_to_dropped_on_a_plain_thread_fails_noreply(workers: usize) {
+    let rt = runtime(workers);
     let (tx, rx) = std::sync::mpsc::channel();
     let callee = holder(&rt, tx);
     let pid = callee.pid();
@@ -196,8 +189,7 @@ fn a_reply_to_dropped_on_a_plain_thread_fails_noreply() {
     t.join().unwrap();
 }
 
-#[test]
-fn a_request_whose_body_panics_in_drop_crashes_the_callee() {
+fn a_request_whose_body_panics_in_drop_crashes_the_callee(workers: usize) {
     silence_expected_panics();
     struct Bomb;
     impl Drop for Bomb {
@@ -205,7 +197,7 @@ fn a_request_whose_body_panics_in_drop_crashes_the_callee() {
             panic!("{EXPECTED_PANIC} request body's drop");
         }
     }
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let callee = rt.spawn(|mut ctx| async move {
         let m = ctx.recv().await.message().unwrap();
         drop(m);
@@ -216,9 +208,8 @@ fn a_request_whose_body_panics_in_drop_crashes_the_callee() {
     );
 }
 
-#[test]
-fn a_process_calling_itself_fails_selfcall() {
-    let rt = runtime(2);
+fn a_process_calling_itself_fails_selfcall(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|ctx| async move {
         let got = ctx.runtime().call::<u64, u64>(ctx.pid(), 1, LONG).await;
         assert_eq!(got, Err(CallError::SelfCall));
@@ -226,9 +217,8 @@ fn a_process_calling_itself_fails_selfcall() {
     assert_eq!(run_for(&rt, PROMPT, p.join()), ExitReason::Normal);
 }
 
-#[test]
-fn a_call_times_out() {
-    let rt = runtime(2);
+fn a_call_times_out(workers: usize) {
+    let rt = runtime(workers);
     let (tx, _rx) = std::sync::mpsc::channel();
     let callee = holder(&rt, tx);
     assert_eq!(
@@ -242,9 +232,8 @@ fn a_call_times_out() {
 
 /// The caller times out; then the callee replies and exits. Neither the
 /// reply nor anything about the call's watch reaches the caller's mailbox.
-#[test]
-fn a_late_reply_is_dropped_and_nothing_reaches_the_mailbox() {
-    let rt = runtime(2);
+fn a_late_reply_is_dropped_and_nothing_reaches_the_mailbox(workers: usize) {
+    let rt = runtime(workers);
     let (tx, rx) = std::sync::mpsc::channel();
     let callee = holder(&rt, tx);
     let pid = callee.pid();
@@ -272,9 +261,8 @@ fn a_late_reply_is_dropped_and_nothing_reaches_the_mailbox() {
     assert_eq!(run(&rt, caller.join()), ExitReason::Normal);
 }
 
-#[test]
-fn a_deferred_reply_to_is_answered_from_another_process() {
-    let rt = runtime(2);
+fn a_deferred_reply_to_is_answered_from_another_process(workers: usize) {
+    let rt = runtime(workers);
     let worker = rt.spawn(|mut ctx| async move {
         let m = ctx.recv().await.message().unwrap();
         let (n, reply) = m.downcast::<(u64, ReplyTo<u64>)>().unwrap();
@@ -297,9 +285,8 @@ fn a_deferred_reply_to_is_answered_from_another_process() {
     assert_eq!(run(&rt, worker.join()), ExitReason::Normal);
 }
 
-#[test]
-fn a_deferred_reply_to_is_answered_from_a_plain_thread() {
-    let rt = runtime(2);
+fn a_deferred_reply_to_is_answered_from_a_plain_thread(workers: usize) {
+    let rt = runtime(workers);
     let (tx, rx) = std::sync::mpsc::channel();
     let callee = holder(&rt, tx);
     let t = std::thread::spawn(move || rx.recv().unwrap().reply(7));
@@ -307,9 +294,8 @@ fn a_deferred_reply_to_is_answered_from_a_plain_thread() {
     assert!(t.join().unwrap());
 }
 
-#[test]
-fn duration_max_waits_as_long_as_it_takes() {
-    let rt = runtime(2);
+fn duration_max_waits_as_long_as_it_takes(workers: usize) {
+    let rt = runtime(workers);
     let d = doubler(&rt);
     assert_eq!(
         run(&rt, rt.call::<u64, u64>(d.pid(), 4, Duration::MAX)),
@@ -331,9 +317,8 @@ fn a_call_to_a_full_mailbox_fails_noreply_at_once() {
     );
 }
 
-#[test]
-fn a_thousand_concurrent_callers_to_one_callee() {
-    let rt = runtime(2);
+fn a_thousand_concurrent_callers_to_one_callee(workers: usize) {
+    let rt = runtime(workers);
     let d = doubler(&rt);
     let to = d.pid();
     let ok = Arc::new(AtomicUsize::new(0));
@@ -367,3 +352,23 @@ fn call_error_displays_and_is_an_error() {
         assert!(!e.to_string().is_empty());
     }
 }
+
+on_workers!(
+    call_from_block_on_gets_the_reply_and_needs_no_helper_process,
+    request_knows_its_caller,
+    call_to_a_dead_or_unknown_pid_fails_noproc_at_once,
+    callee_crash_mid_call_fails_exited_crashed,
+    callee_killed_mid_call_fails_exited_killed,
+    callee_killed_with_the_request_still_queued_fails_exited_killed,
+    callee_ending_normally_mid_call_fails_exited_normal,
+    a_dropped_request_fails_noreply,
+    a_reply_to_dropped_on_a_plain_thread_fails_noreply,
+    a_request_whose_body_panics_in_drop_crashes_the_callee,
+    a_process_calling_itself_fails_selfcall,
+    a_call_times_out,
+    a_late_reply_is_dropped_and_nothing_reaches_the_mailbox,
+    a_deferred_reply_to_is_answered_from_another_process,
+    a_deferred_reply_to_is_answered_from_a_plain_thread,
+    duration_max_waits_as_long_as_it_takes,
+    a_thousand_concurrent_callers_to_one_callee,
+);

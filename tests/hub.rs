@@ -4,18 +4,17 @@
 //! stay right. Their cost per operation is shown by the `hub_*` benchmarks,
 //! not asserted here.
 
-mod common_signals;
+mod support;
 
-use common_signals::{check, recv, runtime, spawn_actor};
 use rusm_otp::{ExitReason, MonitorRef, Received};
 use std::collections::HashSet;
+use support::{check, on_workers, recv, runtime, spawn_actor};
 
 /// Monitors or links on the hub.
 const N: usize = 200_000;
 
-#[test]
-fn a_hub_with_many_monitors_fires_each_kept_one_exactly_once() {
-    let rt = runtime(2);
+fn a_hub_with_many_monitors_fires_each_kept_one_exactly_once(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -64,9 +63,8 @@ fn a_hub_with_many_monitors_fires_each_kept_one_exactly_once() {
     });
 }
 
-#[test]
-fn a_watcher_of_many_targets_gets_each_down_once_and_leaves_nothing() {
-    let rt = runtime(2);
+fn a_watcher_of_many_targets_gets_each_down_once_and_leaves_nothing(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -98,9 +96,8 @@ fn a_watcher_of_many_targets_gets_each_down_once_and_leaves_nothing() {
     });
 }
 
-#[test]
-fn a_hub_with_many_links_unlinks_and_signals_each_exactly_once() {
-    let rt = runtime(2);
+fn a_hub_with_many_links_unlinks_and_signals_each_exactly_once(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -183,3 +180,9 @@ fn a_hub_with_many_links_unlinks_and_signals_each_exactly_once() {
         }
     });
 }
+
+on_workers!(
+    a_hub_with_many_monitors_fires_each_kept_one_exactly_once,
+    a_watcher_of_many_targets_gets_each_down_once_and_leaves_nothing,
+    a_hub_with_many_links_unlinks_and_signals_each_exactly_once,
+);

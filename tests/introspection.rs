@@ -2,17 +2,16 @@
 //! trap_exit), `set_label`, `metrics`, and bounded mailboxes
 //! (`Builder::mailbox_capacity`, `dropped_messages`).
 
-mod common_signals;
+mod support;
 
-use common_signals::{Go, check, recv, run, runtime, spawn_actor, wait_until};
 use rusm_otp::{ExitReason, Pid, Received, Runtime};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use support::{Go, check, on_workers, recv, run, runtime, spawn_actor, wait_until_timed};
 
-#[test]
-fn info_reports_links_monitors_names_label_and_trap_exit() {
-    let rt = runtime(2);
+fn info_reports_links_monitors_names_label_and_trap_exit(workers: usize) {
+    let rt = runtime(workers);
     let p = spawn_actor(&rt);
     let pid = p.pid();
     let fresh = rt.info(pid).expect("alive");
@@ -65,9 +64,8 @@ fn info_reports_links_monitors_names_label_and_trap_exit() {
     }
 }
 
-#[test]
-fn info_of_a_dead_pid_is_none() {
-    let rt = runtime(2);
+fn info_of_a_dead_pid_is_none(workers: usize) {
+    let rt = runtime(workers);
     let p = spawn_actor(&rt);
     let pid = p.pid();
     assert!(rt.set_label(pid, "doomed"));
@@ -78,9 +76,8 @@ fn info_of_a_dead_pid_is_none() {
     assert_eq!(rt.info(Pid::from_raw(u64::MAX - 9)), None, "unknown pid");
 }
 
-#[test]
-fn info_reports_own_state_from_inside() {
-    let rt = runtime(2);
+fn info_reports_own_state_from_inside(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -94,9 +91,8 @@ fn info_reports_own_state_from_inside() {
     });
 }
 
-#[test]
-fn mailbox_depth_counts_messages_deferred_by_selective_receive() {
-    let rt = runtime(2);
+fn mailbox_depth_counts_messages_deferred_by_selective_receive(workers: usize) {
+    let rt = runtime(workers);
     // Takes only `(Pid, u64)` requests, by selective receive; every
     // string sent to it is deferred. It answers with its own mailbox depth.
     let picky = rt.spawn(|mut ctx| async move {
@@ -128,7 +124,7 @@ fn mailbox_depth_counts_messages_deferred_by_selective_receive() {
             other => panic!("unexpected {other:?}"),
         }
         // Parked again in its selective receive, past the deferred strings.
-        wait_until("the picky process to be idle with 4 deferred", || {
+        wait_until_timed("the picky process to be idle with 4 deferred", || {
             rt.info(picky_pid).unwrap().mailbox_depth == 4
         })
         .await;
@@ -214,10 +210,9 @@ fn metrics_has_one_entry_per_worker_and_polls_increase() {
     }
 }
 
-#[test]
-fn metrics_count_panics() {
-    common_signals::silence_expected_panics();
-    let rt = runtime(2);
+fn metrics_count_panics(workers: usize) {
+    support::silence_expected_panics();
+    let rt = runtime(workers);
     assert_eq!(rt.metrics().panics, 0);
     let p = spawn_actor(&rt);
     rt.send(p.pid(), Go::Panic);
@@ -278,7 +273,7 @@ fn down_and_exit_signals_are_delivered_when_mailbox_full() {
     let target_pid = target.pid();
     // Waits (without receiving) until told, then drains its mailbox.
     let full = rt.spawn(move |mut ctx| async move {
-        wait_until("the go flag", || go2.load(Ordering::SeqCst)).await;
+        wait_until_timed("the go flag", || go2.load(Ordering::SeqCst)).await;
         let mut msgs = Vec::new();
         let mut down = None;
         let mut exit = None;
@@ -314,3 +309,11 @@ fn down_and_exit_signals_are_delivered_when_mailbox_full() {
     go.store(true, Ordering::SeqCst);
     assert_eq!(run(&rt, full.join()), ExitReason::Normal);
 }
+
+on_workers!(
+    info_reports_links_monitors_names_label_and_trap_exit,
+    info_of_a_dead_pid_is_none,
+    info_reports_own_state_from_inside,
+    mailbox_depth_counts_messages_deferred_by_selective_receive,
+    metrics_count_panics,
+);

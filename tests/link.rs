@@ -2,13 +2,13 @@
 //! exits, trapping, `kill`, `unlink`, `spawn_link`, `send_exit`, `exit`, and
 //! the ordering of signals after messages from the same sender.
 
-mod common_signals;
+mod support;
 
-use common_signals::{
-    EXPECTED_PANIC, Go, check, recv, recv_msg, responds, run, runtime, silence_expected_panics,
-    spawn_actor,
-};
 use rusm_otp::{ExitReason, Pid, Received};
+use support::{
+    EXPECTED_PANIC, Go, check, on_workers, race_rounds, recv, recv_msg, responds, run, runtime,
+    silence_expected_panics, spawn_actor,
+};
 
 fn expect_exit(r: Received, from: Pid, reason: ExitReason) {
     match r {
@@ -19,9 +19,8 @@ fn expect_exit(r: Received, from: Pid, reason: ExitReason) {
     }
 }
 
-#[test]
-fn normal_exit_does_not_cascade() {
-    let rt = runtime(2);
+fn normal_exit_does_not_cascade(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let survivor = spawn_actor(&rt);
@@ -45,10 +44,9 @@ fn normal_exit_does_not_cascade() {
     });
 }
 
-#[test]
-fn abnormal_exit_cascades_with_original_reason() {
+fn abnormal_exit_cascades_with_original_reason(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -86,9 +84,8 @@ fn abnormal_exit_cascades_with_original_reason() {
     });
 }
 
-#[test]
-fn shutdown_cascades_with_original_reason() {
-    let rt = runtime(2);
+fn shutdown_cascades_with_original_reason(workers: usize) {
+    let rt = runtime(workers);
     let a = spawn_actor(&rt);
     let b = spawn_actor(&rt);
     let c = spawn_actor(&rt);
@@ -100,10 +97,9 @@ fn shutdown_cascades_with_original_reason() {
     assert_eq!(run(&rt, c.join()), ExitReason::Shutdown);
 }
 
-#[test]
-fn trapping_process_receives_exit_from_linked_crash() {
+fn trapping_process_receives_exit_from_linked_crash(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -123,9 +119,8 @@ fn trapping_process_receives_exit_from_linked_crash() {
     });
 }
 
-#[test]
-fn kill_is_untrappable() {
-    let rt = runtime(2);
+fn kill_is_untrappable(workers: usize) {
+    let rt = runtime(workers);
     let p = spawn_actor(&rt);
     rt.set_trap_exit(p.pid(), true);
     assert!(rt.info(p.pid()).unwrap().trap_exit);
@@ -133,9 +128,8 @@ fn kill_is_untrappable() {
     assert_eq!(run(&rt, p.join()), ExitReason::Killed);
 }
 
-#[test]
-fn killed_over_a_link_can_be_trapped() {
-    let rt = runtime(2);
+fn killed_over_a_link_can_be_trapped(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -156,10 +150,9 @@ fn killed_over_a_link_can_be_trapped() {
     });
 }
 
-#[test]
-fn unlinking_stops_propagation() {
+fn unlinking_stops_propagation(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -191,10 +184,9 @@ fn unlinking_stops_propagation() {
     });
 }
 
-#[test]
-fn link_is_symmetric_and_at_most_one_per_pair() {
+fn link_is_symmetric_and_at_most_one_per_pair(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let a = spawn_actor(&rt);
     let b = spawn_actor(&rt);
     rt.link(a.pid(), b.pid());
@@ -253,9 +245,8 @@ fn link_is_symmetric_and_at_most_one_per_pair() {
     rt.kill(b.pid());
 }
 
-#[test]
-fn self_link_does_nothing() {
-    let rt = runtime(2);
+fn self_link_does_nothing(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -270,9 +261,8 @@ fn self_link_does_nothing() {
     });
 }
 
-#[test]
-fn link_to_dead_pid_keeps_no_half_link_and_trapping_caller_gets_noproc() {
-    let rt = runtime(2);
+fn link_to_dead_pid_keeps_no_half_link_and_trapping_caller_gets_noproc(workers: usize) {
+    let rt = runtime(workers);
     let dead = spawn_actor(&rt);
     let dead_pid = dead.pid();
     rt.send(dead_pid, Go::Return);
@@ -314,10 +304,9 @@ fn link_to_dead_pid_keeps_no_half_link_and_trapping_caller_gets_noproc() {
     assert!(rt.kill(plain.pid()));
 }
 
-#[test]
-fn spawn_link_links_before_first_run() {
+fn spawn_link_links_before_first_run(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -372,9 +361,8 @@ fn spawn_link_links_before_first_run() {
     rt.kill(parent_pid);
 }
 
-#[test]
-fn spawn_link_from_outside_a_process_links_the_parent() {
-    let rt = runtime(2);
+fn spawn_link_from_outside_a_process_links_the_parent(workers: usize) {
+    let rt = runtime(workers);
     let parent = spawn_actor(&rt);
     let child = rt.spawn_link(parent.pid(), |mut ctx| async move {
         let _ = ctx.recv().await;
@@ -390,9 +378,8 @@ fn spawn_link_from_outside_a_process_links_the_parent() {
     );
 }
 
-#[test]
-fn send_exit_semantics() {
-    let rt = runtime(2);
+fn send_exit_semantics(workers: usize) {
+    let rt = runtime(workers);
     let sender = Pid::from_raw(u64::MAX - 1);
 
     // A trapping target receives the signal, even Normal.
@@ -440,9 +427,8 @@ fn send_exit_semantics() {
     assert!(!rt.send_exit(sender, gone_pid, ExitReason::Shutdown));
 }
 
-#[test]
-fn exit_ends_even_trapping_process() {
-    let rt = runtime(2);
+fn exit_ends_even_trapping_process(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -478,10 +464,9 @@ fn exit_ends_even_trapping_process() {
     });
 }
 
-#[test]
-fn signals_from_one_sender_keep_order() {
+fn signals_from_one_sender_keep_order(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -514,68 +499,35 @@ fn signals_from_one_sender_keep_order() {
     });
 }
 
-#[test]
-fn link_racing_unlink_never_leaves_half_a_link() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Barrier};
+fn link_racing_unlink_never_leaves_half_a_link(workers: usize) {
     const ROUNDS: usize = 10_000;
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let a = spawn_actor(&rt);
     let b = spawn_actor(&rt);
     let (pa, pb) = (a.pid(), b.pid());
     // Each round: the pair is linked; two threads unlink it while another
-    // links it again.
-    let start = Arc::new(Barrier::new(4));
-    let end = Arc::new(Barrier::new(4));
-    let threads: Vec<_> = (0..3)
-        .map(|i| {
-            let (rt, start, end) = (rt.clone(), start.clone(), end.clone());
-            std::thread::spawn(move || {
-                for round in 0..ROUNDS {
-                    start.wait();
-                    if i == 0 {
-                        // Sweep the link across the unlinks' span.
-                        for _ in 0..round % 256 {
-                            std::hint::spin_loop();
-                        }
-                        rt.link(pa, pb);
-                    } else {
-                        rt.unlink(pa, pb);
-                    }
-                    end.wait();
-                }
-            })
-        })
-        .collect();
-    // Widens the race: `info` takes a process's aux lock, which an unlink
-    // may then wait for between its two sides.
-    let stop = Arc::new(AtomicBool::new(false));
-    let prober = {
-        let (rt, stop) = (rt.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let _ = rt.info(pa);
-                let _ = rt.info(pb);
-            }
-        })
-    };
+    // links it again. The prober's `info` takes a process's aux lock, which
+    // an unlink may then wait for between its two sides.
     let mut half = None;
-    for round in 0..ROUNDS {
-        rt.link(pa, pb);
-        start.wait();
-        end.wait();
-        let (la, lb) = (rt.info(pa).unwrap().links, rt.info(pb).unwrap().links);
-        if la != lb {
-            half.get_or_insert((round, la, lb));
-            // Start the next round from a whole link again.
-            rt.unlink(pa, pb);
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
-    prober.join().unwrap();
+    let (r1, r2, r3, r4) = (rt.clone(), rt.clone(), rt.clone(), rt.clone());
+    race_rounds(
+        ROUNDS,
+        move || r1.link(pa, pb),
+        move || r2.unlink(pa, pb),
+        move || {
+            let _ = r3.info(pa);
+            let _ = r3.info(pb);
+        },
+        |_| r4.link(pa, pb),
+        |round| {
+            let (la, lb) = (rt.info(pa).unwrap().links, rt.info(pb).unwrap().links);
+            if la != lb {
+                half.get_or_insert((round, la, lb));
+                // Start the next round from a whole link again.
+                rt.unlink(pa, pb);
+            }
+        },
+    );
     assert_eq!(
         half, None,
         "a link held by one side only (round, links of a, of b)"
@@ -585,3 +537,22 @@ fn link_racing_unlink_never_leaves_half_a_link() {
     assert_eq!(run(&rt, a.join()), ExitReason::Killed);
     assert_eq!(run(&rt, b.join()), ExitReason::Killed);
 }
+
+on_workers!(
+    normal_exit_does_not_cascade,
+    abnormal_exit_cascades_with_original_reason,
+    shutdown_cascades_with_original_reason,
+    trapping_process_receives_exit_from_linked_crash,
+    kill_is_untrappable,
+    killed_over_a_link_can_be_trapped,
+    unlinking_stops_propagation,
+    link_is_symmetric_and_at_most_one_per_pair,
+    self_link_does_nothing,
+    link_to_dead_pid_keeps_no_half_link_and_trapping_caller_gets_noproc,
+    spawn_link_links_before_first_run,
+    spawn_link_from_outside_a_process_links_the_parent,
+    send_exit_semantics,
+    exit_ends_even_trapping_process,
+    signals_from_one_sender_keep_order,
+    link_racing_unlink_never_leaves_half_a_link,
+);

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
-use support::{DropCounter, poll_once, poll_once_foreign, run, runtime, wait_until};
+use support::{DropCounter, on_workers, poll_once, poll_once_foreign, run, runtime, wait_until};
 
 /// A sequenced message: (sender id, sequence number).
 type Seq = (u32, u64);
@@ -97,8 +97,7 @@ enum Small {
     B(u16),
 }
 
-#[test]
-fn messages_of_many_types_arrive_intact() {
+fn messages_of_many_types_arrive_intact(workers: usize) {
     let big = Big {
         words: [1, 2, 3, 4, 5, 6, 7, u64::MAX],
         name: "a large struct".to_string(),
@@ -106,7 +105,7 @@ fn messages_of_many_types_arrive_intact() {
     };
     assert!(std::mem::size_of::<Big>() > 16);
     let expected_big = big.clone();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let p = rt.spawn(move |mut ctx| async move {
         assert_eq!(expect::<u64>(ctx.recv().await, "u64"), 0xDEAD_BEEF_u64);
         assert_eq!(expect::<String>(ctx.recv().await, "String"), "héllo");
@@ -153,10 +152,9 @@ fn messages_of_many_types_arrive_intact() {
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
 }
 
-#[test]
-fn every_payload_is_dropped_exactly_once() {
+fn every_payload_is_dropped_exactly_once(workers: usize) {
     let drops = Arc::new(AtomicUsize::new(0));
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let d = drops.clone();
     let p = rt.spawn(move |mut ctx| async move {
         // Take one out and drop it here, leave the second queued (dropped
@@ -176,9 +174,8 @@ fn every_payload_is_dropped_exactly_once() {
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
 
-#[test]
-fn recv_match_takes_the_first_match_and_keeps_the_rest_in_arrival_order() {
-    let rt = runtime(2);
+fn recv_match_takes_the_first_match_and_keeps_the_rest_in_arrival_order(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|mut ctx| async move {
         let me = ctx.pid();
         let rt = ctx.runtime().clone();
@@ -209,9 +206,8 @@ fn recv_match_takes_the_first_match_and_keeps_the_rest_in_arrival_order() {
 /// The match arrives after the receive has deferred (and parked on) earlier
 /// messages; more non-matching messages arrive around it. Repeated so that
 /// both orders (arrivals before and after the receive parks) occur.
-#[test]
-fn recv_match_matches_later_arrivals_without_losing_deferred_ones() {
-    let rt = runtime(2);
+fn recv_match_matches_later_arrivals_without_losing_deferred_ones(workers: usize) {
+    let rt = runtime(workers);
     run(&rt, async {
         for round in 0..200u64 {
             // The helper sends 4, 5, "wanted", 6 to whoever asks.
@@ -251,9 +247,8 @@ fn recv_match_matches_later_arrivals_without_losing_deferred_ones() {
 
 /// A `recv_match` dropped while it has deferred messages loses none of them
 /// and leaves them in order.
-#[test]
-fn recv_match_is_cancel_safe() {
-    let rt = runtime(2);
+fn recv_match_is_cancel_safe(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|mut ctx| async move {
         let me = ctx.pid();
         let rt = ctx.runtime().clone();
@@ -279,9 +274,8 @@ fn recv_match_is_cancel_safe() {
 
 /// A `recv` polled once (parking the mailbox) and dropped: a message sent
 /// afterwards, by another process, still wakes and reaches the next `recv`.
-#[test]
-fn recv_dropped_while_parked_loses_no_later_message() {
-    let rt = runtime(2);
+fn recv_dropped_while_parked_loses_no_later_message(workers: usize) {
+    let rt = runtime(workers);
     run(&rt, async {
         for round in 0..100u64 {
             let helper = rt.spawn(|mut ctx| async move {
@@ -305,9 +299,8 @@ fn recv_dropped_while_parked_loses_no_later_message() {
 
 /// A message that arrives while a `recv` is parked, with the `recv` then
 /// dropped before it is polled again, is not lost.
-#[test]
-fn recv_dropped_after_a_message_arrived_loses_nothing() {
-    let rt = runtime(2);
+fn recv_dropped_after_a_message_arrived_loses_nothing(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|mut ctx| async move {
         let me = ctx.pid();
         let rt = ctx.runtime().clone();
@@ -329,9 +322,8 @@ fn recv_dropped_after_a_message_arrived_loses_nothing() {
 /// combinator), then dropped: neither the message that arrives meanwhile
 /// nor a later one sent by another process is lost, and the next plain
 /// `recv` is woken by it.
-#[test]
-fn recv_under_a_foreign_waker_is_cancel_safe() {
-    let rt = runtime(2);
+fn recv_under_a_foreign_waker_is_cancel_safe(workers: usize) {
+    let rt = runtime(workers);
     let helper = rt.spawn(|mut ctx| async move {
         let (asker, n) = expect::<(Pid, u64)>(ctx.recv().await, "helper");
         assert!(ctx.runtime().send(asker, n));
@@ -382,9 +374,8 @@ impl Wake for RecordingWaker {
 /// A `recv` polled by a combinator under the combinator's own waker parks;
 /// a message sent afterwards by another process must wake that waker (and
 /// through it the process), and the `recv` then yields the message.
-#[test]
-fn recv_under_a_combinators_waker_is_woken_by_a_send() {
-    let rt = runtime(2);
+fn recv_under_a_combinators_waker_is_woken_by_a_send(workers: usize) {
+    let rt = runtime(workers);
     run(&rt, async {
         for round in 0..50u64 {
             let helper = rt.spawn(|mut ctx| async move {
@@ -429,9 +420,8 @@ fn recv_under_a_combinators_waker_is_woken_by_a_send() {
 /// A waker a receive was once parked under is kept by the process for the
 /// next send; it usually holds the process's own waker, so the process must
 /// let go of it when it ends, or the two keep each other alive for ever.
-#[test]
-fn a_foreign_waker_a_receive_parked_under_is_released_when_the_process_ends() {
-    let rt = runtime(2);
+fn a_foreign_waker_a_receive_parked_under_is_released_when_the_process_ends(workers: usize) {
+    let rt = runtime(workers);
     let token = Arc::new(());
     let kept = token.clone();
     run(&rt, async {
@@ -476,9 +466,8 @@ impl Wake for TokenWaker {
     }
 }
 
-#[test]
-fn try_recv_is_none_when_empty_and_some_after_a_send() {
-    let rt = runtime(2);
+fn try_recv_is_none_when_empty_and_some_after_a_send(workers: usize) {
+    let rt = runtime(workers);
     let checked_empty = Arc::new(AtomicBool::new(false));
     let flag = checked_empty.clone();
     let p = rt.spawn(move |mut ctx| async move {
@@ -504,9 +493,8 @@ fn try_recv_is_none_when_empty_and_some_after_a_send() {
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
 }
 
-#[test]
-fn send_to_a_dead_pid_returns_false_and_drops_the_message() {
-    let rt = runtime(2);
+fn send_to_a_dead_pid_returns_false_and_drops_the_message(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|_ctx| async {});
     let pid = p.pid();
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
@@ -525,9 +513,8 @@ fn send_to_a_dead_pid_returns_false_and_drops_the_message() {
 
 /// Messages still queued when a process ends are dropped with it, both the
 /// ones a selective receive deferred and the ones not yet looked at.
-#[test]
-fn messages_left_in_a_mailbox_are_dropped_when_the_process_ends() {
-    let rt = runtime(2);
+fn messages_left_in_a_mailbox_are_dropped_when_the_process_ends(workers: usize) {
+    let rt = runtime(workers);
     let drops = Arc::new(AtomicUsize::new(0));
     let deferred = Arc::new(AtomicBool::new(false));
     let (flag, d) = (deferred.clone(), drops.clone());
@@ -599,3 +586,19 @@ fn recv_returns_at_once_when_a_message_is_queued() {
     });
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
 }
+
+on_workers!(
+    messages_of_many_types_arrive_intact,
+    every_payload_is_dropped_exactly_once,
+    recv_match_takes_the_first_match_and_keeps_the_rest_in_arrival_order,
+    recv_match_matches_later_arrivals_without_losing_deferred_ones,
+    recv_match_is_cancel_safe,
+    recv_dropped_while_parked_loses_no_later_message,
+    recv_dropped_after_a_message_arrived_loses_nothing,
+    recv_under_a_foreign_waker_is_cancel_safe,
+    recv_under_a_combinators_waker_is_woken_by_a_send,
+    a_foreign_waker_a_receive_parked_under_is_released_when_the_process_ends,
+    try_recv_is_none_when_empty_and_some_after_a_send,
+    send_to_a_dead_pid_returns_false_and_drops_the_message,
+    messages_left_in_a_mailbox_are_dropped_when_the_process_ends,
+);

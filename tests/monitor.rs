@@ -2,13 +2,13 @@
 //! for dead targets, `demonitor`, and cleanup of monitors whose watcher or
 //! target is gone.
 
-mod common_signals;
+mod support;
 
-use common_signals::{
-    Go, check, recv, responds, run, runtime, silence_expected_panics, spawn_actor,
-};
 use rusm_otp::{ExitReason, MonitorRef, Pid, Received};
 use std::collections::HashSet;
+use support::{
+    Go, check, on_workers, recv, responds, run, runtime, silence_expected_panics, spawn_actor,
+};
 
 fn expect_down(r: Received, reference: MonitorRef, pid: Pid, reason: ExitReason) {
     match r {
@@ -25,10 +25,9 @@ fn expect_down(r: Received, reference: MonitorRef, pid: Pid, reason: ExitReason)
     }
 }
 
-#[test]
-fn down_carries_exit_reason() {
+fn down_carries_exit_reason(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -68,9 +67,8 @@ fn down_carries_exit_reason() {
     });
 }
 
-#[test]
-fn down_is_delivered_to_a_watcher_that_does_not_trap_exits() {
-    let rt = runtime(2);
+fn down_is_delivered_to_a_watcher_that_does_not_trap_exits(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -83,9 +81,8 @@ fn down_is_delivered_to_a_watcher_that_does_not_trap_exits() {
     });
 }
 
-#[test]
-fn two_monitors_two_downs() {
-    let rt = runtime(2);
+fn two_monitors_two_downs(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -118,9 +115,8 @@ fn two_monitors_two_downs() {
     });
 }
 
-#[test]
-fn monitor_of_dead_pid_gives_noproc_at_once() {
-    let rt = runtime(2);
+fn monitor_of_dead_pid_gives_noproc_at_once(workers: usize) {
+    let rt = runtime(workers);
     let dead = spawn_actor(&rt);
     let dead_pid = dead.pid();
     rt.kill(dead_pid);
@@ -143,9 +139,8 @@ fn monitor_of_dead_pid_gives_noproc_at_once() {
     });
 }
 
-#[test]
-fn demonitor_prevents_down() {
-    let rt = runtime(2);
+fn demonitor_prevents_down(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -185,9 +180,8 @@ fn demonitor_prevents_down() {
     });
 }
 
-#[test]
-fn demonitor_racing_the_targets_death_never_leaves_a_late_down() {
-    let rt = runtime(2);
+fn demonitor_racing_the_targets_death_never_leaves_a_late_down(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -209,9 +203,8 @@ fn demonitor_racing_the_targets_death_never_leaves_a_late_down() {
     });
 }
 
-#[test]
-fn info_counts_monitors() {
-    let rt = runtime(2);
+fn info_counts_monitors(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -246,9 +239,8 @@ fn info_counts_monitors() {
     });
 }
 
-#[test]
-fn monitors_of_dead_watcher_are_cleaned_up() {
-    let rt = runtime(2);
+fn monitors_of_dead_watcher_are_cleaned_up(workers: usize) {
+    let rt = runtime(workers);
     let targets: Vec<_> = (0..10).map(|_| spawn_actor(&rt)).collect();
     let target_pids: Vec<Pid> = targets.iter().map(|t| t.pid()).collect();
     let pids = target_pids.clone();
@@ -263,7 +255,7 @@ fn monitors_of_dead_watcher_are_cleaned_up() {
     });
     run(
         &rt,
-        common_signals::wait_until("the watcher to place its monitors", || {
+        support::wait_until_timed("the watcher to place its monitors", || {
             rt.monitor_count() == 20
         }),
     );
@@ -314,9 +306,8 @@ fn monitors_of_dead_watcher_are_cleaned_up() {
     });
 }
 
-#[test]
-fn a_monitor_for_a_dead_or_unknown_watcher_is_never_stored_nor_fired() {
-    let rt = runtime(2);
+fn a_monitor_for_a_dead_or_unknown_watcher_is_never_stored_nor_fired(workers: usize) {
+    let rt = runtime(workers);
     let live = spawn_actor(&rt);
     let dead = spawn_actor(&rt);
     let dead_pid = dead.pid();
@@ -348,9 +339,8 @@ fn a_monitor_for_a_dead_or_unknown_watcher_is_never_stored_nor_fired() {
     });
 }
 
-#[test]
-fn monitors_placed_while_the_watcher_dies_are_never_left_behind() {
-    let rt = runtime(2);
+fn monitors_placed_while_the_watcher_dies_are_never_left_behind(workers: usize) {
+    let rt = runtime(workers);
     let target = spawn_actor(&rt);
     let t = target.pid();
     for _ in 0..100 {
@@ -382,3 +372,16 @@ fn monitors_placed_while_the_watcher_dies_are_never_left_behind() {
     }
     rt.kill(t);
 }
+
+on_workers!(
+    down_carries_exit_reason,
+    down_is_delivered_to_a_watcher_that_does_not_trap_exits,
+    two_monitors_two_downs,
+    monitor_of_dead_pid_gives_noproc_at_once,
+    demonitor_prevents_down,
+    demonitor_racing_the_targets_death_never_leaves_a_late_down,
+    info_counts_monitors,
+    monitors_of_dead_watcher_are_cleaned_up,
+    a_monitor_for_a_dead_or_unknown_watcher_is_never_stored_nor_fired,
+    monitors_placed_while_the_watcher_dies_are_never_left_behind,
+);

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use support::{
-    DropCounter, EXPECTED_PANIC, ping_pong, run, runtime, silence_expected_panics, threads_named,
-    wait_until,
+    DropCounter, EXPECTED_PANIC, on_workers, ping_pong, run, runtime, silence_expected_panics,
+    threads_named, wait_until,
 };
 
 /// Spawns a process that parks in `recv` forever (until it is ended from
@@ -52,9 +52,8 @@ fn wait_started(started: &Arc<AtomicUsize>, n: usize) {
     });
 }
 
-#[test]
-fn a_process_whose_body_returns_ends_normal() {
-    let rt = runtime(2);
+fn a_process_whose_body_returns_ends_normal(workers: usize) {
+    let rt = runtime(workers);
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
     let p = rt.spawn(move |_ctx| async move { r.store(true, Ordering::SeqCst) });
@@ -62,9 +61,8 @@ fn a_process_whose_body_returns_ends_normal() {
     assert!(ran.load(Ordering::SeqCst));
 }
 
-#[test]
-fn spawn_calls_the_closure_at_once_on_the_callers_thread() {
-    let rt = runtime(2);
+fn spawn_calls_the_closure_at_once_on_the_callers_thread(workers: usize) {
+    let rt = runtime(workers);
     let me = std::thread::current().id();
     let called_on = Arc::new(Mutex::new(None));
     let c = called_on.clone();
@@ -94,9 +92,8 @@ fn spawn_calls_the_closure_at_once_on_the_callers_thread() {
     assert_eq!(run(&rt, parent.join()), ExitReason::Normal);
 }
 
-#[test]
-fn spawn_works_inside_block_on_and_from_other_threads() {
-    let rt = runtime(2);
+fn spawn_works_inside_block_on_and_from_other_threads(workers: usize) {
+    let rt = runtime(workers);
     let in_block_on = run(&rt, async {
         let p = rt.spawn(|_ctx| async {});
         p.join().await
@@ -109,9 +106,8 @@ fn spawn_works_inside_block_on_and_from_other_threads() {
     assert_eq!(run(&rt, from_thread.join()), ExitReason::Normal);
 }
 
-#[test]
-fn kill_of_a_parked_process_ends_it_killed_and_drops_its_future() {
-    let rt = runtime(2);
+fn kill_of_a_parked_process_ends_it_killed_and_drops_its_future(workers: usize) {
+    let rt = runtime(workers);
     let started = Arc::new(AtomicUsize::new(0));
     let drops = Arc::new(AtomicUsize::new(0));
     let p = spawn_parked(&rt, &started, DropCounter(drops.clone()));
@@ -128,9 +124,8 @@ fn kill_of_a_parked_process_ends_it_killed_and_drops_its_future() {
     assert!(!rt.is_alive(pid));
 }
 
-#[test]
-fn kill_of_a_busy_yielding_process_ends_it_killed() {
-    let rt = runtime(2);
+fn kill_of_a_busy_yielding_process_ends_it_killed(workers: usize) {
+    let rt = runtime(workers);
     let started = Arc::new(AtomicUsize::new(0));
     let drops = Arc::new(AtomicUsize::new(0));
     let p = spawn_spinner(&rt, &started, DropCounter(drops.clone()));
@@ -165,9 +160,8 @@ fn kill_before_the_first_poll_ends_the_process_killed_without_running_it() {
     assert!(!ran.load(Ordering::SeqCst), "a killed process was polled");
 }
 
-#[test]
-fn exit_with_shutdown_ends_the_process_with_shutdown() {
-    let rt = runtime(2);
+fn exit_with_shutdown_ends_the_process_with_shutdown(workers: usize) {
+    let rt = runtime(workers);
     let started = Arc::new(AtomicUsize::new(0));
     let p = spawn_parked(&rt, &started, ());
     wait_started(&started, 1);
@@ -180,18 +174,16 @@ fn exit_with_shutdown_ends_the_process_with_shutdown() {
     assert_eq!(run(&rt, busy.join()), ExitReason::Shutdown);
 }
 
-#[test]
-fn a_process_that_exits_itself_crashed_and_returns_ends_crashed() {
-    let rt = runtime(2);
+fn a_process_that_exits_itself_crashed_and_returns_ends_crashed(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|ctx| async move {
         assert!(ctx.runtime().exit(ctx.pid(), ExitReason::Crashed));
     });
     assert_eq!(run(&rt, p.join()), ExitReason::Crashed);
 }
 
-#[test]
-fn exiting_itself_takes_effect_at_the_next_suspension_point() {
-    let rt = runtime(2);
+fn exiting_itself_takes_effect_at_the_next_suspension_point(workers: usize) {
+    let rt = runtime(workers);
     let resumed = Arc::new(AtomicBool::new(false));
     let r = resumed.clone();
     let p = rt.spawn(move |ctx| async move {
@@ -206,9 +198,8 @@ fn exiting_itself_takes_effect_at_the_next_suspension_point() {
     );
 }
 
-#[test]
-fn kill_and_exit_of_a_dead_pid_return_false() {
-    let rt = runtime(2);
+fn kill_and_exit_of_a_dead_pid_return_false(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|_ctx| async {});
     let pid = p.pid();
     let started = Arc::new(AtomicUsize::new(0));
@@ -224,9 +215,8 @@ fn kill_and_exit_of_a_dead_pid_return_false() {
     }
 }
 
-#[test]
-fn send_to_a_dead_pid_returns_false() {
-    let rt = runtime(2);
+fn send_to_a_dead_pid_returns_false(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|_ctx| async {});
     let pid = p.pid();
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
@@ -244,9 +234,8 @@ fn a_fresh_runtime_has_no_processes() {
     assert_eq!(rt.shutdown(), 0);
 }
 
-#[test]
-fn counters_list_and_is_alive_track_live_processes() {
-    let rt = runtime(2);
+fn counters_list_and_is_alive_track_live_processes(workers: usize) {
+    let rt = runtime(workers);
     let started = Arc::new(AtomicUsize::new(0));
     // Each process ends normally on its first message.
     let handles: Vec<ProcessHandle> = (0..10)
@@ -303,9 +292,8 @@ fn counters_list_and_is_alive_track_live_processes() {
     assert!(pids.iter().all(|&p| !rt.is_alive(p)));
 }
 
-#[test]
-fn dropping_a_handle_does_not_kill_the_process() {
-    let rt = runtime(2);
+fn dropping_a_handle_does_not_kill_the_process(workers: usize) {
+    let rt = runtime(workers);
     let got = Arc::new(AtomicUsize::new(0));
     let g = got.clone();
     let p = rt.spawn(move |mut ctx| async move {
@@ -357,10 +345,9 @@ fn panics_end_processes_crashed_and_the_workers_survive() {
     assert_eq!(threads_named("rsmpanic-"), 2, "a worker thread died");
 }
 
-#[test]
-fn panic_message_holds_the_panic_text() {
+fn panic_message_holds_the_panic_text(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let formatted = rt.spawn(|_ctx| async move {
         let n = 42;
         panic!("{EXPECTED_PANIC} formatted panic {n}");
@@ -417,11 +404,10 @@ fn a_panicking_destructor_does_not_take_down_the_worker() {
 
 /// 100,000 processes spawned and ended: every pid is new and greater than
 /// every pid before it, and a stale pid reaches nothing.
-#[test]
-fn pids_are_never_reused() {
+fn pids_are_never_reused(workers: usize) {
     const BATCH: usize = 1_000;
     const BATCHES: usize = 100;
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let mut seen: HashSet<Pid> = HashSet::with_capacity(BATCH * BATCHES);
     let mut max: Option<Pid> = None;
     let mut first = None;
@@ -456,10 +442,9 @@ fn pids_are_never_reused() {
     assert_eq!(run(&rt, live.join()), ExitReason::Killed);
 }
 
-#[test]
-fn join_works_from_inside_another_process() {
+fn join_works_from_inside_another_process(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let started = Arc::new(AtomicUsize::new(0));
     let target = spawn_parked(&rt, &started, ());
     let target_pid = target.pid();
@@ -489,9 +474,8 @@ fn join_works_from_inside_another_process() {
     );
 }
 
-#[test]
-fn join_resolves_after_teardown_is_complete() {
-    let rt = runtime(2);
+fn join_resolves_after_teardown_is_complete(workers: usize) {
+    let rt = runtime(workers);
     let drops = Arc::new(AtomicUsize::new(0));
     let d = DropCounter(drops.clone());
     let p = rt.spawn(move |_ctx| async move {
@@ -507,9 +491,8 @@ fn join_resolves_after_teardown_is_complete() {
     assert!(!rt.list().contains(&pid));
 }
 
-#[test]
-fn shutdown_kills_every_process_and_returns_how_many() {
-    let rt = runtime(2);
+fn shutdown_kills_every_process_and_returns_how_many(workers: usize) {
+    let rt = runtime(workers);
     let started = Arc::new(AtomicUsize::new(0));
     let drops = Arc::new(AtomicUsize::new(0));
     let mut handles: Vec<ProcessHandle> = (0..5)
@@ -626,3 +609,23 @@ fn pids_and_reasons_format_and_classify() {
         assert!(r.is_abnormal(), "{r:?}");
     }
 }
+
+on_workers!(
+    a_process_whose_body_returns_ends_normal,
+    spawn_calls_the_closure_at_once_on_the_callers_thread,
+    spawn_works_inside_block_on_and_from_other_threads,
+    kill_of_a_parked_process_ends_it_killed_and_drops_its_future,
+    kill_of_a_busy_yielding_process_ends_it_killed,
+    exit_with_shutdown_ends_the_process_with_shutdown,
+    a_process_that_exits_itself_crashed_and_returns_ends_crashed,
+    exiting_itself_takes_effect_at_the_next_suspension_point,
+    kill_and_exit_of_a_dead_pid_return_false,
+    send_to_a_dead_pid_returns_false,
+    counters_list_and_is_alive_track_live_processes,
+    dropping_a_handle_does_not_kill_the_process,
+    panic_message_holds_the_panic_text,
+    pids_are_never_reused,
+    join_works_from_inside_another_process,
+    join_resolves_after_teardown_is_complete,
+    shutdown_kills_every_process_and_returns_how_many,
+);

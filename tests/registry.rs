@@ -2,22 +2,21 @@
 //! `whereis_or_spawn` under a race, release at exit (before any `Down`),
 //! and process groups.
 
-mod common_signals;
+mod support;
 
-use common_signals::{
-    Go, check, recv, recv_msg, responds, run, runtime, silence_expected_panics, spawn_actor,
-    wait_until,
-};
 use rusm_otp::{ExitReason, Pid, Received, Runtime};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Wake, Waker};
+use support::{
+    Go, check, on_workers, race_rounds, recv, recv_msg, responds, run, runtime,
+    silence_expected_panics, spawn_actor, wait_until_timed,
+};
 
-#[test]
-fn register_whereis_unregister() {
-    let rt = runtime(2);
+fn register_whereis_unregister(workers: usize) {
+    let rt = runtime(workers);
     let p = spawn_actor(&rt);
     assert_eq!(rt.whereis("svc"), None);
     assert!(rt.register("svc", p.pid()));
@@ -39,9 +38,8 @@ fn register_whereis_unregister() {
     rt.kill(q.pid());
 }
 
-#[test]
-fn register_of_a_taken_name_is_refused() {
-    let rt = runtime(2);
+fn register_of_a_taken_name_is_refused(workers: usize) {
+    let rt = runtime(workers);
     let p = spawn_actor(&rt);
     let q = spawn_actor(&rt);
     assert!(rt.register("taken", p.pid()));
@@ -54,9 +52,8 @@ fn register_of_a_taken_name_is_refused() {
     rt.kill(q.pid());
 }
 
-#[test]
-fn register_of_a_dead_pid_is_refused() {
-    let rt = runtime(2);
+fn register_of_a_dead_pid_is_refused(workers: usize) {
+    let rt = runtime(workers);
     let p = spawn_actor(&rt);
     let pid = p.pid();
     rt.kill(pid);
@@ -70,10 +67,9 @@ fn register_of_a_dead_pid_is_refused() {
     assert_eq!(rt.whereis("ghost"), None);
 }
 
-#[test]
-fn names_are_released_at_exit() {
+fn names_are_released_at_exit(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     for (i, how) in ["kill", "panic", "return"].into_iter().enumerate() {
         let p = spawn_actor(&rt);
         let name = format!("released-{i}");
@@ -89,10 +85,9 @@ fn names_are_released_at_exit() {
     }
 }
 
-#[test]
-fn names_are_released_before_down() {
+fn names_are_released_before_down(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -166,13 +161,12 @@ impl Wake for RegistryProbe {
     }
 }
 
-#[test]
-fn names_are_released_before_the_down_or_exit_is_delivered() {
+fn names_are_released_before_the_down_or_exit_is_delivered(workers: usize) {
     // The watcher parks its receive under a waker of its own, so the wake
     // that delivering the Down (or Exit) owes it runs right at delivery:
     // the registry must already be clean then, not merely by the time the
     // watcher gets to run.
-    let rt = runtime(2);
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -236,9 +230,8 @@ fn names_are_released_before_the_down_or_exit_is_delivered() {
     });
 }
 
-#[test]
-fn send_named() {
-    let rt = runtime(2);
+fn send_named(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -259,9 +252,8 @@ fn send_named() {
     assert!(!rt.send_named("gone", 1u8), "the holder ended");
 }
 
-#[test]
-fn whereis_or_spawn_returns_the_incumbent_without_spawning() {
-    let rt = runtime(2);
+fn whereis_or_spawn_returns_the_incumbent_without_spawning(workers: usize) {
+    let rt = runtime(workers);
     let p = spawn_actor(&rt);
     assert!(rt.register("incumbent", p.pid()));
     let spawned = rt.spawned();
@@ -286,10 +278,9 @@ fn whereis_or_spawn_returns_the_incumbent_without_spawning() {
     rt.kill(p.pid());
 }
 
-#[test]
-fn whereis_or_spawn_with_32_racing_threads_yields_one_winner() {
+fn whereis_or_spawn_with_32_racing_threads_yields_one_winner(workers: usize) {
     const THREADS: usize = 32;
-    let rt = runtime(2);
+    let rt = runtime(workers);
     for round in 0..10 {
         let name = format!("singleton-{round}");
         let bodies = Arc::new(AtomicUsize::new(0));
@@ -324,7 +315,7 @@ fn whereis_or_spawn_with_32_racing_threads_yields_one_winner() {
         assert!(rt.is_alive(winner));
         run(
             &rt,
-            wait_until("the losers to be gone and the winner to run", || {
+            wait_until_timed("the losers to be gone and the winner to run", || {
                 rt.process_count() == 1 && bodies.load(Ordering::SeqCst) >= 1
             }),
         );
@@ -337,15 +328,14 @@ fn whereis_or_spawn_with_32_racing_threads_yields_one_winner() {
         rt.kill(winner);
         run(
             &rt,
-            wait_until("the winner to end", || rt.process_count() == 0),
+            wait_until_timed("the winner to end", || rt.process_count() == 0),
         );
         assert_eq!(rt.whereis(&name), None);
     }
 }
 
-#[test]
-fn register_tag_twice_returns_true_and_changes_nothing() {
-    let rt = runtime(2);
+fn register_tag_twice_returns_true_and_changes_nothing(workers: usize) {
+    let rt = runtime(workers);
     let p = spawn_actor(&rt);
     assert!(rt.register_tag("group", p.pid()));
     assert!(rt.register_tag("group", p.pid()), "tagging again is fine");
@@ -360,9 +350,8 @@ fn register_tag_twice_returns_true_and_changes_nothing() {
     rt.kill(p.pid());
 }
 
-#[test]
-fn whereis_tag_lists_members_in_ascending_order() {
-    let rt = runtime(2);
+fn whereis_tag_lists_members_in_ascending_order(workers: usize) {
+    let rt = runtime(workers);
     let ps: Vec<_> = (0..5).map(|_| spawn_actor(&rt)).collect();
     for p in ps.iter().rev() {
         assert!(rt.register_tag("workers", p.pid()));
@@ -385,9 +374,8 @@ fn whereis_tag_lists_members_in_ascending_order() {
     }
 }
 
-#[test]
-fn unregister_tag_removes_one_member() {
-    let rt = runtime(2);
+fn unregister_tag_removes_one_member(workers: usize) {
+    let rt = runtime(workers);
     let a = spawn_actor(&rt);
     let b = spawn_actor(&rt);
     assert!(rt.register_tag("g", a.pid()));
@@ -405,9 +393,8 @@ fn unregister_tag_removes_one_member() {
     rt.kill(b.pid());
 }
 
-#[test]
-fn kill_tag_kills_the_members_and_returns_the_count() {
-    let rt = runtime(2);
+fn kill_tag_kills_the_members_and_returns_the_count(workers: usize) {
+    let rt = runtime(workers);
     let members: Vec<_> = (0..4).map(|_| spawn_actor(&rt)).collect();
     let outsider = spawn_actor(&rt);
     for m in &members {
@@ -431,10 +418,9 @@ fn kill_tag_kills_the_members_and_returns_the_count() {
     rt.kill(outsider_pid);
 }
 
-#[test]
-fn tags_are_released_at_exit() {
+fn tags_are_released_at_exit(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let a = spawn_actor(&rt);
     let b = spawn_actor(&rt);
     let c = spawn_actor(&rt);
@@ -454,66 +440,60 @@ fn tags_are_released_at_exit() {
     assert!(rt.whereis_tag("team").is_empty());
 }
 
-#[test]
-fn register_racing_unregister_never_leaves_a_name_behind() {
+fn register_racing_unregister_never_leaves_a_name_behind(workers: usize) {
     const ROUNDS: usize = 10_000;
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let p = spawn_actor(&rt);
     let pid = p.pid();
     // Each round: the name is held by `pid`; two threads unregister it
-    // while another registers it again for the same pid.
-    let start = Arc::new(Barrier::new(4));
-    let end = Arc::new(Barrier::new(4));
-    let threads: Vec<_> = (0..3)
-        .map(|i| {
-            let (rt, start, end) = (rt.clone(), start.clone(), end.clone());
-            std::thread::spawn(move || {
-                for round in 0..ROUNDS {
-                    start.wait();
-                    if i == 0 {
-                        // Sweep the register across the unregisters' span.
-                        for _ in 0..round % 256 {
-                            std::hint::spin_loop();
-                        }
-                        rt.register("racy", pid);
-                    } else {
-                        rt.unregister("racy");
-                    }
-                    end.wait();
-                }
-            })
-        })
-        .collect();
-    // Widens the race: `info` takes the process's aux lock, so an
-    // `unregister` often waits for it between its two steps.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let prober = {
-        let (rt, stop) = (rt.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let _ = rt.info(pid);
-            }
-        })
-    };
+    // while another registers it again for the same pid. The prober's
+    // `info` takes the process's aux lock, so an `unregister` often waits
+    // for it between its two steps.
     let mut leaked = None;
-    for round in 0..ROUNDS {
-        rt.register("racy", pid);
-        start.wait();
-        end.wait();
-        // The registry and the process agree on what it holds, so its end
-        // releases exactly that.
-        let held = rt.info(pid).unwrap().names.iter().any(|n| n == "racy");
-        if (rt.whereis("racy") == Some(pid)) != held {
-            leaked.get_or_insert(round);
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
-    prober.join().unwrap();
+    let (r1, r2, r3, r4) = (rt.clone(), rt.clone(), rt.clone(), rt.clone());
+    race_rounds(
+        ROUNDS,
+        move || {
+            r1.register("racy", pid);
+        },
+        move || {
+            r2.unregister("racy");
+        },
+        move || {
+            let _ = r3.info(pid);
+        },
+        |_| {
+            r4.register("racy", pid);
+        },
+        |round| {
+            // The registry and the process agree on what it holds, so its
+            // end releases exactly that.
+            let held = rt.info(pid).unwrap().names.iter().any(|n| n == "racy");
+            if (rt.whereis("racy") == Some(pid)) != held {
+                leaked.get_or_insert(round);
+            }
+        },
+    );
     rt.kill(pid);
     assert_eq!(run(&rt, p.join()), ExitReason::Killed);
     assert_eq!(leaked, None, "the registry and the process disagreed");
     assert_eq!(rt.whereis("racy"), None, "the name outlived {pid}");
 }
+
+on_workers!(
+    register_whereis_unregister,
+    register_of_a_taken_name_is_refused,
+    register_of_a_dead_pid_is_refused,
+    names_are_released_at_exit,
+    names_are_released_before_down,
+    names_are_released_before_the_down_or_exit_is_delivered,
+    send_named,
+    whereis_or_spawn_returns_the_incumbent_without_spawning,
+    whereis_or_spawn_with_32_racing_threads_yields_one_winner,
+    register_tag_twice_returns_true_and_changes_nothing,
+    whereis_tag_lists_members_in_ascending_order,
+    unregister_tag_removes_one_member,
+    kill_tag_kills_the_members_and_returns_the_count,
+    tags_are_released_at_exit,
+    register_racing_unregister_never_leaves_a_name_behind,
+);

@@ -9,7 +9,9 @@ use rusm_otp::{
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{EXPECTED_PANIC, run, run_for, runtime, silence_expected_panics, wait_until};
+use support::{
+    EXPECTED_PANIC, on_workers, run, run_for, runtime, silence_expected_panics, wait_until,
+};
 
 const LONG: Duration = Duration::from_secs(3600);
 
@@ -106,9 +108,8 @@ fn server_ref_is_clone_send_sync_debug() {
     check::<ServerRef<Counter>>();
 }
 
-#[test]
-fn calls_casts_and_infos_reach_their_handlers() {
-    let rt = runtime(2);
+fn calls_casts_and_infos_reach_their_handlers(workers: usize) {
+    let rt = runtime(workers);
     let l = Log::default();
     let h = rt.spawn_server(Counter::new(&l));
     let s: ServerRef<Counter> = ServerRef::new(&rt, h.pid());
@@ -133,9 +134,8 @@ fn calls_casts_and_infos_reach_their_handlers() {
     assert!(format!("{s:?}").contains("Counter"));
 }
 
-#[test]
-fn flow_stop_runs_terminate_and_exits_with_the_reason() {
-    let rt = runtime(2);
+fn flow_stop_runs_terminate_and_exits_with_the_reason(workers: usize) {
+    let rt = runtime(workers);
     let l = Log::default();
     let h = rt.spawn_server(Counter::new(&l));
     let s: ServerRef<Counter> = ServerRef::new(&rt, h.pid());
@@ -149,10 +149,9 @@ fn flow_stop_runs_terminate_and_exits_with_the_reason() {
     );
 }
 
-#[test]
-fn a_panic_in_handle_call_crashes_the_server_and_fails_the_call() {
+fn a_panic_in_handle_call_crashes_the_server_and_fails_the_call(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let l = Log::default();
     let h = rt.spawn_server(Counter::new(&l));
     let s: ServerRef<Counter> = ServerRef::new(&rt, h.pid());
@@ -170,9 +169,8 @@ fn a_panic_in_handle_call_crashes_the_server_and_fails_the_call() {
 /// The parent (the process that spawned the server) sends it an exit
 /// signal: a trapping server runs `terminate` and exits with that reason.
 /// The same signal from anyone else is just information.
-#[test]
-fn a_trapping_server_obeys_its_parents_exit_signal_only() {
-    let rt = runtime(2);
+fn a_trapping_server_obeys_its_parents_exit_signal_only(workers: usize) {
+    let rt = runtime(workers);
     let l = Log::default();
     let l2 = l.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -207,9 +205,8 @@ fn a_trapping_server_obeys_its_parents_exit_signal_only() {
 }
 
 /// A trapping server linked to its parent stops when the parent is killed.
-#[test]
-fn a_trapping_server_stops_when_its_linked_parent_is_killed() {
-    let rt = runtime(2);
+fn a_trapping_server_stops_when_its_linked_parent_is_killed(workers: usize) {
+    let rt = runtime(workers);
     let l = Log::default();
     let l2 = l.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -231,10 +228,9 @@ fn a_trapping_server_stops_when_its_linked_parent_is_killed() {
     assert_eq!(seen(&l).last().unwrap(), "terminate killed");
 }
 
-#[test]
-fn a_server_under_a_supervisor_is_restarted_after_a_panic_in_handle_call() {
+fn a_server_under_a_supervisor_is_restarted_after_a_panic_in_handle_call(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let l = Log::default();
     let l2 = l.clone();
     let sup = rt
@@ -265,9 +261,8 @@ fn a_server_under_a_supervisor_is_restarted_after_a_panic_in_handle_call() {
 }
 
 /// A server child that traps exits does not outlive its supervisor.
-#[test]
-fn a_trapping_server_child_stops_when_its_supervisor_is_killed() {
-    let rt = runtime(2);
+fn a_trapping_server_child_stops_when_its_supervisor_is_killed(workers: usize) {
+    let rt = runtime(workers);
     let l = Log::default();
     let l2 = l.clone();
     let sup = rt
@@ -289,3 +284,13 @@ fn a_trapping_server_child_stops_when_its_supervisor_is_killed() {
     assert_eq!(run(&rt, sup.join()), ExitReason::Killed);
     wait_until("the server child has stopped", || !rt.is_alive(pid));
 }
+
+on_workers!(
+    calls_casts_and_infos_reach_their_handlers,
+    flow_stop_runs_terminate_and_exits_with_the_reason,
+    a_panic_in_handle_call_crashes_the_server_and_fails_the_call,
+    a_trapping_server_obeys_its_parents_exit_signal_only,
+    a_trapping_server_stops_when_its_linked_parent_is_killed,
+    a_server_under_a_supervisor_is_restarted_after_a_panic_in_handle_call,
+    a_trapping_server_child_stops_when_its_supervisor_is_killed,
+);

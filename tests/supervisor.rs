@@ -2,17 +2,18 @@
 //! bounded polling), plus tree teardown, giving up, `WhichChildren`, an
 //! orderly shutdown, and a large unlimited restart storm.
 
-mod common_signals;
+mod support;
 
-use common_signals::{
-    EXPECTED_PANIC, check, recv, run, runtime, silence_expected_panics, wait_until,
-};
 use rusm_otp::supervisor::{Children, WhichChildren};
 use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
+use support::{
+    EXPECTED_PANIC, check, on_workers, recv, run, runtime, silence_expected_panics,
+    wait_until_timed,
+};
 
 /// A child that registers itself under `name` and then idles, so a test can
 /// find it by name and observe a restart as a *changed* pid.
@@ -43,7 +44,7 @@ fn crasher(counter: Arc<AtomicU32>) -> impl Fn(&Runtime) -> ProcessHandle + Send
 }
 
 async fn wait_for(rt: &Runtime, name: &str) -> Pid {
-    wait_until(&format!("{name} to be registered"), || {
+    wait_until_timed(&format!("{name} to be registered"), || {
         rt.whereis(name).is_some()
     })
     .await;
@@ -51,7 +52,7 @@ async fn wait_for(rt: &Runtime, name: &str) -> Pid {
 }
 
 async fn wait_for_change(rt: &Runtime, name: &str, old: Pid) -> Pid {
-    wait_until(&format!("{name} to be restarted"), || {
+    wait_until_timed(&format!("{name} to be restarted"), || {
         rt.whereis(name).is_some_and(|p| p != old)
     })
     .await;
@@ -71,9 +72,8 @@ async fn which_children(ctx: &mut rusm_otp::Context, sup: Pid) -> Vec<Pid> {
     }
 }
 
-#[test]
-fn one_for_one_restarts_only_the_failed_child() {
-    let rt = runtime(2);
+fn one_for_one_restarts_only_the_failed_child(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .child(named("c0"))
@@ -105,9 +105,8 @@ fn one_for_one_restarts_only_the_failed_child() {
     assert_eq!(run(&rt, sup.join()), ExitReason::Killed);
 }
 
-#[test]
-fn one_for_all_restarts_every_child() {
-    let rt = runtime(2);
+fn one_for_all_restarts_every_child(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForAll)
         .child(named("a0"))
@@ -137,9 +136,8 @@ fn one_for_all_restarts_every_child() {
     assert_eq!(run(&rt, sup.join()), ExitReason::Killed);
 }
 
-#[test]
-fn rest_for_one_restarts_the_failed_and_later_children() {
-    let rt = runtime(2);
+fn rest_for_one_restarts_the_failed_and_later_children(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::RestForOne)
         .child(named("r0"))
@@ -176,10 +174,9 @@ fn rest_for_one_restarts_the_failed_and_later_children() {
     assert_eq!(run(&rt, sup.join()), ExitReason::Killed);
 }
 
-#[test]
-fn restart_intensity_stops_the_supervisor() {
+fn restart_intensity_stops_the_supervisor(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let crashes = Arc::new(AtomicU32::new(0));
     let _sup = rt
         .supervisor(Strategy::OneForOne)
@@ -191,7 +188,7 @@ fn restart_intensity_stops_the_supervisor() {
     // so every process drains: the initial start plus 3 restarts = 4 crashes.
     run(
         &rt,
-        wait_until("every process to end", || rt.process_count() == 0),
+        wait_until_timed("every process to end", || rt.process_count() == 0),
     );
     assert_eq!(
         crashes.load(Ordering::SeqCst),
@@ -201,10 +198,9 @@ fn restart_intensity_stops_the_supervisor() {
     assert!(rt.list().is_empty());
 }
 
-#[test]
-fn restart_intensity_over_lifetime() {
+fn restart_intensity_over_lifetime(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let crashes = Arc::new(AtomicU32::new(0));
     let sup = rt
         .supervisor(Strategy::OneForOne)
@@ -216,13 +212,12 @@ fn restart_intensity_over_lifetime() {
     assert_eq!(crashes.load(Ordering::SeqCst), 3, "start + 2 restarts");
     run(
         &rt,
-        wait_until("every process to end", || rt.process_count() == 0),
+        wait_until_timed("every process to end", || rt.process_count() == 0),
     );
 }
 
-#[test]
-fn supervisor_gives_up_with_crashed() {
-    let rt = runtime(2);
+fn supervisor_gives_up_with_crashed(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForAll)
         .max_restarts(2)
@@ -262,15 +257,14 @@ fn supervisor_gives_up_with_crashed() {
     assert_eq!(run(&rt, watcher.join()), ExitReason::Normal);
     run(
         &rt,
-        wait_until("the children to end with it", || rt.process_count() == 0),
+        wait_until_timed("the children to end with it", || rt.process_count() == 0),
     );
     assert_eq!(rt.whereis("victim"), None);
     assert_eq!(rt.whereis("bystander"), None);
 }
 
-#[test]
-fn killing_the_supervisor_kills_its_children() {
-    let rt = runtime(2);
+fn killing_the_supervisor_kills_its_children(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .child(named("k0"))
@@ -313,13 +307,12 @@ fn killing_the_supervisor_kills_its_children() {
     assert!(rt.list().is_empty());
     run(
         &rt,
-        wait_until("the counters to settle", || rt.process_count() == 0),
+        wait_until_timed("the counters to settle", || rt.process_count() == 0),
     );
 }
 
-#[test]
-fn shutdown_exit_signal_terminates_the_tree_in_order() {
-    let rt = runtime(2);
+fn shutdown_exit_signal_terminates_the_tree_in_order(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .child(named("s0"))
@@ -342,9 +335,8 @@ fn shutdown_exit_signal_terminates_the_tree_in_order() {
     );
 }
 
-#[test]
-fn which_children_reports_children() {
-    let rt = runtime(2);
+fn which_children_reports_children(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .child(named("w0"))
@@ -374,12 +366,11 @@ fn which_children_reports_children() {
     assert_eq!(run(&rt, sup.join()), ExitReason::Killed);
 }
 
-#[test]
-fn unlimited_restart_storm_is_linear_enough() {
+fn unlimited_restart_storm_is_linear_enough(workers: usize) {
     const CHILDREN: usize = 100;
     const CRASHES: usize = 100;
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let starts: Arc<Vec<AtomicUsize>> =
         Arc::new((0..CHILDREN).map(|_| AtomicUsize::new(0)).collect());
     let settled = Arc::new(AtomicUsize::new(0));
@@ -407,7 +398,7 @@ fn unlimited_restart_storm_is_linear_enough() {
     let sup_pid = sup.pid();
     run(
         &rt,
-        wait_until("every child to settle", || {
+        wait_until_timed("every child to settle", || {
             settled.load(Ordering::SeqCst) == CHILDREN
         }),
     );
@@ -441,6 +432,19 @@ fn unlimited_restart_storm_is_linear_enough() {
     assert_eq!(run(&rt, sup.join()), ExitReason::Killed);
     run(
         &rt,
-        wait_until("the tree to end", || rt.process_count() == 0),
+        wait_until_timed("the tree to end", || rt.process_count() == 0),
     );
 }
+
+on_workers!(
+    one_for_one_restarts_only_the_failed_child,
+    one_for_all_restarts_every_child,
+    rest_for_one_restarts_the_failed_and_later_children,
+    restart_intensity_stops_the_supervisor,
+    restart_intensity_over_lifetime,
+    supervisor_gives_up_with_crashed,
+    killing_the_supervisor_kills_its_children,
+    shutdown_exit_signal_terminates_the_tree_in_order,
+    which_children_reports_children,
+    unlimited_restart_storm_is_linear_enough,
+);

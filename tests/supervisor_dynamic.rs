@@ -7,7 +7,7 @@ use rusm_otp::supervisor::{ChildCount, ChildSpec, Restart, SupervisorError, Supe
 use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use support::{EXPECTED_PANIC, run, runtime, silence_expected_panics, wait_until};
+use support::{EXPECTED_PANIC, on_workers, run, runtime, silence_expected_panics, wait_until};
 
 fn idle(rt: &Runtime) -> ProcessHandle {
     rt.spawn(|mut ctx| async move {
@@ -17,9 +17,8 @@ fn idle(rt: &Runtime) -> ProcessHandle {
     })
 }
 
-#[test]
-fn terminate_then_restart_then_delete() {
-    let rt = runtime(2);
+fn terminate_then_restart_then_delete(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .child_spec(ChildSpec::new("a", idle))
@@ -70,10 +69,9 @@ fn terminate_then_restart_then_delete() {
     run(&rt, sup.join());
 }
 
-#[test]
-fn every_supervisor_error() {
+fn every_supervisor_error(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .max_children(3)
@@ -160,9 +158,8 @@ fn every_supervisor_error() {
     }
 }
 
-#[test]
-fn a_request_to_a_supervisor_that_dies_before_answering_fails_with_noproc() {
-    let rt = runtime(2);
+fn a_request_to_a_supervisor_that_dies_before_answering_fails_with_noproc(workers: usize) {
+    let rt = runtime(workers);
     let h = rt.spawn(|mut ctx| async move {
         let me = ctx.pid();
         let rt = ctx.runtime().clone();
@@ -226,9 +223,8 @@ fn a_request_to_a_supervisor_that_dies_before_answering_fails_with_noproc() {
     wait_until("the tree to end", || rt.process_count() == 0);
 }
 
-#[test]
-fn a_dynamic_supervisor_forgets_ended_children_and_never_checks_ids() {
-    let rt = runtime(2);
+fn a_dynamic_supervisor_forgets_ended_children_and_never_checks_ids(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt.dynamic_supervisor().max_children(2).start();
     let r = SupervisorRef::new(&rt, sup.pid());
     run(&rt, async {
@@ -275,10 +271,9 @@ fn a_dynamic_supervisor_forgets_ended_children_and_never_checks_ids() {
     run(&rt, sup.join());
 }
 
-#[test]
-fn a_hundred_thousand_dynamic_children_started_and_stopped() {
+fn a_hundred_thousand_dynamic_children_started_and_stopped(workers: usize) {
     const N: usize = 100_000;
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let sup = rt.dynamic_supervisor().start();
     let r = SupervisorRef::new(&rt, sup.pid());
     let h = rt.spawn(move |ctx| async move {
@@ -302,3 +297,11 @@ fn a_hundred_thousand_dynamic_children_started_and_stopped() {
     rt.kill(sup.pid());
     run(&rt, sup.join());
 }
+
+on_workers!(
+    terminate_then_restart_then_delete,
+    every_supervisor_error,
+    a_request_to_a_supervisor_that_dies_before_answering_fails_with_noproc,
+    a_dynamic_supervisor_forgets_ended_children_and_never_checks_ids,
+    a_hundred_thousand_dynamic_children_started_and_stopped,
+);

@@ -10,7 +10,7 @@ use rusm_otp::{Context, ExitReason, Pid, ProcessHandle, Received, Runtime, Strat
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{EXPECTED_PANIC, run, runtime, silence_expected_panics, wait_until};
+use support::{EXPECTED_PANIC, on_workers, run, runtime, silence_expected_panics, wait_until};
 
 /// How a [`told`] child ends when told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,10 +83,9 @@ fn down(rt: &Runtime, watcher: ProcessHandle) -> ExitReason {
     run(rt, watcher.join())
 }
 
-#[test]
-fn every_restart_type_against_every_end() {
+fn every_restart_type_against_every_end(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     for restart in [Restart::Permanent, Restart::Transient, Restart::Temporary] {
         for end in [End::Normal, End::Shutdown, End::Crash] {
             let sup = rt
@@ -135,10 +134,11 @@ fn every_restart_type_against_every_end() {
     }
 }
 
-#[test]
-fn a_temporary_bystander_under_one_for_all_is_stopped_not_restarted_and_costs_nothing() {
+fn a_temporary_bystander_under_one_for_all_is_stopped_not_restarted_and_costs_nothing(
+    workers: usize,
+) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForAll)
         .max_restarts(1)
@@ -180,9 +180,8 @@ fn a_temporary_bystander_under_one_for_all_is_stopped_not_restarted_and_costs_no
     run(&rt, sup.join());
 }
 
-#[test]
-fn escalation_through_two_levels() {
-    let rt = runtime(2);
+fn escalation_through_two_levels(workers: usize) {
+    let rt = runtime(workers);
     let mids = Arc::new(AtomicU32::new(0));
     let m = mids.clone();
     let top = rt
@@ -234,9 +233,8 @@ fn escalation_through_two_levels() {
     wait_until("the tree to end", || rt.process_count() == 0);
 }
 
-#[test]
-fn restarts_spaced_wider_than_the_window_never_exhaust_it() {
-    let rt = runtime(2);
+fn restarts_spaced_wider_than_the_window_never_exhaust_it(workers: usize) {
+    let rt = runtime(workers);
     let window = Duration::from_millis(30);
     let sup = rt
         .supervisor(Strategy::OneForOne)
@@ -295,9 +293,8 @@ fn logging(
     }
 }
 
-#[test]
-fn children_stop_one_at_a_time_in_reverse_start_order() {
-    let rt = runtime(2);
+fn children_stop_one_at_a_time_in_reverse_start_order(workers: usize) {
+    let rt = runtime(workers);
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut b = rt.supervisor(Strategy::OneForAll);
     for name in ["a", "b", "c", "d"] {
@@ -358,9 +355,8 @@ fn stubborn(tell: Pid) -> impl Fn(&Runtime) -> ProcessHandle + Send + Sync + 'st
     }
 }
 
-#[test]
-fn a_timeout_child_that_traps_and_ignores_shutdown_is_killed_after_its_timeout() {
-    let rt = runtime(2);
+fn a_timeout_child_that_traps_and_ignores_shutdown_is_killed_after_its_timeout(workers: usize) {
+    let rt = runtime(workers);
     let h = rt.spawn(|mut ctx| async move {
         let me = ctx.pid();
         let rt = ctx.runtime().clone();
@@ -399,9 +395,8 @@ fn a_timeout_child_that_traps_and_ignores_shutdown_is_killed_after_its_timeout()
     assert_eq!(run(&rt, h.join()), ExitReason::Normal);
 }
 
-#[test]
-fn infinity_waits_for_the_child() {
-    let rt = runtime(2);
+fn infinity_waits_for_the_child(workers: usize) {
+    let rt = runtime(workers);
     let h = rt.spawn(|mut ctx| async move {
         let me = ctx.pid();
         let rt = ctx.runtime().clone();
@@ -463,9 +458,8 @@ fn infinity_waits_for_the_child() {
     assert_eq!(run(&rt, h.join()), ExitReason::Normal);
 }
 
-#[test]
-fn a_normal_exit_signal_from_a_non_child_is_ignored_an_abnormal_one_stops_the_tree() {
-    let rt = runtime(2);
+fn a_normal_exit_signal_from_a_non_child_is_ignored_an_abnormal_one_stops_the_tree(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .child_spec(ChildSpec::new("c", idle))
@@ -488,9 +482,8 @@ fn a_normal_exit_signal_from_a_non_child_is_ignored_an_abnormal_one_stops_the_tr
     assert!(!rt.is_alive(c));
 }
 
-#[test]
-fn start_returns_with_every_static_child_started() {
-    let rt = runtime(2);
+fn start_returns_with_every_static_child_started(workers: usize) {
+    let rt = runtime(workers);
     let started = Arc::new(AtomicUsize::new(0));
     let mut b = rt.supervisor(Strategy::OneForOne);
     for i in 0..5 {
@@ -533,17 +526,20 @@ fn start_from_a_process_on_one_worker_does_not_block() {
     assert_eq!(run(&rt, h.join()), ExitReason::Normal);
 }
 
-#[test]
-fn a_factory_that_panics_at_start_stops_the_started_children_and_crashes_with_its_message() {
+fn a_factory_that_panics_at_start_stops_the_started_children_and_crashes_with_its_message(
+    workers: usize,
+) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let first = Arc::new(Mutex::new(None));
     let f = first.clone();
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .child_spec(ChildSpec::new("ok", move |rt: &Runtime| {
             let h = idle(rt);
-            *f.lock().unwrap() = Some(h.pid());
+            // Watched from the start: the supervisor may stop it before
+            // `start` returns.
+            *f.lock().unwrap() = Some(watch(rt, h.pid()));
             h
         }))
         .child_spec(ChildSpec::new("bad", |_rt: &Runtime| -> ProcessHandle {
@@ -553,11 +549,14 @@ fn a_factory_that_panics_at_start_stops_the_started_children_and_crashes_with_it
         .start();
     assert_eq!(
         rt.spawned(),
-        2,
-        "the supervisor and one child: 'never' never ran"
+        3,
+        "the supervisor, one child and its watcher: 'never' never ran"
     );
-    let ok = first.lock().unwrap().expect("the first child started");
-    let ok_watch = watch(&rt, ok);
+    let ok_watch = first
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the first child started");
     wait_until("the supervisor to end", || sup.is_finished());
     let msg = sup.panic_message().expect("the panic message is kept");
     assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
@@ -571,10 +570,9 @@ fn a_factory_that_panics_at_start_stops_the_started_children_and_crashes_with_it
     wait_until("the tree to end", || rt.process_count() == 0);
 }
 
-#[test]
-fn a_factory_that_panics_during_a_restart_counts_as_the_child_crashing_again() {
+fn a_factory_that_panics_during_a_restart_counts_as_the_child_crashing_again(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();
     let sup = rt
@@ -598,9 +596,8 @@ fn a_factory_that_panics_during_a_restart_counts_as_the_child_crashing_again() {
     );
 }
 
-#[test]
-fn children_that_trap_exits_do_not_outlive_a_killed_supervisor() {
-    let rt = runtime(2);
+fn children_that_trap_exits_do_not_outlive_a_killed_supervisor(workers: usize) {
+    let rt = runtime(workers);
     let trapper = |rt: &Runtime| {
         rt.spawn(|mut ctx| async move {
             let me = ctx.pid();
@@ -627,10 +624,9 @@ fn children_that_trap_exits_do_not_outlive_a_killed_supervisor() {
     wait_until("the tree to end", || rt.process_count() == 0);
 }
 
-#[test]
-fn a_child_that_unlinks_itself_is_still_restarted() {
+fn a_child_that_unlinks_itself_is_still_restarted(workers: usize) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .child_spec(ChildSpec::new("loner", |rt: &Runtime| {
@@ -653,9 +649,8 @@ fn a_child_that_unlinks_itself_is_still_restarted() {
     rt.kill(sup.pid());
 }
 
-#[test]
-fn a_child_that_ended_before_it_could_be_monitored_is_judged_by_its_real_reason() {
-    let rt = runtime(2);
+fn a_child_that_ended_before_it_could_be_monitored_is_judged_by_its_real_reason(workers: usize) {
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .child_spec(
@@ -712,9 +707,8 @@ impl rusm_otp::Server for Trapper {
     }
 }
 
-#[test]
-fn a_trapping_server_child_started_from_a_thread_obeys_its_supervisors_shutdown() {
-    let rt = runtime(2);
+fn a_trapping_server_child_started_from_a_thread_obeys_its_supervisors_shutdown(workers: usize) {
+    let rt = runtime(workers);
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
     // Started from this plain thread: the server's parent must still be
@@ -747,10 +741,11 @@ fn a_trapping_server_child_started_from_a_thread_obeys_its_supervisors_shutdown(
     run(&rt, sup.join());
 }
 
-#[test]
-fn a_child_that_links_itself_to_its_supervisor_and_crashes_is_restarted_not_taken_for_an_owner() {
+fn a_child_that_links_itself_to_its_supervisor_and_crashes_is_restarted_not_taken_for_an_owner(
+    workers: usize,
+) {
     silence_expected_panics();
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let sup = rt
         .supervisor(Strategy::OneForOne)
         .max_restarts(0)
@@ -781,3 +776,22 @@ fn a_child_that_links_itself_to_its_supervisor_and_crashes_is_restarted_not_take
     rt.kill(s);
     run(&rt, sup.join());
 }
+
+on_workers!(
+    every_restart_type_against_every_end,
+    a_temporary_bystander_under_one_for_all_is_stopped_not_restarted_and_costs_nothing,
+    escalation_through_two_levels,
+    restarts_spaced_wider_than_the_window_never_exhaust_it,
+    children_stop_one_at_a_time_in_reverse_start_order,
+    a_timeout_child_that_traps_and_ignores_shutdown_is_killed_after_its_timeout,
+    infinity_waits_for_the_child,
+    a_normal_exit_signal_from_a_non_child_is_ignored_an_abnormal_one_stops_the_tree,
+    start_returns_with_every_static_child_started,
+    a_factory_that_panics_at_start_stops_the_started_children_and_crashes_with_its_message,
+    a_factory_that_panics_during_a_restart_counts_as_the_child_crashing_again,
+    children_that_trap_exits_do_not_outlive_a_killed_supervisor,
+    a_child_that_unlinks_itself_is_still_restarted,
+    a_child_that_ended_before_it_could_be_monitored_is_judged_by_its_real_reason,
+    a_trapping_server_child_started_from_a_thread_obeys_its_supervisors_shutdown,
+    a_child_that_links_itself_to_its_supervisor_and_crashes_is_restarted_not_taken_for_an_owner,
+);

@@ -3,15 +3,15 @@
 //! 100,000 timers.
 //!
 //! The only assertions on time are "did not fire early", which every timer
-//! guarantees; every wait is bounded (see `common_signals`).
+//! guarantees; every wait is bounded (see `support`).
 
-mod common_signals;
+mod support;
 
-use common_signals::{check, recv_msg, run, runtime, wait_until};
 use rusm_otp::{ExitReason, Received, TimerRef, sleep, yield_now};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::{check, on_workers, recv_msg, run, runtime, wait_until_timed};
 
 /// A tiny xorshift64 generator: deterministic, no dependency.
 struct XorShift(u64);
@@ -39,9 +39,8 @@ impl Drop for DropCounter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Marker;
 
-#[test]
-fn send_after_delivers_after_delay() {
-    let rt = runtime(2);
+fn send_after_delivers_after_delay(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -60,9 +59,8 @@ fn send_after_delivers_after_delay() {
     });
 }
 
-#[test]
-fn send_after_from_outside_a_process() {
-    let rt = runtime(2);
+fn send_after_from_outside_a_process(workers: usize) {
+    let rt = runtime(workers);
     let p = rt.spawn(|mut ctx| async move {
         assert_eq!(
             recv_msg::<&str>(&mut ctx, "the timed message").await,
@@ -75,9 +73,8 @@ fn send_after_from_outside_a_process() {
     assert!(before.elapsed() >= Duration::from_millis(10), "not early");
 }
 
-#[test]
-fn cancelled_timer_never_fires() {
-    let rt = runtime(2);
+fn cancelled_timer_never_fires(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -95,10 +92,9 @@ fn cancelled_timer_never_fires() {
     });
 }
 
-#[test]
-fn cancel_frees_the_message_at_once() {
-    let rt = runtime(2);
-    let p = common_signals::spawn_actor(&rt);
+fn cancel_frees_the_message_at_once(workers: usize) {
+    let rt = runtime(workers);
+    let p = support::spawn_actor(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     let t = rt.send_after(p.pid(), Duration::from_secs(30), DropCounter(drops.clone()));
     assert_eq!(rt.pending_timers(), 1);
@@ -113,9 +109,8 @@ fn cancel_frees_the_message_at_once() {
     rt.kill(p.pid());
 }
 
-#[test]
-fn cancel_after_firing_returns_false() {
-    let rt = runtime(2);
+fn cancel_after_firing_returns_false(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -126,9 +121,8 @@ fn cancel_after_firing_returns_false() {
     });
 }
 
-#[test]
-fn dropping_the_timer_ref_does_not_cancel() {
-    let rt = runtime(2);
+fn dropping_the_timer_ref_does_not_cancel(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -138,10 +132,9 @@ fn dropping_the_timer_ref_does_not_cancel() {
     });
 }
 
-#[test]
-fn send_after_to_a_process_that_ended_drops_the_message() {
-    let rt = runtime(2);
-    let p = common_signals::spawn_actor(&rt);
+fn send_after_to_a_process_that_ended_drops_the_message(workers: usize) {
+    let rt = runtime(workers);
+    let p = support::spawn_actor(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     let t = rt.send_after(
         p.pid(),
@@ -152,7 +145,7 @@ fn send_after_to_a_process_that_ended_drops_the_message() {
     run(&rt, p.join());
     run(
         &rt,
-        wait_until("the timer's message to be dropped", || {
+        wait_until_timed("the timer's message to be dropped", || {
             drops.load(Ordering::SeqCst) == 1
         }),
     );
@@ -160,9 +153,8 @@ fn send_after_to_a_process_that_ended_drops_the_message() {
     assert_eq!(rt.pending_timers(), 0);
 }
 
-#[test]
-fn recv_timeout_times_out_with_none() {
-    let rt = runtime(2);
+fn recv_timeout_times_out_with_none(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         for ms in [1u64, 10, 30] {
             let timeout = Duration::from_millis(ms);
@@ -178,16 +170,15 @@ fn recv_timeout_times_out_with_none() {
         let rt = ctx.runtime().clone();
         rt.send(ctx.pid(), 1u8);
         assert!(ctx.recv_timeout(Duration::from_secs(30)).await.is_some());
-        wait_until("the receive's timer to be cancelled", || {
+        wait_until_timed("the receive's timer to be cancelled", || {
             rt.pending_timers() == 0
         })
         .await;
     });
 }
 
-#[test]
-fn recv_timeout_zero_checks_once() {
-    let rt = runtime(2);
+fn recv_timeout_zero_checks_once(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -203,9 +194,8 @@ fn recv_timeout_zero_checks_once() {
     });
 }
 
-#[test]
-fn message_arriving_after_timeout_stays_in_mailbox() {
-    let rt = runtime(2);
+fn message_arriving_after_timeout_stays_in_mailbox(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -214,7 +204,7 @@ fn message_arriving_after_timeout_stays_in_mailbox() {
             ctx.recv_timeout(Duration::from_millis(1)).await.is_none(),
             "timed out before the message came"
         );
-        wait_until("the late message to arrive", || {
+        wait_until_timed("the late message to arrive", || {
             rt.info(me).unwrap().mailbox_depth == 1
         })
         .await;
@@ -234,9 +224,8 @@ fn message_arriving_after_timeout_stays_in_mailbox() {
     });
 }
 
-#[test]
-fn recv_match_timeout() {
-    let rt = runtime(2);
+fn recv_match_timeout(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -264,7 +253,7 @@ fn recv_match_timeout() {
         // A match that arrives within the timeout is taken.
         let _t = rt.send_after(me, Duration::from_millis(20), 3u32);
         let got = ctx
-            .recv_match_timeout(is(3), common_signals::TIMEOUT)
+            .recv_match_timeout(is(3), support::TIMEOUT)
             .await
             .expect("the 3 arrives in time");
         assert_eq!(got.message().unwrap().downcast::<u32>().ok(), Some(3));
@@ -281,9 +270,8 @@ fn recv_match_timeout() {
     });
 }
 
-#[test]
-fn sleep_waits() {
-    let rt = runtime(2);
+fn sleep_waits(workers: usize) {
+    let rt = runtime(workers);
     // Inside a process.
     check(&rt, |_ctx| async move {
         for ms in [0u64, 1, 15] {
@@ -307,9 +295,8 @@ fn sleep_waits() {
     assert_eq!(rt.pending_timers(), 0);
 }
 
-#[test]
-fn a_sleeping_process_still_receives_afterwards() {
-    let rt = runtime(2);
+fn a_sleeping_process_still_receives_afterwards(workers: usize) {
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -319,58 +306,69 @@ fn a_sleeping_process_still_receives_afterwards() {
     });
 }
 
-#[test]
-fn hundred_thousand_timers_fire_once_in_deadline_order() {
-    const N: usize = 100_000;
+/// Schedules `n` `send_after`s to the calling process with random delays
+/// below `max_delay_us` and requires each to arrive once, never before its
+/// deadline, and in deadline order within the wheel's tolerance.
+async fn timers_arrive_in_deadline_order(
+    ctx: &mut rusm_otp::Context,
+    n: usize,
+    max_delay_us: u64,
+    seed: u64,
+) {
     const TOLERANCE: Duration = Duration::from_millis(2);
-    let rt = runtime(2);
+    let rt = ctx.runtime().clone();
+    let me = ctx.pid();
+    let mut rng = XorShift(seed);
+    // Each timer's true deadline lies between `lo` (carried in the
+    // message) and `hi[i]` (taken right after scheduling it).
+    let mut hi = Vec::with_capacity(n);
+    for i in 0..n {
+        let delay = Duration::from_micros(rng.next() % max_delay_us);
+        let lo = Instant::now() + delay;
+        let _ = rt.send_after(me, delay, (i as u32, lo));
+        hi.push(Instant::now() + delay);
+    }
+    let mut seen = vec![false; n];
+    let mut max_lo: Option<Instant> = None;
+    for _ in 0..n {
+        let (i, lo) = recv_msg::<(u32, Instant)>(ctx, "a timer").await;
+        let i = i as usize;
+        assert!(Instant::now() >= lo, "timer {i} fired before its deadline");
+        assert!(!seen[i], "timer {i} fired twice");
+        seen[i] = true;
+        if let Some(max) = max_lo {
+            assert!(
+                hi[i] + TOLERANCE >= max,
+                "timer {i} arrived {:?} after a later-deadline timer",
+                max - hi[i]
+            );
+        }
+        max_lo = Some(max_lo.map_or(lo, |m| m.max(lo)));
+    }
+    assert!(seen.iter().all(|&s| s));
+}
+
+fn hundred_thousand_timers_fire_once_in_deadline_order(workers: usize) {
+    const N: usize = 100_000;
+    let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-        // Each timer's true deadline lies between `lo` (carried in the
-        // message) and `hi[i]` (taken right after scheduling it).
-        let mut hi = Vec::with_capacity(N);
-        for i in 0..N {
-            let delay = Duration::from_micros(rng.next() % 500_000);
-            let lo = Instant::now() + delay;
-            let _ = rt.send_after(me, delay, (i as u32, lo));
-            hi.push(Instant::now() + delay);
-        }
-        let mut seen = vec![false; N];
-        let mut max_lo: Option<Instant> = None;
-        for _ in 0..N {
-            let (i, lo) = recv_msg::<(u32, Instant)>(&mut ctx, "a timer").await;
-            let i = i as usize;
-            assert!(Instant::now() >= lo, "timer {i} fired before its deadline");
-            assert!(!seen[i], "timer {i} fired twice");
-            seen[i] = true;
-            if let Some(max) = max_lo {
-                assert!(
-                    hi[i] + TOLERANCE >= max,
-                    "timer {i} arrived {:?} after a later-deadline timer",
-                    max - hi[i]
-                );
-            }
-            max_lo = Some(max_lo.map_or(lo, |m| m.max(lo)));
-        }
-        assert!(seen.iter().all(|&s| s));
+        timers_arrive_in_deadline_order(&mut ctx, N, 500_000, 0x9E37_79B9_7F4A_7C15).await;
         // Nothing else comes: a marker sent now is next.
-        wait_until("every timer to be done", || rt.pending_timers() == 0).await;
+        wait_until_timed("every timer to be done", || rt.pending_timers() == 0).await;
         let _m = rt.send_after(me, Duration::from_millis(5), Marker);
         assert_eq!(recv_msg::<Marker>(&mut ctx, "the marker").await, Marker);
         assert!(ctx.try_recv().is_none());
     });
 }
 
-#[test]
-fn timers_fire_in_deadline_order_while_workers_are_busy() {
+fn timers_fire_in_deadline_order_while_workers_are_busy(workers: usize) {
     // Busy workers look at the wheel rarely, so each advance fires a large
     // batch spanning many ticks: the batch must still go out in deadline
     // order.
     const N: usize = 10_000;
-    const TOLERANCE: Duration = Duration::from_millis(2);
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let done = Arc::new(AtomicBool::new(false));
     let hogs: Vec<_> = (0..2)
         .map(|_| {
@@ -390,33 +388,7 @@ fn timers_fire_in_deadline_order_while_workers_are_busy() {
         .collect();
     let done2 = done.clone();
     check(&rt, move |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
-        let mut hi = Vec::with_capacity(N);
-        for i in 0..N {
-            let delay = Duration::from_micros(rng.next() % 200_000);
-            let lo = Instant::now() + delay;
-            let _ = rt.send_after(me, delay, (i as u32, lo));
-            hi.push(Instant::now() + delay);
-        }
-        let mut seen = vec![false; N];
-        let mut max_lo: Option<Instant> = None;
-        for _ in 0..N {
-            let (i, lo) = recv_msg::<(u32, Instant)>(&mut ctx, "a timer").await;
-            let i = i as usize;
-            assert!(Instant::now() >= lo, "timer {i} fired before its deadline");
-            assert!(!seen[i], "timer {i} fired twice");
-            seen[i] = true;
-            if let Some(max) = max_lo {
-                assert!(
-                    hi[i] + TOLERANCE >= max,
-                    "timer {i} arrived {:?} after a later-deadline timer",
-                    max - hi[i]
-                );
-            }
-            max_lo = Some(max_lo.map_or(lo, |m| m.max(lo)));
-        }
+        timers_arrive_in_deadline_order(&mut ctx, N, 200_000, 0xD1B5_4A32_D192_ED03).await;
         done2.store(true, Ordering::SeqCst);
     });
     done.store(true, Ordering::SeqCst);
@@ -425,8 +397,7 @@ fn timers_fire_in_deadline_order_while_workers_are_busy() {
     }
 }
 
-#[test]
-fn timer_bursts_never_stall_the_wheel() {
+fn timer_bursts_never_stall_the_wheel(workers: usize) {
     // Rounds of a burst of timers, each on a fresh runtime, several
     // runtimes at once (more workers than cores, so a worker can be
     // preempted anywhere). Every burst must drain: a worker that parks
@@ -440,7 +411,7 @@ fn timer_bursts_never_stall_the_wheel() {
         .map(|t| {
             std::thread::spawn(move || {
                 for round in 0..ROUNDS {
-                    let rt = runtime(2);
+                    let rt = runtime(workers);
                     check(&rt, move |mut ctx| async move {
                         let rt = ctx.runtime().clone();
                         let me = ctx.pid();
@@ -466,10 +437,9 @@ fn timer_bursts_never_stall_the_wheel() {
     }
 }
 
-#[test]
-fn hundred_thousand_cancelled_timers_never_fire_and_are_freed() {
+fn hundred_thousand_cancelled_timers_never_fire_and_are_freed(workers: usize) {
     const N: usize = 100_000;
-    let rt = runtime(2);
+    let rt = runtime(workers);
     let receiver = rt.spawn(|mut ctx| async move {
         // The first thing to arrive must be the marker, scheduled after
         // (and due after) every cancelled timer. A plain `recv` (bounded by
@@ -507,3 +477,23 @@ fn hundred_thousand_cancelled_timers_never_fire_and_are_freed() {
     assert_eq!(run(&rt, receiver.join()), ExitReason::Normal);
     assert_eq!(drops.load(Ordering::SeqCst), N);
 }
+
+on_workers!(
+    send_after_delivers_after_delay,
+    send_after_from_outside_a_process,
+    cancelled_timer_never_fires,
+    cancel_frees_the_message_at_once,
+    cancel_after_firing_returns_false,
+    dropping_the_timer_ref_does_not_cancel,
+    send_after_to_a_process_that_ended_drops_the_message,
+    recv_timeout_times_out_with_none,
+    recv_timeout_zero_checks_once,
+    message_arriving_after_timeout_stays_in_mailbox,
+    recv_match_timeout,
+    sleep_waits,
+    a_sleeping_process_still_receives_afterwards,
+    hundred_thousand_timers_fire_once_in_deadline_order,
+    timers_fire_in_deadline_order_while_workers_are_busy,
+    timer_bursts_never_stall_the_wheel,
+    hundred_thousand_cancelled_timers_never_fire_and_are_freed,
+);

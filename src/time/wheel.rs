@@ -334,3 +334,188 @@ impl Wheel {
         (dropped, wakers)
     }
 }
+
+/// The wheel against a synthetic clock: the wheel never reads the time
+/// itself after [`Wheel::new`], so these tests choose every `now` and every
+/// deadline as an offset from its tick 0 and check firing to the tick.
+/// (Not under Miri: the wheel is safe code, and each advance scans up to a
+/// turn of slot locks, minutes under the interpreter.)
+#[cfg(all(test, not(loom), not(miri)))]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A wheel and its tick-0 instant.
+    fn wheel() -> (Wheel, Instant) {
+        let w = Wheel::new();
+        let t0 = w.start;
+        (w, t0)
+    }
+
+    /// A `send_after` action tagged with `tag` (its message).
+    fn tagged(tag: u64) -> Action {
+        Action::Send(Pid::from_raw(1), Message::new(tag))
+    }
+
+    /// The tags of the actions `advance` fires by `now`, in firing order.
+    fn fire(w: &Wheel, now: Instant) -> Vec<u64> {
+        let mut fired = Vec::new();
+        w.advance(now, |a| match a {
+            Action::Send(_, m) => fired.push(*m.downcast_ref::<u64>().unwrap()),
+            Action::Wake(waker) => waker.wake(),
+        });
+        fired
+    }
+
+    #[test]
+    fn a_timer_never_fires_before_its_deadline() {
+        let (w, t0) = wheel();
+        let _e = w.insert(Some(t0 + ms(5)), tagged(5));
+        let _f = w.insert(Some(t0 + ms(7) + Duration::from_micros(500)), tagged(7));
+        assert!(fire(&w, t0 + ms(5) - Duration::from_nanos(1)).is_empty());
+        assert!(!w.is_due(t0 + ms(4)));
+        assert!(w.is_due(t0 + ms(5)));
+        assert_eq!(fire(&w, t0 + ms(5)), [5]);
+        // A deadline inside a tick is given the next tick: not at 7.9 ms.
+        assert!(fire(&w, t0 + ms(8) - Duration::from_nanos(1)).is_empty());
+        assert_eq!(fire(&w, t0 + ms(8)), [7]);
+        assert_eq!(w.pending(), 0);
+    }
+
+    #[test]
+    fn timers_fire_in_deadline_order_across_one_advance() {
+        let (w, t0) = wheel();
+        // Inserted out of order, some far apart, some in one slot's turn.
+        let ticks = [40u64, 3, 17, 4096 + 2, 3, 900, 2, 4095, 41];
+        let _entries: Vec<_> = ticks
+            .iter()
+            .map(|&t| w.insert(Some(t0 + ms(t)), tagged(t)).0)
+            .collect();
+        assert_eq!(w.pending(), ticks.len());
+        let mut want = ticks.to_vec();
+        want.sort_unstable();
+        assert_eq!(fire(&w, t0 + ms(10_000)), want);
+        assert_eq!(w.pending(), 0);
+        assert!(fire(&w, t0 + ms(20_000)).is_empty());
+    }
+
+    #[test]
+    fn a_timer_a_turn_or_more_away_waits_for_its_own_turn() {
+        let (w, t0) = wheel();
+        let turn = SLOTS as u64;
+        // Same slot as tick 5, one and two turns later.
+        let _a = w.insert(Some(t0 + ms(5)), tagged(5));
+        let _b = w.insert(Some(t0 + ms(turn + 5)), tagged(turn + 5));
+        let _c = w.insert(Some(t0 + ms(2 * turn + 5)), tagged(2 * turn + 5));
+        // Step tick by tick over the first turn and a half: only `a`.
+        let mut fired = Vec::new();
+        for t in 0..=(turn + 4) {
+            fired.extend(fire(&w, t0 + ms(t)));
+        }
+        assert_eq!(fired, [5]);
+        assert_eq!(fire(&w, t0 + ms(turn + 5)), [turn + 5]);
+        assert!(fire(&w, t0 + ms(2 * turn + 4)).is_empty());
+        assert_eq!(fire(&w, t0 + ms(2 * turn + 5)), [2 * turn + 5]);
+    }
+
+    #[test]
+    fn a_deadline_already_passed_fires_at_the_next_advance() {
+        let (w, t0) = wheel();
+        assert!(fire(&w, t0 + ms(100)).is_empty());
+        // Behind the processed mark: goes to the first unprocessed tick.
+        let _e = w.insert(Some(t0 + ms(10)), tagged(10));
+        let _f = w.insert(Some(t0), tagged(0));
+        assert!(w.is_due(t0 + ms(101)));
+        assert_eq!(fire(&w, t0 + ms(101)), [10, 0]);
+    }
+
+    #[test]
+    fn an_advance_that_goes_back_in_time_does_nothing() {
+        let (w, t0) = wheel();
+        let _e = w.insert(Some(t0 + ms(60)), tagged(60));
+        assert!(fire(&w, t0 + ms(50)).is_empty());
+        assert!(fire(&w, t0 + ms(20)).is_empty());
+        assert!(fire(&w, t0).is_empty());
+        assert_eq!(w.pending(), 1);
+        assert_eq!(fire(&w, t0 + ms(60)), [60]);
+    }
+
+    #[test]
+    fn cancel_wins_or_loses_against_firing_exactly_once() {
+        let (w, t0) = wheel();
+        let (a, _) = w.insert(Some(t0 + ms(3)), tagged(3));
+        let (b, _) = w.insert(Some(t0 + ms(4)), tagged(4));
+        // Cancelled before its tick: the action comes back, it never fires.
+        assert!(matches!(w.cancel(&a), Some(Action::Send(..))));
+        assert!(!a.is_pending());
+        assert!(w.cancel(&a).is_none());
+        assert_eq!(w.pending(), 1);
+        assert_eq!(fire(&w, t0 + ms(10)), [4]);
+        // Fired first: the cancel finds nothing.
+        assert!(!b.is_pending());
+        assert!(w.cancel(&b).is_none());
+        assert_eq!(w.pending(), 0);
+    }
+
+    #[test]
+    fn next_deadline_follows_the_earliest_pending_timer() {
+        let (w, t0) = wheel();
+        assert_eq!(w.next_deadline(), None);
+        let (a, lowered) = w.insert(Some(t0 + ms(30)), tagged(30));
+        assert!(lowered, "the first timer must wake the duty holder");
+        assert_eq!(w.next_deadline(), Some(t0 + ms(30)));
+        let (_b, lowered) = w.insert(Some(t0 + ms(12)), tagged(12));
+        assert!(lowered, "an earlier timer lowers the hint");
+        assert_eq!(w.next_deadline(), Some(t0 + ms(12)));
+        let (_c, lowered) = w.insert(Some(t0 + ms(50)), tagged(50));
+        assert!(!lowered, "a later timer leaves the hint alone");
+        assert_eq!(fire(&w, t0 + ms(12)), [12]);
+        assert_eq!(w.next_deadline(), Some(t0 + ms(30)));
+        assert!(w.cancel(&a).is_some());
+        // The hint may lag a cancel, never lead: at most early, never late.
+        assert!(w.next_deadline().unwrap() <= t0 + ms(50));
+        assert_eq!(fire(&w, t0 + ms(50)), [50]);
+        assert_eq!(w.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_deadline_that_never_comes_is_pending_but_never_due() {
+        let (w, t0) = wheel();
+        let (e, lowered) = w.insert(None, tagged(0));
+        assert!(!lowered);
+        assert_eq!((w.pending(), w.pending_total()), (0, 1));
+        assert_eq!(w.next_deadline(), None);
+        assert!(!w.is_due(t0 + ms(u64::from(u32::MAX))));
+        assert!(fire(&w, t0 + ms(u64::from(u32::MAX))).is_empty());
+        assert!(w.cancel(&e).is_some());
+        assert_eq!(w.pending_total(), 0);
+    }
+
+    #[test]
+    fn stop_hands_back_messages_and_wakes_the_waiters() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (w, t0) = wheel();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let _s = w.insert(Some(t0 + ms(5)), tagged(5));
+        let _t = w.insert(Some(t0 + ms(6)), tagged(6));
+        let (sleep, _) = w.insert(Some(t0 + ms(7)), Action::Wake(waker));
+        let (dropped, wakers) = w.stop();
+        assert_eq!(dropped.len(), 2);
+        assert_eq!(wakers.len(), 1);
+        // The waiting future's timer stays armed (it learns of the stop
+        // through the wake).
+        assert!(sleep.is_pending());
+        wakers.into_iter().for_each(Waker::wake);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+}

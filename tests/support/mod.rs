@@ -4,10 +4,15 @@
 //! which gives up (and fails the test) after [`TIMEOUT`]; polling loops go
 //! through [`wait_until`] / [`wait_until_async`], which panic on their
 //! deadline. Wall-clock time is only ever used as such a bound, never
-//! asserted on.
+//! asserted on. Helpers for tests written as processes (bounded receives,
+//! a tester process, a ping-answering actor) are in [`actors`].
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
+
+mod actors;
+#[allow(unused_imports)] // each test binary uses its own subset
+pub(crate) use actors::*;
 
 use rusm_otp::{ExitReason, Pid, ProcessHandle, Runtime};
 use std::future::Future;
@@ -242,4 +247,102 @@ pub(crate) fn silence_expected_panics() {
             }
         }));
     });
+}
+
+/// Turns each named `fn name(workers: usize)` into three tests,
+/// `name::one_worker`, `name::two_workers` and `name::four_workers`, so a
+/// test meets the interleavings of a single worker (no stealing, the next
+/// slot always taken), of two, and of more workers than cores.
+///
+/// ```ignore
+/// fn sends_arrive(workers: usize) {
+///     let rt = runtime(workers);
+///     // ...
+/// }
+/// on_workers!(sends_arrive);
+/// ```
+#[allow(unused_macros)] // each test binary uses its own subset
+macro_rules! on_workers {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn one_worker() {
+                    super::$name(1)
+                }
+                #[test]
+                fn two_workers() {
+                    super::$name(2)
+                }
+                #[test]
+                fn four_workers() {
+                    super::$name(4)
+                }
+            }
+        )+
+    };
+}
+#[allow(unused_imports)] // each test binary uses its own subset
+pub(crate) use on_workers;
+
+/// Races three threads, `rounds` times, on plain threads (not processes):
+/// before each round the calling thread runs `before(round)`; then one
+/// thread runs `first` after a spin that sweeps across the rounds (so its
+/// start lands at every point of the others' span) while two threads run
+/// `other`; after each round the calling thread runs `after(round)`.
+/// Throughout, a fourth thread runs `probe` in a loop to widen the race
+/// windows (for instance by taking a lock the racers need).
+pub(crate) fn race_rounds(
+    rounds: usize,
+    first: impl Fn() + Send + Sync + 'static,
+    other: impl Fn() + Send + Sync + 'static,
+    probe: impl Fn() + Send + 'static,
+    mut before: impl FnMut(usize),
+    mut after: impl FnMut(usize),
+) {
+    use std::sync::Barrier;
+    let start = Arc::new(Barrier::new(4));
+    let end = Arc::new(Barrier::new(4));
+    let first = Arc::new(first);
+    let other = Arc::new(other);
+    let racers: Vec<_> = (0..3)
+        .map(|i| {
+            let (start, end) = (start.clone(), end.clone());
+            let (first, other) = (first.clone(), other.clone());
+            thread::spawn(move || {
+                for round in 0..rounds {
+                    start.wait();
+                    if i == 0 {
+                        for _ in 0..round % 256 {
+                            std::hint::spin_loop();
+                        }
+                        first();
+                    } else {
+                        other();
+                    }
+                    end.wait();
+                }
+            })
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                probe();
+            }
+        })
+    };
+    for round in 0..rounds {
+        before(round);
+        start.wait();
+        end.wait();
+        after(round);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in racers {
+        t.join().unwrap();
+    }
+    prober.join().unwrap();
 }

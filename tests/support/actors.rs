@@ -1,15 +1,10 @@
-//! Helpers for the signal, registry, timer, introspection and supervisor
-//! tests (`tests/link.rs`, `tests/monitor.rs`, `tests/registry.rs`,
-//! `tests/timer.rs`, `tests/introspection.rs`, `tests/supervisor.rs`).
+//! Helpers for tests written as processes: bounded receives, a tester
+//! process whose assertions are the test's ([`check`]), and a small actor
+//! that answers pings and crashes or returns when told to.
 //!
-//! Every wait is bounded: [`run`] fails the test if its future does not
-//! complete within [`TIMEOUT`]; [`wait_until`] polls with a deadline;
-//! [`recv`] receives with a deadline. Wall-clock time is only a bound here,
-//! never something a test asserts on.
+//! Every receive is bounded by [`TIMEOUT`](super::TIMEOUT).
 
-// Each test binary uses its own subset of these helpers.
-#![allow(dead_code)]
-
+use super::{EXPECTED_PANIC, TIMEOUT, run};
 use rusm_otp::{Context, ExitReason, Message, Pid, ProcessHandle, Received, Runtime};
 use std::future::Future;
 use std::pin::Pin;
@@ -18,27 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-/// How long any single wait may take before the test is declared hung.
-/// Generous (debug builds on a loaded machine are slow); a healthy run never
-/// comes near it.
-pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
-
-#[path = "../support/mod.rs"]
-mod support;
-
-#[allow(unused_imports)] // each test binary uses its own subset
-pub(crate) use support::{EXPECTED_PANIC, runtime, silence_expected_panics};
-
-/// `rt.block_on(fut)`, failing the test instead of hanging if `fut` does not
-/// complete within [`TIMEOUT`] (the shared bounded wait of `tests/support`).
-pub(crate) fn run<F: Future>(rt: &Runtime, fut: F) -> F::Output {
-    support::run_for(rt, TIMEOUT, fut)
-}
-
 /// Polls until `cond` holds, sleeping a millisecond (on the runtime's
-/// timers) between checks; panics with `what` after [`TIMEOUT`]. Usable
+/// timers, so a `block_on` does not spin) between checks; panics with `what` after [`TIMEOUT`]. Usable
 /// inside a process and inside `block_on`.
-pub(crate) async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) async fn wait_until_timed(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
