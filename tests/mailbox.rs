@@ -156,20 +156,25 @@ fn every_payload_is_dropped_exactly_once(workers: usize) {
     let drops = Arc::new(AtomicUsize::new(0));
     let rt = runtime(workers);
     let d = drops.clone();
-    let p = rt.spawn(move |mut ctx| async move {
-        // Take one out and drop it here, leave the second queued (dropped
-        // with the mailbox when the process ends).
-        let first = expect::<DropCounter>(ctx.recv().await, "first");
-        assert_eq!(
-            d.load(Ordering::SeqCst),
-            0,
-            "taking a payload out drops nothing"
-        );
-        drop(first);
-        assert_eq!(d.load(Ordering::SeqCst), 1);
+    let p = rt.spawn(move |mut ctx| {
+        // Both queued before the process first runs: sent from outside, the
+        // second could find it already ended (it ends after the first).
+        let (rt, me) = (ctx.runtime().clone(), ctx.pid());
+        assert!(rt.send(me, DropCounter(d.clone())));
+        assert!(rt.send(me, (DropCounter(d.clone()), [0u64; 8])));
+        async move {
+            // Take one out and drop it here, leave the second queued (dropped
+            // with the mailbox when the process ends).
+            let first = expect::<DropCounter>(ctx.recv().await, "first");
+            assert_eq!(
+                d.load(Ordering::SeqCst),
+                0,
+                "taking a payload out drops nothing"
+            );
+            drop(first);
+            assert_eq!(d.load(Ordering::SeqCst), 1);
+        }
     });
-    assert!(rt.send(p.pid(), DropCounter(drops.clone())));
-    assert!(rt.send(p.pid(), (DropCounter(drops.clone()), [0u64; 8])));
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
