@@ -452,7 +452,7 @@ impl Runtime {
         let future = f(Context::new(task.clone()));
         std::mem::forget(guard);
         // A supervisor starting a child monitors it here, before it can run.
-        crate::supervisor::on_spawn(self, pid);
+        crate::supervisor::on_spawn(self, crate::process::task::Runnable::header(&*task));
         before_run(pid);
         // Spawn against stop: we insert, then load the flag; stop stores the
         // flag, then scans the table and kills what it finds (a kill of a
@@ -502,9 +502,10 @@ impl Runtime {
             mailbox_depth: h.mailbox.len(),
             trap_exit: false,
         };
+        info.monitors = usize::from(h.spawn_monitor.load(Ordering::Relaxed) != 0);
         if let Some(a) = aux.as_ref() {
             info.links = a.links.len();
-            info.monitors = a.monitors.len();
+            info.monitors += a.monitors.len();
             info.names = a.names.clone();
             info.label = a.label.clone();
             info.trap_exit = a.trap_exit;

@@ -21,6 +21,8 @@
 //! `monitors`. [`Runtime::monitor`] adds it to all three while holding the
 //! reference's monitor shard lock, and every removal takes that lock first,
 //! so no removal can run between the three additions and miss one of them.
+//! A supervisor's monitor on the child it spawns lives in two places only,
+//! the table and the child's header, and costs no aux data (see [`spawn`]).
 //!
 //! # Lock order
 //!
@@ -54,6 +56,7 @@
 //! its keys once (see [`set::IntoIter`]).
 
 mod set;
+mod spawn;
 
 pub(crate) use set::SmallSet;
 
@@ -153,7 +156,9 @@ impl Shared {
         if let Some((watcher, _)) = shard.remove(&Monitors::key(r)) {
             self.table.with(watcher, |w| {
                 let w = w.header();
-                edit_aux(w, |a| a.monitoring.remove(r));
+                if !spawn::is_spawn(r) {
+                    edit_aux(w, |a| a.monitoring.remove(r));
+                }
                 w.deliver(Received::Down {
                     reference: r,
                     pid,
@@ -168,6 +173,7 @@ impl Shared {
     pub(crate) fn release_signals(&self, task: &TaskRef, reason: ExitReason) {
         let h = task.header();
         let me = h.pid;
+        let spawn_monitor = spawn::take(h);
         let taken = h.aux.lock().as_mut().map(|a| {
             (
                 std::mem::take(&mut a.names),
@@ -178,6 +184,10 @@ impl Shared {
             )
         });
         let Some((names, tags, monitors, links, monitoring)) = taken else {
+            // No aux data: no names to release first.
+            if let Some(r) = spawn_monitor {
+                self.fire_monitor(r, me, reason);
+            }
             return;
         };
         for name in &names {
@@ -185,6 +195,9 @@ impl Shared {
         }
         for tag in &tags {
             self.registry.release_tag(tag, me);
+        }
+        if let Some(r) = spawn_monitor {
+            self.fire_monitor(r, me, reason);
         }
         for r in monitors {
             self.fire_monitor(r, me, reason);
@@ -217,6 +230,10 @@ impl Shared {
         let Some((watcher, target)) = shard.remove(&Monitors::key(r)) else {
             return false;
         };
+        if spawn::is_spawn(r) {
+            self.clear_spawn_monitor(r, target);
+            return true;
+        }
         self.table
             .with(target, |t| edit_aux(t.header(), |a| a.monitors.remove(r)));
         self.table.with(watcher, |w| {

@@ -53,6 +53,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::task::{Poll, Waker};
 
 /// A process behind a type-erased reference.
@@ -233,6 +234,10 @@ pub(crate) struct Header {
     pub(crate) rt: Runtime,
     /// Rarely used data.
     pub(crate) aux: Mutex<Option<Box<Aux>>>,
+    /// The monitor its spawner placed on it before it ran (0: none), kept
+    /// here rather than in the aux data so that a supervised child needs
+    /// none (see `crate::signal::spawn`).
+    pub(crate) spawn_monitor: AtomicU64,
 }
 
 impl std::fmt::Debug for Header {
@@ -362,6 +367,7 @@ where
                 mailbox: Queue::new(),
                 rt,
                 aux: Mutex::new(None),
+                spawn_monitor: AtomicU64::new(0),
             },
             stage: UnsafeCell::new(Stage::Empty),
         }

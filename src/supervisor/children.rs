@@ -286,8 +286,14 @@ impl Children {
 
 impl Drop for Children {
     fn drop(&mut self) {
-        for &pid in self.by_pid.keys() {
-            self.rt.kill(pid);
+        // The supervisor is ending: its spawn monitors are not in its own
+        // monitor set, so its teardown would not remove them (see
+        // `signal::spawn`); they go here, before it leaves the table.
+        for child in self.slots.iter().flatten() {
+            if let State::Running { pid, monitor, .. } = child.state {
+                self.rt.demonitor(monitor);
+                self.rt.kill(pid);
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use super::ChildSpec;
 use crate::mailbox::MonitorRef;
+use crate::process::task::Header;
 use crate::process::{Pid, ProcessHandle};
 use crate::runtime::Runtime;
 use std::cell::Cell;
@@ -28,15 +29,18 @@ thread_local! {
     static PARENT: Cell<Option<(usize, Pid)>> = const { Cell::new(None) };
 }
 
-/// Called by every spawn between the table insert and the first schedule.
-pub(crate) fn on_spawn(rt: &Runtime, pid: Pid) {
+/// Called by every spawn between the table insert and the launch, by the
+/// spawning thread. The monitor is a spawn monitor (`signal::spawn`): the
+/// child is not launched and the supervisor is the process running the
+/// factory on this thread, as that placement requires.
+pub(crate) fn on_spawn(rt: &Runtime, child: &Header) {
     let Some((key, sup)) = HOOK.with(Cell::get) else {
         return;
     };
     if key == runtime_key(rt) {
         HOOK.with(|h| h.set(None));
-        let reference = rt.monitor(sup, pid);
-        HOOKED.with(|h| h.set(Some((pid, reference))));
+        let reference = rt.shared.monitor_at_spawn(sup, child);
+        HOOKED.with(|h| h.set(Some((child.pid, reference))));
     }
 }
 
