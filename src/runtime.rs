@@ -69,10 +69,11 @@ impl Shared {
         self.table.remove(h.pid);
         // Timers, names, links, monitors and calls all live in the aux
         // data, and each is added under the aux lock only after checking
-        // that the process is in the table, which it has left: with no aux
-        // data now (most short-lived processes), there is nothing to
-        // release and nothing can come.
-        if h.aux.lock().is_some() {
+        // that the process is in the table, which it has left; the spawn
+        // monitor is in the header, placed before launch. With neither now
+        // (most short-lived processes), there is nothing to release and
+        // nothing can come.
+        if h.aux.lock().is_some() || h.spawn_monitor.load(Ordering::Acquire) != 0 {
             self.cancel_timers_of(h);
             self.release_signals(task, reason);
             crate::call::release_watchers(task, reason);
