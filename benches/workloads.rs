@@ -9,6 +9,10 @@
 //! outside the timing; each iteration is one run of the
 //! workload, and the time reported is the driver-internal time
 //! (`iter_custom`). One worker thread per core.
+//!
+//! Criterion's HTML report (`target/criterion/report/index.html`) plots each
+//! group's two functions side by side, so every workload is seen beside its
+//! tokio baseline.
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]

@@ -49,8 +49,28 @@
 //! every supervisor's `count_children` matches its specs; the live
 //! processes are exactly the tree; no sequence number was skipped or
 //! duplicated and no call between live siblings went unanswered; resident
-//! memory is within 10% of what it was before the storm. The demo exits 1
-//! when a check fails.
+//! memory and the live heap are within 10% of what they were before the
+//! storm. The demo exits 1 when a check fails.
+//!
+//! # Memory
+//!
+//! Both figures are taken at rest (traffic paused, the calls' timeouts
+//! expired, the runtime's deferred frees run), after a one-second warm-up
+//! storm, so that the baseline already holds what any storm fills once.
+//! The live heap is exact: a counting global allocator adds up the bytes
+//! the program holds, so it tells a leak (live bytes grow) from the
+//! allocator keeping freed memory (only resident memory grows). Resident
+//! memory is read after `malloc_trim(0)`, before and after alike, since
+//! glibc keeps freed memory in its per-thread arenas. Even trimmed, a storm
+//! leaves freed chunks on pages that also hold live data (the new
+//! incarnations are allocated among the dead ones'), which no trim can
+//! return: on the development machine a 10 s storm leaves the live heap
+//! within 2-5% of before, glibc holding 3-4 MiB more free
+//! (`mallinfo2().fordblks`), and resident memory 1-11% above before. So
+//! resident memory passes within 10% of before, or beyond that by no more
+//! than what malloc holds free more than before; the line says which. (The
+//! live heap may also grow by [`HEAP_FLOOR`], for trees so small that the
+//! runtime's fixed reserves outweigh them.)
 //!
 //! Workers' panics would each print a panic message; this demo installs a
 //! quiet panic hook that says nothing for panics on the runtime's worker
@@ -107,6 +127,8 @@ static ALLOC: Counting = Counting;
 const BUDGET: u32 = 5;
 /// One chaos action in this many hits a sub-supervisor.
 const SUP_EVERY: u64 = 2_000;
+/// Live heap growth always allowed, however small the tree.
+const HEAP_FLOOR: u64 = 512 << 10;
 /// How long a sibling's call may wait before it counts as unanswered.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -116,7 +138,7 @@ restart_storm: a checked restart storm through a supervision tree
 USAGE: cargo run --release --example restart_storm -- [OPTIONS]
 
 OPTIONS:
-  --duration SECONDS   how long the chaos runs (default 5)
+  --duration SECONDS   how long the chaos runs (default 10)
   --rate N             chaos actions per second (default 500000)
   --shape S | SxW      sub-supervisors under the root (default 100),
                        optionally with workers per sub-supervisor
@@ -163,7 +185,7 @@ struct Options {
 
 fn parse_options() -> Result<Options, String> {
     let mut o = Options {
-        duration: Duration::from_secs(5),
+        duration: Duration::from_secs(10),
         rate: 500_000,
         subs: 100,
         workers: 100,
@@ -713,6 +735,38 @@ fn trim_heap() {
     }
 }
 
+/// Bytes glibc's malloc holds free in its arenas (`mallinfo2().fordblks`):
+/// freed memory it keeps, in chunks it could not return to the system.
+/// `None` where the allocator is not glibc's.
+fn allocator_free_bytes() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        /// glibc's `struct mallinfo2`.
+        #[repr(C)]
+        struct MallInfo2 {
+            arena: usize,
+            ordblks: usize,
+            smblks: usize,
+            hblks: usize,
+            hblkhd: usize,
+            usmblks: usize,
+            fsmblks: usize,
+            uordblks: usize,
+            fordblks: usize,
+            keepcost: usize,
+        }
+        unsafe extern "C" {
+            fn mallinfo2() -> MallInfo2;
+        }
+        // SAFETY: `mallinfo2` (glibc 2.33 and later) only reads the
+        // allocator's statistics, and returns the struct declared above.
+        let m = unsafe { mallinfo2() };
+        Some(m.fordblks as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -784,6 +838,7 @@ fn main() {
     let warmed = settle(&rt, &t, &ledger, tree_size);
     let rss_before = rss_bytes();
     let heap_before = LIVE.load(Ordering::Relaxed);
+    let free_before = allocator_free_bytes();
     t.paused.store(false, Ordering::Relaxed);
     for s in 0..t.subs {
         rt.send(t.pid_of(s, 0), Kick);
@@ -875,6 +930,7 @@ fn main() {
     let settled = settle(&rt, &t, &ledger, tree_size);
     let rss_after = rss_bytes();
     let heap_after = LIVE.load(Ordering::Relaxed);
+    let free_after = allocator_free_bytes();
 
     println!("summary:");
     println!(
@@ -992,21 +1048,45 @@ fn main() {
         unanswered == 0 && bad == 0,
         format!("every call between live siblings answered, and rightly ({unanswered} unanswered, {bad} wrong)"),
     );
+    // Beyond 10%, resident memory may grow only by what glibc holds free
+    // in its arenas more than before (fragmentation: freed chunks sharing
+    // pages with live ones), which the live heap check shows is not ours.
     let ratio = rss_after as f64 / rss_before.max(1) as f64;
+    let held_free = match (free_before, free_after) {
+        (Some(b), Some(a)) => a.saturating_sub(b),
+        _ => 0,
+    };
+    let over = rss_after.saturating_sub(rss_before + rss_before / 10);
     c.that(
-        (0.9..=1.1).contains(&ratio),
+        over <= held_free,
         format!(
-            "resident memory {:.1} MiB after the storm, {:.1} MiB before ({:+.1}%)",
+            "resident memory {:.1} MiB after the storm, {:.1} MiB before ({:+.1}%){}",
             mib(rss_after),
             mib(rss_before),
-            (ratio - 1.0) * 100.0
+            (ratio - 1.0) * 100.0,
+            if over > 0 {
+                format!(
+                    "; {:.1} MiB over 10%, within the {:.1} MiB more that malloc holds free",
+                    mib(over),
+                    mib(held_free)
+                )
+            } else {
+                String::new()
+            }
         ),
     );
 
-    println!(
-        "  (live heap: {:.1} MiB after, {:.1} MiB before)",
-        mib(heap_after),
-        mib(heap_before)
+    // A small tree's heap is mostly the runtime's fixed reserves (timer
+    // slots, a few pid-table pages), so its 10% gets a floor.
+    let heap_ratio = heap_after as f64 / heap_before.max(1) as f64;
+    c.that(
+        heap_after <= heap_before + (heap_before / 10).max(HEAP_FLOOR),
+        format!(
+            "live heap {:.1} MiB after the storm, {:.1} MiB before ({:+.1}%)",
+            mib(heap_after),
+            mib(heap_before),
+            (heap_ratio - 1.0) * 100.0
+        ),
     );
     root.kill();
     let deadline = Instant::now() + Duration::from_secs(30);

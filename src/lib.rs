@@ -3,6 +3,13 @@
 //! Millions of cheap, isolated processes that talk only by messages, crash
 //! without taking anything else down, and are restarted by supervisors.
 //!
+//! # Quick start
+//!
+//! Build a [`Runtime`], [`spawn`](Runtime::spawn) processes (an `async`
+//! body given its [`Context`]), [`send`](Runtime::send) them any
+//! `Send + 'static` value, and wait for one from a plain thread with
+//! [`block_on`](Runtime::block_on):
+//!
 //! ```
 //! use rusm_otp::{Runtime, Received};
 //!
@@ -26,7 +33,46 @@
 //!
 //! Beyond plain messages: request and reply with [`Runtime::call`] (the
 //! [`call`] module), `gen_server`-style processes with [`Server`] (the
-//! [`server`] module), and supervisors ([`supervisor`]).
+//! [`server`] module), and supervisors ([`supervisor`]). The main items
+//! each carry a runnable example.
+//!
+//! # The contract
+//!
+//! Semantics follow Erlang/OTP; these are the promises the rest rests on.
+//!
+//! * **Pids are never reused** for the runtime's lifetime, so a stale pid
+//!   can never reach a newer process: a send to it returns false, a call
+//!   fails with [`CallError::NoProc`] at once, a monitor fires `NoProc`.
+//! * **A send never blocks**, from anywhere (a process, a plain thread,
+//!   inside `block_on`), and messages from one sender to one receiver
+//!   arrive in the order sent. With [`Builder::mailbox_capacity`] a full
+//!   mailbox sheds user messages ([`Runtime::try_send`] hands them back);
+//!   `Down` and `Exit` signals are never shed.
+//! * **A process ends once**, with one [`ExitReason`]: `Normal` when its
+//!   body returns, `Crashed` when it panics, `Killed` by
+//!   [`Runtime::kill`], or the reason of an exit signal. Its names and tags
+//!   are released before any `Down` or `Exit` for it is delivered, and
+//!   [`ProcessHandle::join`] resolves once its teardown is complete.
+//! * **Links and monitors** carry that reason: every monitor gets
+//!   [`Received::Down`]; every linked process gets the exit signal, as a
+//!   [`Received::Exit`] message when it traps exits, otherwise ending with
+//!   the same reason unless it is `Normal` (so cascades carry the original
+//!   reason). `Killed` sent with [`Runtime::send_exit`] cannot be trapped.
+//! * **Receives are cancel-safe**: dropping a [`Recv`], [`RecvMatch`] or
+//!   [`RecvTimeout`] future loses no message, and a selective receive
+//!   leaves what it skips queued in arrival order.
+//! * **A late reply is dropped**: a [`Call`] that gave up never sees its
+//!   reply arrive in the caller's mailbox.
+//! * **Supervisors are ordinary processes** that trap exits; when
+//!   [`Supervisor::start`] returns, the static children have been started,
+//!   in order; over its restart budget a supervisor stops its children
+//!   (last started first) and exits `Crashed`, so its own supervisor
+//!   escalates.
+//! * **The runtime runs no processes of its own**: the counts
+//!   ([`Runtime::process_count`], [`Runtime::list`]) are the user's
+//!   processes. Dropping the last handle made from the one
+//!   [`Builder::build`] returned stops and joins the worker threads; no
+//!   thread is left behind.
 //!
 //! # Crash reports
 //!
@@ -54,6 +100,7 @@ mod mailbox;
 mod process;
 mod scheduler;
 
+mod blocking;
 #[cfg(not(loom))]
 mod coop;
 #[cfg(not(loom))]
@@ -79,6 +126,12 @@ mod yield_now;
 pub use mailbox::{Message, MonitorRef, Received};
 pub use process::{ExitReason, Pid};
 
+/// The reactor processes await sockets on (`Async<TcpStream>` and the rest),
+/// re-exported so that users have the version this crate was built with.
+#[cfg(not(loom))]
+pub use async_io;
+#[cfg(not(loom))]
+pub use blocking::Blocking;
 #[cfg(not(loom))]
 pub use call::{Call, CallError, ReplyTo, Request};
 #[cfg(not(loom))]

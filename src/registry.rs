@@ -77,6 +77,23 @@ impl Registry {
 impl Runtime {
     /// Registers `name` for `pid`; false if the name is taken or `pid` is
     /// not alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let logger = rt.spawn(|mut ctx| async move {
+    ///     ctx.recv().await;
+    /// });
+    /// assert!(rt.register("logger", logger.pid()));
+    /// assert!(!rt.register("logger", logger.pid()), "a name has one holder");
+    /// assert!(rt.send_named("logger", "a line"));
+    /// rt.block_on(logger.join());
+    /// // The name goes with the process.
+    /// assert_eq!(rt.whereis("logger"), None);
+    /// ```
     pub fn register(&self, name: impl Into<String>, pid: Pid) -> bool {
         let name = name.into();
         let shared = &self.shared;
@@ -97,6 +114,20 @@ impl Runtime {
     }
 
     /// The process registered as `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// assert_eq!(rt.whereis("db"), None);
+    /// let db = rt.spawn(|mut ctx| async move {
+    ///     ctx.recv().await;
+    /// });
+    /// rt.register("db", db.pid());
+    /// assert_eq!(rt.whereis("db"), Some(db.pid()));
+    /// ```
     pub fn whereis(&self, name: &str) -> Option<Pid> {
         self.shared.registry.whereis(name)
     }

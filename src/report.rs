@@ -12,6 +12,7 @@
 //! | target | level | when | fields |
 //! | --- | --- | --- | --- |
 //! | `rusm_otp::process` | error | a process body panicked | `pid`, `label`, `reason`, `panic` |
+//! | `rusm_otp::process` | warn | one poll of a process held its worker past the long-poll threshold | `pid`, `label`, `duration_ms` |
 //! | `rusm_otp::supervisor` | info | a child was restarted | `supervisor`, `child`, `old_pid`, `new_pid` |
 //! | `rusm_otp::supervisor` | error | a child's factory panicked | `supervisor`, `child`, `panic` |
 //! | `rusm_otp::supervisor` | error | over its restart budget, the supervisor exits | `supervisor`, `child`, `reason` |
@@ -84,6 +85,19 @@ pub(crate) fn crashed(
             if name.is_empty() { "" } else { " " },
         );
     }
+}
+
+/// One poll of `pid` held its worker for about `duration` (sampled by the
+/// stall monitor, see `scheduler::stranded`).
+pub(crate) fn long_poll(pid: Pid, label: Option<String>, duration: std::time::Duration) {
+    let name = label.as_deref().unwrap_or("");
+    let ms = duration.as_secs_f64() * 1e3;
+    log::warn!(
+        target: PROCESS,
+        pid:% = pid, label = name, duration_ms = ms;
+        "process {pid}{}{name} held its worker for {ms:.1} ms in one poll (blocking code? see spawn_blocking)",
+        if name.is_empty() { "" } else { " " },
+    );
 }
 
 /// Supervisor `sup` restarted child `child`, which ran as `old` (if it ran

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     mailbox_capacity: usize,
     /// User messages shed because a mailbox was full.
     dropped: AtomicU64,
+    /// The threads of `spawn_blocking`.
+    pub(crate) blocking: crate::blocking::Pool,
 }
 
 impl fmt::Debug for Shared {
@@ -116,6 +118,7 @@ impl Shared {
     /// one of them), and ends every live process.
     fn stop(&self) {
         self.scheduler.begin_shutdown();
+        self.scheduler.monitor.parker.unpark();
         let threads = std::mem::take(&mut *self.threads.lock());
         let me = thread::current().id();
         for t in threads {
@@ -136,6 +139,8 @@ impl Shared {
             }
         }
         self.stop_timers();
+        // After the processes ended: the jobs they awaited are abandoned.
+        self.blocking.shutdown();
         while !self.scheduler.injector.is_empty() {
             let _ = self.scheduler.injector.steal();
         }
@@ -174,6 +179,21 @@ impl Drop for Owner {
 ///
 /// Dropping the last clone made from the one `build`/`new` returned stops
 /// and joins the worker threads and drops every remaining process future.
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::{ExitReason, Runtime};
+///
+/// let rt = Runtime::new();
+/// let h = rt.spawn(|ctx| async move {
+///     println!("hello from {}", ctx.pid());
+/// });
+/// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+/// // A clone drives the same scheduler.
+/// let other = rt.clone();
+/// assert_eq!(other.finished(), 1);
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     pub(crate) shared: Arc<Shared>,
@@ -201,12 +221,27 @@ fn started(r: std::io::Result<Runtime>) -> Runtime {
 type WorkerMain = Box<dyn FnOnce() + Send + 'static>;
 
 /// Configures and builds a [`Runtime`].
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::Runtime;
+///
+/// let rt = Runtime::builder()
+///     .workers(2)
+///     .thread_name("my-app")
+///     .mailbox_capacity(10_000)
+///     .build();
+/// assert_eq!(rt.workers(), 2);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
     workers: usize,
     thread_name: String,
     mailbox_capacity: usize,
     quiet_panics: bool,
+    blocking_threads: usize,
+    long_poll: std::time::Duration,
 }
 
 impl Default for Builder {
@@ -216,6 +251,8 @@ impl Default for Builder {
             thread_name: "rusm-worker".to_string(),
             mailbox_capacity: usize::MAX,
             quiet_panics: false,
+            blocking_threads: 512,
+            long_poll: crate::scheduler::stranded::DEFAULT_LONG_POLL,
         }
     }
 }
@@ -258,6 +295,42 @@ impl Builder {
         self
     }
 
+    /// The most threads [`Runtime::spawn_blocking`] runs at once (at least
+    /// 1; default 512). Threads are started as jobs arrive, named
+    /// `rusm-blocking-<n>`, and exit after 10 s without a job; past the
+    /// bound, jobs queue for the first free thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = rusm_otp::Runtime::builder()
+    ///     .workers(2)
+    ///     .blocking_threads(4)
+    ///     .long_poll(std::time::Duration::from_millis(50))
+    ///     .build();
+    /// let name = rt.block_on(rt.spawn_blocking(|| {
+    ///     std::thread::current().name().map(str::to_string)
+    /// }));
+    /// assert!(name.unwrap().starts_with("rusm-blocking-"));
+    /// ```
+    pub fn blocking_threads(mut self, n: usize) -> Builder {
+        self.blocking_threads = n.max(1);
+        self
+    }
+
+    /// The long-poll threshold (default 10 ms): a process whose one poll
+    /// holds its worker longer is counted in [`Metrics::long_polls`] and
+    /// reported (a `log` warning, target `rusm_otp::process`, with its pid,
+    /// label and the duration). Polls are sampled every few milliseconds,
+    /// so one just over the threshold may go unseen. Whatever the
+    /// threshold, a process woken by a stuck poll is moved to another
+    /// worker within a few milliseconds. See
+    /// [`blocking_threads`](Self::blocking_threads) for an example.
+    pub fn long_poll(mut self, threshold: std::time::Duration) -> Builder {
+        self.long_poll = threshold;
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// # Panics
@@ -285,6 +358,7 @@ impl Builder {
             crate::report::install_hook();
         }
         let (scheduler, locals) = Scheduler::new(self.workers);
+        scheduler.monitor.set_long_poll(self.long_poll);
         let shared = Arc::new(Shared {
             scheduler,
             table: Table::new(),
@@ -298,6 +372,11 @@ impl Builder {
             timers: crate::time::wheel::Wheel::new(),
             mailbox_capacity: self.mailbox_capacity,
             dropped: AtomicU64::new(0),
+            blocking: crate::blocking::Pool::new(
+                self.blocking_threads,
+                "rusm-blocking".to_string(),
+                self.quiet_panics,
+            ),
         });
         for (index, local) in locals.into_iter().enumerate() {
             let s = shared.clone();
@@ -316,6 +395,18 @@ impl Builder {
                     shared.stop();
                     return Err(e);
                 }
+            }
+        }
+        let s = shared.clone();
+        let monitor = thread::Builder::new().name("rusm-monitor".to_string());
+        match spawn(
+            monitor,
+            Box::new(move || crate::scheduler::stranded::run(&s)),
+        ) {
+            Ok(t) => shared.threads.lock().push(t),
+            Err(e) => {
+                shared.stop();
+                return Err(e);
             }
         }
         Ok(Runtime {
@@ -373,6 +464,18 @@ impl Runtime {
     /// # Panics
     /// When called from inside a process (a worker thread): blocking a
     /// worker on work that may need that same worker would deadlock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|_ctx| async {});
+    /// // Any future: here a process's join, then a plain `async` block.
+    /// rt.block_on(h.join());
+    /// assert_eq!(rt.block_on(async { 6 * 7 }), 42);
+    /// ```
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         assert!(
             !worker::on_worker_thread(),
@@ -414,6 +517,21 @@ impl Runtime {
     /// mailbox), and a kill ends it before it first runs. If `f` panics,
     /// the process ends `Crashed` (names released, links and monitors
     /// notified) and the panic goes on to the caller.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     let m = ctx.recv().await.message().unwrap();
+    ///     assert_eq!(m.downcast::<u32>().unwrap(), 7);
+    /// });
+    /// // The process exists as soon as `spawn` returns: messages wait for it.
+    /// assert!(rt.send(h.pid(), 7u32));
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+    /// ```
     pub fn spawn<F, Fut>(&self, f: F) -> ProcessHandle
     where
         F: FnOnce(Context) -> Fut,
@@ -474,6 +592,23 @@ impl Runtime {
     /// A [`Message`] is sent as itself.
     /// With a bounded mailbox ([`Builder::mailbox_capacity`]), false also
     /// when the message was shed because the mailbox is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     let m = ctx.recv().await.message().unwrap();
+    ///     assert_eq!(m.downcast_ref::<&str>(), Some(&"hello"));
+    /// });
+    /// let pid = h.pid();
+    /// assert!(rt.send(pid, "hello"));
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+    /// // Sending to a process that has ended is no error, just false.
+    /// assert!(!rt.send(pid, "anyone there?"));
+    /// ```
     pub fn send<M: Send + 'static>(&self, pid: Pid, msg: M) -> bool {
         let shared = &self.shared;
         if shared.mailbox_capacity != usize::MAX
@@ -490,6 +625,26 @@ impl Runtime {
     }
 
     /// A snapshot of `pid`'s state, or `None` if it is not alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::Runtime;
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     ctx.recv().await;
+    /// });
+    /// let pid = h.pid();
+    /// rt.set_label(pid, "cache");
+    /// rt.register("cache", pid);
+    /// let info = rt.info(pid).unwrap();
+    /// assert_eq!(info.label.as_deref(), Some("cache"));
+    /// assert_eq!(info.names, ["cache"]);
+    /// h.kill();
+    /// rt.block_on(h.join());
+    /// assert!(rt.info(pid).is_none());
+    /// ```
     pub fn info(&self, pid: Pid) -> Option<ProcessInfo> {
         let t = self.shared.table.get(pid)?;
         let h = t.header();
@@ -528,6 +683,21 @@ impl Runtime {
 
     /// Kills `pid`: untrappable; it exits `Killed` at its next suspension
     /// point. False if it is not alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     ctx.recv().await;
+    /// });
+    /// assert!(rt.kill(h.pid()));
+    /// let pid = h.pid();
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Killed);
+    /// assert!(!rt.kill(pid));
+    /// ```
     pub fn kill(&self, pid: Pid) -> bool {
         self.exit(pid, ExitReason::Killed)
     }
@@ -578,6 +748,36 @@ impl Runtime {
         self.shared.table.pids()
     }
 
+    /// Runs `f` on a thread of the runtime's blocking pool, never on a
+    /// worker, and returns a future of its result: for calls that block
+    /// (file I/O, `thread::sleep`, a CPU-heavy computation), which would
+    /// otherwise stall a worker and every process queued on it. Awaitable
+    /// from a process or from [`block_on`](Self::block_on).
+    ///
+    /// If `f` panics, awaiting the future re-raises the panic: a process
+    /// awaiting it crashes (`Crashed`), as if it had panicked itself; the
+    /// pool thread carries on. Dropping the future before `f` started means
+    /// `f` never runs; a running `f` cannot be interrupted, and its result
+    /// is dropped on the pool thread. See [`Builder::blocking_threads`] for
+    /// the pool's size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = rusm_otp::Runtime::new();
+    /// let len = rt.block_on(rt.spawn_blocking(|| {
+    ///     std::fs::read_to_string("Cargo.toml").map(|s| s.len())
+    /// }));
+    /// assert!(len.unwrap() > 0);
+    /// ```
+    pub fn spawn_blocking<F, T>(&self, f: F) -> crate::blocking::Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared.blocking.spawn(f)
+    }
+
     /// Scheduler and process counters, for operators.
     pub fn metrics(&self) -> Metrics {
         let sched = &self.shared.scheduler;
@@ -600,7 +800,11 @@ impl Runtime {
             spawned: self.spawned(),
             finished: self.finished(),
             panics: self.shared.panics.load(Ordering::Relaxed),
-            unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed),
+            unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed)
+                + self.shared.blocking.unowned_panics(),
+            blocking_threads: self.shared.blocking.threads(),
+            long_polls: sched.monitor.long_polls.load(Ordering::Relaxed),
+            rescued: sched.monitor.rescued.load(Ordering::Relaxed),
         }
     }
 }
@@ -651,6 +855,18 @@ pub(crate) fn current() -> Option<Runtime> {
 }
 
 /// A snapshot of the runtime's counters.
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::Runtime;
+///
+/// let rt = Runtime::builder().workers(2).build();
+/// rt.block_on(rt.spawn(|_ctx| async {}).join());
+/// let m = rt.metrics();
+/// assert_eq!(m.workers.len(), 2);
+/// assert_eq!((m.spawned, m.finished, m.processes), (1, 1, 0));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metrics {
     /// Per worker, by index.
@@ -669,8 +885,18 @@ pub struct Metrics {
     pub panics: u64,
     /// Panics in user code that no process owned, caught by the runtime:
     /// for example the destructor of a timer's message whose target had
-    /// ended. They end nothing; they are counted here.
+    /// ended. They end nothing; they are counted here. A panic of a
+    /// [`Runtime::spawn_blocking`] closure whose future was dropped counts
+    /// here too.
     pub unowned_panics: u64,
+    /// Threads of the blocking pool alive now.
+    pub blocking_threads: usize,
+    /// Polls seen holding their worker past the long-poll threshold (see
+    /// [`Builder::long_poll`]).
+    pub long_polls: u64,
+    /// Processes moved off a worker stuck in a long poll, out of its next
+    /// slot, so they ran elsewhere.
+    pub rescued: u64,
 }
 
 /// Counters of one worker.

@@ -84,6 +84,60 @@ pub enum Flow {
 ///
 /// Every method returns a `Send` future; write them as `async fn`. Only
 /// [`handle_call`](Self::handle_call) is required.
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::{Context, ExitReason, Flow, Received, ReplyTo, Runtime, Server, ServerRef};
+/// use std::time::Duration;
+///
+/// /// A key-value store that stops on request.
+/// #[derive(Default)]
+/// struct Store(std::collections::HashMap<String, String>);
+///
+/// enum Op {
+///     Get(String),
+///     Stop,
+/// }
+///
+/// impl Server for Store {
+///     type Call = Op;
+///     type Reply = Option<String>;
+///     type Cast = (String, String);
+///
+///     async fn handle_call(&mut self, op: Op, reply: ReplyTo<Self::Reply>, _ctx: &mut Context) -> Flow {
+///         match op {
+///             Op::Get(k) => {
+///                 reply.reply(self.0.get(&k).cloned());
+///                 Flow::Continue
+///             }
+///             Op::Stop => {
+///                 reply.reply(None);
+///                 Flow::Stop(ExitReason::Normal)
+///             }
+///         }
+///     }
+///
+///     async fn handle_cast(&mut self, (k, v): (String, String), _ctx: &mut Context) -> Flow {
+///         self.0.insert(k, v);
+///         Flow::Continue
+///     }
+///
+///     async fn handle_info(&mut self, _info: Received, _ctx: &mut Context) -> Flow {
+///         Flow::Continue // anything else is ignored
+///     }
+/// }
+///
+/// let rt = Runtime::builder().workers(2).build();
+/// let h = rt.spawn_server(Store::default());
+/// let store: ServerRef<Store> = ServerRef::new(&rt, h.pid());
+/// let t = Duration::from_secs(5);
+/// store.cast(("lang".to_string(), "Erlang".to_string()));
+/// let got = rt.block_on(store.call(Op::Get("lang".into()), t)).unwrap();
+/// assert_eq!(got.as_deref(), Some("Erlang"));
+/// rt.block_on(store.call(Op::Stop, t)).unwrap();
+/// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+/// ```
 pub trait Server: Send + 'static {
     /// The request type of calls.
     type Call: Send + 'static;
@@ -188,6 +242,33 @@ async fn serve<S: Server>(mut server: S, mut ctx: Context, parent: Option<Pid>) 
 
 /// A typed address of a running [`Server`]: `call` and `cast` with the
 /// server's own types. Cheap to clone; does not keep the runtime running.
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::{Context, Flow, ReplyTo, Runtime, Server, ServerRef};
+/// use std::time::Duration;
+///
+/// struct Echo;
+///
+/// impl Server for Echo {
+///     type Call = String;
+///     type Reply = String;
+///     type Cast = ();
+///
+///     async fn handle_call(&mut self, s: String, reply: ReplyTo<String>, _ctx: &mut Context) -> Flow {
+///         reply.reply(s);
+///         Flow::Continue
+///     }
+/// }
+///
+/// let rt = Runtime::builder().workers(2).build();
+/// let echo: ServerRef<Echo> = ServerRef::new(&rt, rt.spawn_server(Echo).pid());
+/// // A `ServerRef` is cheap to clone and typed: only `String` calls compile.
+/// let r = echo.clone();
+/// let answer = rt.block_on(r.call("ping".to_string(), Duration::from_secs(5)));
+/// assert_eq!(answer.unwrap(), "ping");
+/// ```
 pub struct ServerRef<S> {
     rt: Runtime,
     pid: Pid,

@@ -248,6 +248,24 @@ impl Runtime {
     /// Symmetric, at most one link per pair; linking a process to itself
     /// does nothing. If either is not alive, no link is kept and the live
     /// side, if it traps exits, receives `Exit { from, reason: NoProc }`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let parked = |rt: &Runtime| {
+    ///     rt.spawn(|mut ctx| async move {
+    ///         ctx.recv().await;
+    ///     })
+    /// };
+    /// let (a, b) = (parked(&rt), parked(&rt));
+    /// rt.link(a.pid(), b.pid());
+    /// // An abnormal exit travels along the link and ends `b` too.
+    /// rt.exit(a.pid(), ExitReason::Crashed);
+    /// assert_eq!(rt.block_on(b.join()), ExitReason::Crashed);
+    /// ```
     pub fn link(&self, a: Pid, b: Pid) {
         self.link_inner(a, b);
     }
@@ -351,6 +369,32 @@ impl Runtime {
 
     /// Sets whether `pid` traps exits: exit signals (other than `kill`)
     /// arrive as `Received::Exit` instead of ending it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Received, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let doomed = rt.spawn(|mut ctx| async move {
+    ///     ctx.recv().await;
+    /// });
+    /// let doomed_pid = doomed.pid();
+    /// let watcher = rt.spawn(move |mut ctx| async move {
+    ///     let rt = ctx.runtime().clone();
+    ///     rt.set_trap_exit(ctx.pid(), true);
+    ///     rt.link(ctx.pid(), doomed_pid);
+    ///     rt.exit(doomed_pid, ExitReason::Crashed);
+    ///     // Trapping: the linked process's exit is a message, not our end.
+    ///     match ctx.recv().await {
+    ///         Received::Exit { from, reason } => {
+    ///             assert_eq!((from, reason), (doomed_pid, ExitReason::Crashed));
+    ///         }
+    ///         _ => panic!("expected an Exit"),
+    ///     }
+    /// });
+    /// assert_eq!(rt.block_on(watcher.join()), ExitReason::Normal);
+    /// ```
     pub fn set_trap_exit(&self, pid: Pid, trap: bool) {
         if let Some(t) = self.shared.table.get(pid) {
             t.header().with_aux(|a| a.trap_exit = trap);
@@ -390,6 +434,30 @@ impl Runtime {
     /// [`monitor_count`](Self::monitor_count) nor the target's
     /// [`info`](Self::info)`.monitors` changes), no `Down` is ever sent for
     /// it, and [`demonitor`](Self::demonitor) of it returns false.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Received, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let target = rt.spawn(|mut ctx| async move {
+    ///     ctx.recv().await;
+    /// });
+    /// let target_pid = target.pid();
+    /// let watcher = rt.spawn(move |mut ctx| async move {
+    ///     let watch = ctx.runtime().monitor(ctx.pid(), target_pid);
+    ///     ctx.runtime().kill(target_pid);
+    ///     match ctx.recv().await {
+    ///         Received::Down { reference, pid, reason } => {
+    ///             assert_eq!(reference, watch);
+    ///             assert_eq!((pid, reason), (target_pid, ExitReason::Killed));
+    ///         }
+    ///         _ => panic!("expected a Down"),
+    ///     }
+    /// });
+    /// assert_eq!(rt.block_on(watcher.join()), ExitReason::Normal);
+    /// ```
     pub fn monitor(&self, watcher: Pid, target: Pid) -> MonitorRef {
         let shared = &self.shared;
         let r = MonitorRef(shared.monitors.next_ref.fetch_add(1, Ordering::Relaxed));

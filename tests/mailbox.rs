@@ -11,7 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
-use support::{DropCounter, on_workers, poll_once, poll_once_foreign, run, runtime, wait_until};
+use support::{
+    DropCounter, Stop, on_workers, poll_once, poll_once_foreign, run, runtime, wait_until,
+};
 
 /// A sequenced message: (sender id, sequence number).
 type Seq = (u32, u64);
@@ -156,25 +158,25 @@ fn every_payload_is_dropped_exactly_once(workers: usize) {
     let drops = Arc::new(AtomicUsize::new(0));
     let rt = runtime(workers);
     let d = drops.clone();
-    let p = rt.spawn(move |mut ctx| {
-        // Both queued before the process first runs: sent from outside, the
-        // second could find it already ended (it ends after the first).
-        let (rt, me) = (ctx.runtime().clone(), ctx.pid());
-        assert!(rt.send(me, DropCounter(d.clone())));
-        assert!(rt.send(me, (DropCounter(d.clone()), [0u64; 8])));
-        async move {
-            // Take one out and drop it here, leave the second queued (dropped
-            // with the mailbox when the process ends).
-            let first = expect::<DropCounter>(ctx.recv().await, "first");
-            assert_eq!(
-                d.load(Ordering::SeqCst),
-                0,
-                "taking a payload out drops nothing"
-            );
-            drop(first);
-            assert_eq!(d.load(Ordering::SeqCst), 1);
-        }
+    let p = rt.spawn(move |mut ctx| async move {
+        // Take one out and drop it here, leave the second queued (dropped
+        // with the mailbox when the process ends).
+        let first = expect::<DropCounter>(ctx.recv().await, "first");
+        assert_eq!(
+            d.load(Ordering::SeqCst),
+            0,
+            "taking a payload out drops nothing"
+        );
+        drop(first);
+        assert_eq!(d.load(Ordering::SeqCst), 1);
+        // Ends only once told, so both sends below reach a live process;
+        // the second payload is passed over (deferred) and stays queued.
+        ctx.recv_match(|r| matches!(r, Received::Message(m) if m.is::<Stop>()))
+            .await;
     });
+    assert!(rt.send(p.pid(), DropCounter(drops.clone())));
+    assert!(rt.send(p.pid(), (DropCounter(drops.clone()), [0u64; 8])));
+    assert!(rt.send(p.pid(), Stop));
     assert_eq!(run(&rt, p.join()), ExitReason::Normal);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }

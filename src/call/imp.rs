@@ -214,6 +214,31 @@ pub(crate) fn run_deferred() {
 /// The right to answer one call. `Send + 'static`: it may be stored and
 /// answered later, from any process or thread. Dropping it unanswered
 /// fails the call with [`CallError::NoReply`].
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::{ReplyTo, Request, Runtime};
+/// use std::time::Duration;
+///
+/// let rt = Runtime::builder().workers(2).build();
+/// // A front process hands each request's `ReplyTo` to a worker, which answers.
+/// let worker = rt.spawn(|mut ctx| async move {
+///     let m = ctx.recv().await.message().unwrap();
+///     let (n, reply_to) = *m.downcast::<Box<(u64, ReplyTo<u64>)>>().unwrap();
+///     reply_to.reply(n * n);
+/// });
+/// let worker_pid = worker.pid();
+/// let front = rt.spawn(move |mut ctx| async move {
+///     // The front stays up: a call fails if its callee ends first.
+///     while let Some(m) = ctx.recv().await.message() {
+///         let (n, reply_to) = m.downcast::<Request<u64, u64>>().unwrap().into_parts();
+///         ctx.runtime().send(worker_pid, Box::new((n, reply_to)));
+///     }
+/// });
+/// let answer = rt.call::<u64, u64>(front.pid(), 12, Duration::from_secs(5));
+/// assert_eq!(rt.block_on(answer), Ok(144));
+/// ```
 pub struct ReplyTo<R: Send + 'static> {
     /// `None` once answered (or disarmed).
     pending: Option<Arc<Pending<R>>>,
@@ -271,6 +296,25 @@ impl<R: Send + 'static> Drop for ReplyTo<R> {
 /// [`into_parts`](Self::into_parts) to keep the [`ReplyTo`] and answer
 /// later. Dropping it unanswered fails the call with
 /// [`CallError::NoReply`].
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::{Received, Request, Runtime};
+/// use std::time::Duration;
+///
+/// let rt = Runtime::builder().workers(2).build();
+/// let greeter = rt.spawn(|mut ctx| async move {
+///     let m = ctx.recv().await.message().unwrap();
+///     let req = m.downcast::<Request<String, String>>().unwrap();
+///     // A call from outside any process has no caller pid.
+///     assert_eq!(req.caller(), None);
+///     let (name, reply_to) = req.into_parts();
+///     reply_to.reply(format!("hello, {name}"));
+/// });
+/// let answer = rt.call::<String, String>(greeter.pid(), "Ada".into(), Duration::from_secs(5));
+/// assert_eq!(rt.block_on(answer).unwrap(), "hello, Ada");
+/// ```
 pub struct Request<Q, R: Send + 'static> {
     /// Dropped first: if `Q`'s destructor panics, the call is still
     /// answered (as `NoReply`, or with the exit that panic causes).
@@ -330,6 +374,33 @@ impl Runtime {
     /// [`CallError::Timeout`]. Nothing of the call ever reaches the
     /// caller's mailbox, also when the reply comes too late. See the
     /// [`call`](crate::call) module for the protocol.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{CallError, Received, Request, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let adder = rt.spawn(|mut ctx| async move {
+    ///     while let Received::Message(m) = ctx.recv().await {
+    ///         if let Ok(req) = m.downcast::<Request<(u32, u32), u32>>() {
+    ///             let (a, b) = *req.body();
+    ///             req.reply(a + b);
+    ///         }
+    ///     }
+    /// });
+    /// let t = Duration::from_secs(5);
+    /// // The request's type is part of the protocol: `(u32, u32)`, not the
+    /// // `(i32, i32)` that bare literals would make (dropped unanswered).
+    /// assert_eq!(rt.block_on(rt.call::<(u32, u32), u32>(adder.pid(), (2, 3), t)), Ok(5));
+    /// adder.kill();
+    /// let pid = adder.pid();
+    /// rt.block_on(adder.join());
+    /// // A callee that is gone answers at once, without waiting for the timeout.
+    /// let late = rt.call::<(u32, u32), u32>(pid, (2, 3), t);
+    /// assert_eq!(rt.block_on(late), Err(CallError::NoProc));
+    /// ```
     pub fn call<Q, R>(&self, pid: Pid, request: Q, timeout: Duration) -> Call<Q, R>
     where
         Q: Send + 'static,

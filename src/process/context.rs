@@ -96,6 +96,30 @@ impl Context {
     ///
     /// When the process has ended (only a context moved out of its process
     /// can see that): its mailbox is closed, nothing can ever arrive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Received, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     let mut sum = 0;
+    ///     // Messages come in the order each sender sent them.
+    ///     while let Received::Message(m) = ctx.recv().await {
+    ///         match m.downcast::<u64>() {
+    ///             Ok(n) => sum += n,
+    ///             Err(_) => break,
+    ///         }
+    ///     }
+    ///     assert_eq!(sum, 6);
+    /// });
+    /// for n in [1u64, 2, 3] {
+    ///     rt.send(h.pid(), n);
+    /// }
+    /// rt.send(h.pid(), "done");
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+    /// ```
     pub fn recv(&mut self) -> Recv<'_> {
         Recv { ctx: self }
     }
@@ -103,6 +127,20 @@ impl Context {
     /// Takes the oldest message or signal if there is one, without waiting.
     /// `None` once the process has ended, even for messages that arrived
     /// before.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     assert!(ctx.try_recv().is_none());
+    ///     ctx.runtime().send(ctx.pid(), 1u8);
+    ///     assert!(ctx.try_recv().is_some());
+    /// });
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+    /// ```
     pub fn try_recv(&mut self) -> Option<Received> {
         // SAFETY: `&mut self` makes this the mailbox's only consumer now.
         unsafe { self.task.header().mailbox.pop() }
@@ -115,6 +153,27 @@ impl Context {
     /// # Panics
     ///
     /// As [`recv`](Self::recv), when the process has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Received, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|mut ctx| async move {
+    ///     // The urgent message first, wherever it is in the mailbox...
+    ///     let urgent = ctx
+    ///         .recv_match(|r| matches!(r, Received::Message(m) if m.is::<&str>()))
+    ///         .await;
+    ///     assert_eq!(urgent.message().unwrap().downcast::<&str>().unwrap(), "urgent");
+    ///     // ...while the others stay queued, in order.
+    ///     let next = ctx.recv().await.message().unwrap();
+    ///     assert_eq!(next.downcast::<u32>().unwrap(), 1);
+    /// });
+    /// rt.send(h.pid(), 1u32);
+    /// rt.send(h.pid(), "urgent");
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+    /// ```
     pub fn recv_match<P>(&mut self, pred: P) -> RecvMatch<'_, P>
     where
         P: FnMut(&Received) -> bool,

@@ -51,6 +51,17 @@ impl ProcessHandle {
     /// A future that resolves to the process's exit reason once its teardown
     /// is complete (counters updated, names released). Awaitable from a
     /// process or from `block_on`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|_ctx| async { panic!("boom") });
+    /// // Awaitable from `block_on` or from another process.
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Crashed);
+    /// ```
     pub fn join(self) -> Join {
         Join { task: self.task }
     }

@@ -153,6 +153,23 @@ impl Notified {
         unsafe { self.0.as_ref() }
     }
 
+    /// The process this entry runs.
+    pub(crate) fn pid(&self) -> crate::process::Pid {
+        self.header().pid
+    }
+
+    /// The entry as a pointer, to keep in an atomic slot (the next slot).
+    pub(crate) fn into_raw(self) -> std::ptr::NonNull<Header> {
+        self.0
+    }
+
+    /// # Safety
+    /// `p` came from [`into_raw`](Self::into_raw) and is turned back into
+    /// an entry once.
+    pub(crate) unsafe fn from_raw(p: std::ptr::NonNull<Header>) -> Notified {
+        Notified(p)
+    }
+
     /// Runs the process once: poll, or drop if killed. Called by a worker,
     /// pinned in the epoch.
     pub(crate) fn run(self) {

@@ -19,7 +19,10 @@
 //! followed by [`Scheduler::notify`], posting steps 2-4 of [`idle`].
 
 pub(crate) mod idle;
+pub(crate) mod next;
 pub(crate) mod park;
+#[cfg(not(loom))]
+pub(crate) mod stranded;
 #[cfg(not(loom))]
 pub(crate) mod worker;
 
@@ -31,10 +34,33 @@ mod imp {
     use super::idle::Idle;
     use super::park::Parker;
     use super::worker;
-    use crate::process::task::Notified;
+    use crate::process::task::{Header, Notified};
     use crossbeam_deque::{Injector, Stealer};
     use crossbeam_utils::CachePadded;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    /// A worker's next slot, holding run-queue entries.
+    #[derive(Debug)]
+    pub(crate) struct TaskSlot(super::next::NextSlot<Header>);
+
+    impl TaskSlot {
+        /// Puts `task` (only the slot's worker does); returns the task it
+        /// displaced.
+        pub(crate) fn put(&self, task: Notified) -> Option<Notified> {
+            let prev = self.0.put(task.into_raw());
+            // SAFETY: the slot holds only pointers from `into_raw`, and the
+            // swap that took this one out owns it.
+            prev.map(|p| unsafe { Notified::from_raw(p) })
+        }
+
+        /// Takes the task: the slot's worker, or the stall monitor when the
+        /// worker is stuck.
+        pub(crate) fn take(&self) -> Option<Notified> {
+            let p = self.0.take();
+            // SAFETY: as in `put`.
+            p.map(|p| unsafe { Notified::from_raw(p) })
+        }
+    }
 
     /// Counters of one worker; written only by that worker.
     #[derive(Debug, Default)]
@@ -45,6 +71,9 @@ mod imp {
         pub(crate) steals: AtomicU64,
         /// Times the worker parked.
         pub(crate) parks: AtomicU64,
+        /// The pid of the process being polled now, 0 between polls (read
+        /// by the stall monitor, see `stranded`).
+        pub(crate) running: AtomicU64,
     }
 
     impl WorkerStats {
@@ -69,6 +98,10 @@ mod imp {
         pub(crate) shutdown: AtomicBool,
         /// One per worker, by index.
         pub(crate) stats: Vec<CachePadded<WorkerStats>>,
+        /// Each worker's next slot, by index (see `worker` and `next`).
+        pub(crate) next: Vec<CachePadded<TaskSlot>>,
+        /// The stall monitor's settings and counters (see `stranded`).
+        pub(crate) monitor: super::stranded::Monitor,
         /// Tests: panics to inject into workers' loops while they search.
         #[cfg(test)]
         pub(crate) inject_panics: std::sync::atomic::AtomicUsize,
@@ -87,6 +120,10 @@ mod imp {
                 parkers: (0..n).map(|_| Parker::new()).collect(),
                 shutdown: AtomicBool::new(false),
                 stats: (0..n).map(|_| CachePadded::default()).collect(),
+                next: (0..n)
+                    .map(|_| CachePadded::new(TaskSlot(super::next::NextSlot::new())))
+                    .collect(),
+                monitor: super::stranded::Monitor::new(),
                 #[cfg(test)]
                 inject_panics: std::sync::atomic::AtomicUsize::new(0),
             };

@@ -21,14 +21,22 @@
 //! The worker's deque and next slot are reachable through the thread-local
 //! [`CURRENT`], so that wakes and spawns made during a poll on this thread go
 //! to this worker's own queues without touching shared state.
+//!
+//! The next slot is not stolen by searching workers (that would pull a
+//! ping-pong pair apart across cores), but it is stealable: a worker stuck
+//! in one long poll would otherwise strand the process it just woke. The
+//! stall monitor ([`super::stranded`]) moves it to the injector once the
+//! poll has lasted long enough; each worker publishes the pid it polls in
+//! its [`WorkerStats::running`] for that.
 
-use super::{Scheduler, WorkerStats};
+use super::{Scheduler, TaskSlot, WorkerStats};
 use crate::process::task::Notified;
 use crate::runtime::Shared;
 use crossbeam_deque::{Steal, Worker};
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Consecutive next-slot runs before the slot's task goes to the back.
 const LIFO_CAP: u32 = 3;
@@ -38,18 +46,18 @@ const SPIN_ROUNDS: u32 = 24;
 const INJECTOR_INTERVAL: u32 = 61;
 
 /// What a worker thread shares with code running on it.
-struct WorkerLocal {
+struct WorkerLocal<'a> {
     /// The scheduler this worker belongs to (identity check for wakes).
     sched: *const Scheduler,
     /// The worker's FIFO deque.
     local: Worker<Notified>,
     /// The next slot: the task to run after the current one.
-    next: Cell<Option<Notified>>,
+    next: &'a TaskSlot,
 }
 
 thread_local! {
     /// The worker running on this thread, if any.
-    static CURRENT: Cell<Option<NonNull<WorkerLocal>>> = const { Cell::new(None) };
+    static CURRENT: Cell<Option<NonNull<WorkerLocal<'static>>>> = const { Cell::new(None) };
 }
 
 /// Where a task scheduled from a worker thread goes.
@@ -85,7 +93,7 @@ pub(crate) fn schedule_local(
     }
     match placement {
         Placement::Next => {
-            if let Some(prev) = w.next.replace(Some(task)) {
+            if let Some(prev) = w.next.put(task) {
                 w.local.push(prev);
                 sched.notify();
             }
@@ -148,9 +156,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     let w = WorkerLocal {
         sched,
         local,
-        next: Cell::new(None),
+        next: &sched.next[index],
     };
-    CURRENT.with(|c| c.set(Some(NonNull::from(&w))));
+    // The lifetime is erased: CURRENT is cleared before `w` goes.
+    CURRENT.with(|c| c.set(Some(NonNull::from(&w).cast())));
     crate::process::table::start_batching();
     crate::process::recycle::start();
     let mut core = Core {
@@ -164,6 +173,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     })) {
         crate::guard::drop_payload(payload);
         shared.note_unowned_panic();
+        sched.stats[index].running.store(0, Ordering::Relaxed);
         core.leave_search(sched);
     }
     core.leave_search(sched);
@@ -202,6 +212,10 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
                 }
             }
             WorkerStats::bump(&stats.polls);
+            // Left set after the poll (cleared only before parking): a
+            // worker between polls is either about to poll again or about
+            // to park within microseconds.
+            stats.running.store(task.pid().raw(), Ordering::Relaxed);
             task.run();
             continue;
         }
@@ -221,6 +235,7 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
             continue;
         }
         pin = None;
+        stats.running.store(0, Ordering::Relaxed);
         // Ended processes are freed before this worker sleeps, so nothing
         // waits for the next burst of work to be reclaimed. Two epoch
         // advances are needed; a few more rounds cover a backlog.

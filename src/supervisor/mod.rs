@@ -154,6 +154,30 @@ pub enum Shutdown {
 
 /// One child's specification: an id, a factory, and how it is restarted
 /// and stopped.
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::supervisor::{ChildSpec, Restart, Shutdown, SupervisorRef};
+/// use rusm_otp::{Runtime, Strategy};
+/// use std::time::Duration;
+///
+/// let cache = ChildSpec::new("cache", |rt: &Runtime| {
+///     rt.spawn(|mut ctx| async move {
+///         ctx.recv().await;
+///     })
+/// })
+/// .restart(Restart::Transient)
+/// .shutdown(Shutdown::Timeout(Duration::from_millis(500)));
+/// assert_eq!(cache.id(), "cache");
+///
+/// let rt = Runtime::builder().workers(2).build();
+/// let sup = rt.supervisor(Strategy::OneForOne).child_spec(cache).start();
+/// let sup = SupervisorRef::new(&rt, sup.pid());
+/// let children = rt.block_on(sup.which_children()).unwrap();
+/// assert_eq!(children[0].id, "cache");
+/// assert_eq!(children[0].restart, Restart::Transient);
+/// ```
 #[derive(Clone)]
 pub struct ChildSpec {
     id: String,
@@ -289,6 +313,40 @@ impl std::error::Error for SupervisorError {}
 /// Builder for a supervisor process: [`Runtime::supervisor`] or
 /// [`Runtime::dynamic_supervisor`], then its children, then
 /// [`start`](Supervisor::start).
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::supervisor::SupervisorRef;
+/// use rusm_otp::{Runtime, Strategy};
+/// use std::time::Duration;
+///
+/// let rt = Runtime::builder().workers(2).build();
+/// let worker = |rt: &Runtime| {
+///     rt.spawn(|mut ctx| async move {
+///         ctx.recv().await;
+///     })
+/// };
+/// let sup = rt
+///     .supervisor(Strategy::OneForOne)
+///     .max_restarts(3)
+///     .within(Duration::from_secs(5))
+///     .child(worker)
+///     .child(worker)
+///     .start();
+/// // `start` returns with the children started.
+/// let sup = SupervisorRef::new(&rt, sup.pid());
+/// let first = rt.block_on(sup.which_children()).unwrap()[0].pid.unwrap();
+/// rt.kill(first);
+/// // One for one: the killed child alone is started again, under a new pid.
+/// let restarted = (0..10_000).find_map(|_| {
+///     let children = rt.block_on(sup.which_children()).unwrap();
+///     std::thread::sleep(Duration::from_millis(1));
+///     children[0].pid.filter(|&p| p != first)
+/// });
+/// assert!(restarted.is_some());
+/// assert_eq!(rt.block_on(sup.count_children()).unwrap().active, 2);
+/// ```
 pub struct Supervisor {
     rt: Runtime,
     strategy: Strategy,
@@ -487,6 +545,33 @@ type SupRequest = crate::Request<Op, Answer>;
 /// request is answered by the supervisor process; it is usable from a
 /// process or from `block_on`, and fails with `NoProc` at once when the
 /// supervisor is not alive or ends before answering.
+///
+/// # Examples
+///
+/// ```
+/// use rusm_otp::supervisor::{ChildSpec, SupervisorError, SupervisorRef};
+/// use rusm_otp::Runtime;
+///
+/// let rt = Runtime::builder().workers(2).build();
+/// let sup = rt.dynamic_supervisor().max_children(2).start();
+/// let sup = SupervisorRef::new(&rt, sup.pid());
+/// let spec = |id: &str| {
+///     ChildSpec::new(id, |rt: &Runtime| {
+///         rt.spawn(|mut ctx| async move {
+///             ctx.recv().await;
+///         })
+///     })
+/// };
+/// let a = rt.block_on(sup.start_child(spec("a"))).unwrap();
+/// rt.block_on(sup.start_child(spec("b"))).unwrap();
+/// assert_eq!(
+///     rt.block_on(sup.start_child(spec("c"))),
+///     Err(SupervisorError::MaxChildren)
+/// );
+/// rt.block_on(sup.terminate_pid(a)).unwrap();
+/// assert!(!rt.is_alive(a));
+/// assert_eq!(rt.block_on(sup.count_children()).unwrap().active, 1);
+/// ```
 #[derive(Clone)]
 pub struct SupervisorRef {
     rt: Runtime,

@@ -180,6 +180,25 @@ mod imp {
         /// is). With a bounded mailbox, a message that finds the mailbox
         /// full is shed like any other ([`Runtime::dropped_messages`]).
         /// `Duration::MAX` never fires.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use rusm_otp::{ExitReason, Runtime};
+        /// use std::time::Duration;
+        ///
+        /// let rt = Runtime::builder().workers(2).build();
+        /// let h = rt.spawn(|mut ctx| async move {
+        ///     let (rt, me) = (ctx.runtime().clone(), ctx.pid());
+        ///     rt.send_after(me, Duration::from_millis(5), "tick");
+        ///     let never = rt.send_after(me, Duration::from_millis(5), "cancelled");
+        ///     assert!(never.cancel());
+        ///     let m = ctx.recv().await.message().unwrap();
+        ///     assert_eq!(m.downcast::<&str>().unwrap(), "tick");
+        ///     assert!(ctx.recv_timeout(Duration::from_millis(20)).await.is_none());
+        /// });
+        /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+        /// ```
         pub fn send_after<M: Send + 'static>(&self, pid: Pid, delay: Duration, msg: M) -> TimerRef {
             let shared = &self.shared;
             let entry =
@@ -205,6 +224,21 @@ mod imp {
     ///
     /// # Panics
     /// When polled anywhere else (there is no runtime to keep the time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rusm_otp::{ExitReason, Runtime};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = Runtime::builder().workers(2).build();
+    /// let h = rt.spawn(|_ctx| async move {
+    ///     let start = Instant::now();
+    ///     rusm_otp::sleep(Duration::from_millis(5)).await;
+    ///     assert!(start.elapsed() >= Duration::from_millis(5));
+    /// });
+    /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+    /// ```
     pub fn sleep(duration: Duration) -> Sleep {
         Sleep {
             deadline: deadline_after(duration),
@@ -280,6 +314,23 @@ mod imp {
         /// `Duration::MAX` (Erlang's `after infinity`) waits forever. An item
         /// that arrives after the timeout stays in the mailbox. `None` at once
         /// if the process has ended (a context moved out of its process).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use rusm_otp::{ExitReason, Runtime};
+        /// use std::time::Duration;
+        ///
+        /// let rt = Runtime::builder().workers(2).build();
+        /// let h = rt.spawn(|mut ctx| async move {
+        ///     // Nobody sends: `None` once the timeout has passed.
+        ///     assert!(ctx.recv_timeout(Duration::from_millis(10)).await.is_none());
+        ///     // `Duration::ZERO` looks at the mailbox once.
+        ///     ctx.runtime().send(ctx.pid(), "here");
+        ///     assert!(ctx.recv_timeout(Duration::ZERO).await.is_some());
+        /// });
+        /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+        /// ```
         pub fn recv_timeout(
             &mut self,
             timeout: Duration,

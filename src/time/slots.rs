@@ -115,11 +115,7 @@ impl<T: Slotted> Slots<T> {
         let mut slot = self.slot(timer.tick()).lock();
         let i = timer.slot_index().load(Ordering::Relaxed);
         if i < slot.len() && slot[i].same(timer) {
-            let taken = slot.swap_remove(i);
-            if let Some(moved) = slot.get(i) {
-                moved.slot_index().store(i, Ordering::Relaxed);
-            }
-            Some(taken)
+            Some(take(&mut slot, i))
         } else {
             None
         }
@@ -142,11 +138,7 @@ impl<T: Slotted> Slots<T> {
             let mut i = 0;
             while i < slot.len() {
                 if slot[i].tick() <= to {
-                    let e = slot.swap_remove(i);
-                    if let Some(moved) = slot.get(i) {
-                        moved.slot_index().store(i, Ordering::Relaxed);
-                    }
-                    due.push(e);
+                    due.push(take(&mut slot, i));
                 } else {
                     i += 1;
                 }
@@ -184,10 +176,7 @@ impl<T: Slotted> Slots<T> {
             let mut i = 0;
             while i < slot.len() {
                 if remove(&slot[i]) {
-                    removed.push(slot.swap_remove(i));
-                    if let Some(moved) = slot.get(i) {
-                        moved.slot_index().store(i, Ordering::Relaxed);
-                    }
+                    removed.push(take(&mut slot, i));
                 } else {
                     i += 1;
                 }
@@ -195,6 +184,30 @@ impl<T: Slotted> Slots<T> {
         }
         removed
     }
+}
+
+/// A slot's room kept however few timers it holds.
+const KEEP: usize = 4;
+
+/// Takes the timer at `i` out of `slot` (the last one takes its place).
+///
+/// A slot's vector grows to the most timers it ever held at once, which a
+/// burst (a storm of calls, each with its timeout) makes large in every
+/// slot its deadlines fall in; kept, that room would be held for good,
+/// about 8 bytes per timer of the largest burst. So a slot down to a
+/// quarter of its room gives half of it back. A slot just shrunk is half
+/// full: the next growth is as many pushes away as it holds, the next
+/// shrink half as many removals, so the copying stays amortised O(1) per
+/// timer and a slot alternating around one size does not thrash.
+fn take<T: Slotted>(slot: &mut Vec<T>, i: usize) -> T {
+    let taken = slot.swap_remove(i);
+    if let Some(moved) = slot.get(i) {
+        moved.slot_index().store(i, Ordering::Relaxed);
+    }
+    if slot.capacity() > KEEP && slot.len() * 4 <= slot.capacity() {
+        slot.shrink_to((slot.len() * 2).max(KEEP));
+    }
+    taken
 }
 
 #[cfg(test)]
@@ -289,6 +302,23 @@ mod tests {
         );
         assert!(taken >= 1);
         assert_none_left_behind(&s);
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn a_slot_emptied_after_a_burst_gives_its_room_back() {
+        let s = Slots::<Arc<T>>::new(4);
+        let n = if cfg!(miri) { 64 } else { 10_000 };
+        let burst: Vec<_> = (0..n).map(|_| s.insert(5, timer)).collect();
+        for (k, t) in burst.iter().enumerate() {
+            if k % 2 == 0 {
+                assert!(s.remove(t).is_some());
+            }
+        }
+        let mut due = Vec::new();
+        s.advance(5, &mut due);
+        assert_eq!(due.len(), n / 2);
+        assert!(s.slot(5).lock().capacity() <= KEEP);
     }
 
     #[cfg(not(loom))]
