@@ -67,11 +67,19 @@ impl Shared {
     /// Teardown, run by whoever finishes a process after its future is
     /// dropped: the process leaves the table and is counted as finished.
     pub(crate) fn process_exited(&self, task: &TaskRef, reason: ExitReason) {
-        let pid = task.header().pid;
-        self.table.remove(pid);
-        self.cancel_timers_of(task.header());
-        self.release_signals(task, reason);
-        crate::call::release_watchers(task, reason);
+        let h = task.header();
+        self.table.remove(h.pid);
+        // Timers, names, links, monitors and calls all live in the aux
+        // data, and each is added under the aux lock only after checking
+        // that the process is in the table, which it has left; the spawn
+        // monitor is in the header, placed before launch. With neither now
+        // (most short-lived processes), there is nothing to release and
+        // nothing can come.
+        if h.aux.lock().is_some() || h.spawn_monitor.load(Ordering::Acquire) != 0 {
+            self.cancel_timers_of(h);
+            self.release_signals(task, reason);
+            crate::call::release_watchers(task, reason);
+        }
         self.finished.fetch_add(1, Ordering::Release);
     }
 
@@ -545,7 +553,8 @@ impl Runtime {
         // closure can use its pid (register it, link it, send to it). The
         // spawner holds RUNNING until `launch`, so no one else can poll or
         // finish it meanwhile: a kill only marks it, and messages queue up.
-        let task: Arc<Task<Fut>> = Arc::new(Task::new(pid, self.weak_handle()));
+        let task: Arc<Task<Fut>> =
+            crate::process::recycle::arc_with(|| Task::new(pid, self.weak_handle()));
         shared.table.insert(
             pid,
             Arc::into_raw(task.clone()).cast::<crate::process::task::Header>(),

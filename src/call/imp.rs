@@ -7,7 +7,7 @@ use crate::process::task::TaskRef;
 use crate::process::{ExitReason, Pid, current};
 use crate::runtime::{Runtime, Shared};
 use crate::time::wheel::Entry;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -173,13 +173,11 @@ where
 /// Teardown: completes every call waiting on the process with `reason`.
 /// Runs after the process left the table and released its names.
 pub(crate) fn release_watchers(task: &TaskRef, reason: ExitReason) {
-    let list = task
-        .header()
-        .aux
-        .lock()
-        .as_mut()
-        .map(|a| std::mem::take(&mut a.calls.list));
-    for w in list.into_iter().flatten() {
+    let list = match task.header().aux.lock().as_mut() {
+        Some(a) if !a.calls.list.is_empty() => std::mem::take(&mut a.calls.list),
+        _ => return,
+    };
+    for w in list {
         w.exited(reason);
         // Normally the last reference to a settled call holds no value; a
         // caller that forgot its finished `Call` may have left a reply in
@@ -191,20 +189,15 @@ pub(crate) fn release_watchers(task: &TaskRef, reason: ExitReason) {
 }
 
 thread_local! {
-    /// `ReplyTo`s dropped unanswered during the current process run.
+    /// `ReplyTo`s dropped unanswered during the current process run; the
+    /// run's end looks here only when `current` was told (`note_deferred`).
     static DEFERRED: RefCell<Vec<Arc<dyn Watch>>> = const { RefCell::new(Vec::new()) };
-    /// Whether `DEFERRED` may hold anything. A plain flag with no destructor,
-    /// so the check at the end of every run is one thread-local read rather
-    /// than a visit to the lazily registered `DEFERRED`.
-    static ANY_DEFERRED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Answers `NoReply` for the `ReplyTo`s dropped during the run that just
 /// ended on this thread (see the parent module).
+#[cold]
 pub(crate) fn run_deferred() {
-    if !ANY_DEFERRED.try_with(|f| f.replace(false)).unwrap_or(true) {
-        return;
-    }
     loop {
         let batch = DEFERRED
             .try_with(|d| std::mem::take(&mut *d.borrow_mut()))
@@ -289,7 +282,7 @@ impl<R: Send + 'static> Drop for ReplyTo<R> {
         if current::in_process() {
             // Answered when this run ends, after any exit it causes.
             if let Ok(()) = DEFERRED.try_with(|d| d.borrow_mut().push(watch.clone())) {
-                let _ = ANY_DEFERRED.try_with(|f| f.set(true));
+                current::note_deferred();
                 return;
             }
         }

@@ -18,21 +18,40 @@ use crate::runtime::Shared;
 use std::cell::Cell;
 use std::sync::Arc;
 
-/// A runtime's identity (the address of its shared state) and a pid in it.
+/// A runtime's identity (the address of its shared state) and a pid in it;
+/// identity 0 when no process runs.
 type Mark = (usize, Pid);
 
+/// No process running.
+const NONE: Mark = (0, Pid::from_raw(0));
+
+/// Where this thread is. One thread-local with no destructor for both
+/// facts the start and end of every run touch, so that marking a run costs
+/// one thread-local access on each side and no lazy registration.
+struct Here {
+    /// The process this thread runs now ([`NONE`] if none).
+    mark: Cell<Mark>,
+    /// Whether work was deferred to the end of the outermost run.
+    deferred: Cell<bool>,
+}
+
 thread_local! {
-    /// The process this thread runs now, if any.
-    static RUNNING: Cell<Option<Mark>> = const { Cell::new(None) };
+    static HERE: Here = const {
+        Here {
+            mark: Cell::new(NONE),
+            deferred: Cell::new(false),
+        }
+    };
 }
 
 /// Marks a process as running on this thread until dropped.
 pub(crate) struct Running {
     /// The mark to restore.
-    prev: Option<Mark>,
+    prev: Mark,
 }
 
 /// Marks the process of `h` as running on this thread.
+#[inline]
 pub(crate) fn enter(h: &Header) -> Running {
     mark((Arc::as_ptr(&h.rt.shared) as usize, h.pid))
 }
@@ -45,30 +64,44 @@ pub(crate) fn act_as(shared: &Arc<Shared>, pid: Pid) -> Running {
     mark((Arc::as_ptr(shared) as usize, pid))
 }
 
+#[inline]
 fn mark(mark: Mark) -> Running {
-    let prev = RUNNING.try_with(|c| c.replace(Some(mark))).ok().flatten();
+    let prev = HERE.try_with(|h| h.mark.replace(mark)).unwrap_or(NONE);
     Running { prev }
 }
 
 impl Drop for Running {
+    #[inline]
     fn drop(&mut self) {
-        let _ = RUNNING.try_with(|c| c.set(self.prev));
-        if self.prev.is_none() {
+        let prev = self.prev;
+        let deferred = HERE
+            .try_with(|h| {
+                h.mark.set(prev);
+                prev.0 == 0 && h.deferred.replace(false)
+            })
+            .unwrap_or(false);
+        if deferred {
             crate::call::run_deferred();
         }
     }
 }
 
-/// The process of runtime `shared` this thread is running, if any.
-pub(crate) fn pid_in(shared: &Arc<Shared>) -> Option<Pid> {
-    let key = Arc::as_ptr(shared) as usize;
-    match RUNNING.try_with(Cell::get).ok().flatten() {
-        Some((k, pid)) if k == key => Some(pid),
-        _ => None,
-    }
+/// Notes that work was deferred to the end of the outermost run on this
+/// thread (see [`crate::call`]).
+pub(crate) fn note_deferred() {
+    let _ = HERE.try_with(|h| h.deferred.set(true));
 }
 
 /// Whether this thread is inside the run of any process.
 pub(crate) fn in_process() -> bool {
-    RUNNING.try_with(|c| c.get().is_some()).unwrap_or(false)
+    HERE.try_with(|h| h.mark.get().0 != 0).unwrap_or(false)
+}
+
+/// The process of runtime `shared` this thread is running, if any.
+pub(crate) fn pid_in(shared: &Arc<Shared>) -> Option<Pid> {
+    let key = Arc::as_ptr(shared) as usize;
+    match HERE.try_with(|h| h.mark.get()).ok() {
+        Some((k, pid)) if k == key => Some(pid),
+        _ => None,
+    }
 }

@@ -7,6 +7,8 @@ pub(crate) mod context;
 pub(crate) mod current;
 #[cfg(not(loom))]
 pub(crate) mod handle;
+#[cfg(not(loom))]
+pub(crate) mod recycle;
 pub(crate) mod state;
 #[cfg(not(loom))]
 pub(crate) mod table;
@@ -30,7 +32,7 @@ impl Pid {
 
     /// A pid from its number (for instance one read back from a log). It
     /// names a live process only if the runtime gave out that number.
-    pub fn from_raw(raw: u64) -> Pid {
+    pub const fn from_raw(raw: u64) -> Pid {
         Pid(raw)
     }
 }

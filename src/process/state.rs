@@ -5,8 +5,13 @@
 //! | --- | --- | --- |
 //! | [`NOTIFIED`] | a wake finds the process idle (it is then pushed to a run queue), or arrives while it runs (it is pushed again after the poll) | a worker takes it off a queue to run it |
 //! | [`RUNNING`] | a worker owns the future: polling it or dropping it | the poll returns `Pending` |
-//! | [`KILLED`] | an exit was requested (`kill`, `exit`, a linked crash); the reason is in the process's `kill_reason` | never |
+//! | [`KILLED`] | an exit was requested (`kill`, `exit`, a linked crash); the reason is in the word's kill-reason byte | never |
 //! | [`COMPLETE`] | the future has been dropped and teardown is done | never |
+//!
+//! The word also carries two bytes: the exit reason requested (set once,
+//! before `KILLED`, the first request winning) and the reason the process
+//! ended with (set with `COMPLETE`, in the same write). Keeping them here
+//! rather than in fields of their own saves a word per process.
 //!
 //! `RUNNING` is the lock on the future: only the thread that set it touches
 //! the future. `NOTIFIED` is the ticket for a run queue: a wake that sets it
@@ -27,6 +32,10 @@ pub(crate) const RUNNING: usize = 1 << 1;
 pub(crate) const KILLED: usize = 1 << 2;
 /// Future dropped, teardown done. Never coexists with `RUNNING`.
 pub(crate) const COMPLETE: usize = 1 << 3;
+/// Where the requested exit reason (a nonzero byte) sits in the word.
+const KILL_REASON_SHIFT: u32 = 8;
+/// Where the reason the process ended with sits in the word.
+const EXIT_SHIFT: u32 = 16;
 
 /// The atomic state word of one process.
 #[derive(Debug)]
@@ -177,10 +186,51 @@ impl State {
         }
     }
 
-    /// The owner of the future has dropped it: the process is complete.
-    pub(crate) fn complete(&self) {
-        let prev = self.0.fetch_xor(RUNNING | COMPLETE, Ordering::AcqRel);
+    /// The owner of the future has dropped it: the process is complete, and
+    /// ended with reason `exit` (a nonzero byte), published in the same
+    /// write, so whoever sees the reason sees `COMPLETE` and the teardown
+    /// before it.
+    pub(crate) fn complete(&self, exit: u8) {
+        debug_assert!(exit != 0);
+        let bits = RUNNING | COMPLETE | (usize::from(exit) << EXIT_SHIFT);
+        // XOR flips RUNNING off and COMPLETE on, and sets the exit byte,
+        // which is clear until now.
+        let prev = self.0.fetch_xor(bits, Ordering::AcqRel);
         debug_assert!(prev & RUNNING != 0 && prev & COMPLETE == 0);
+        debug_assert!((prev >> EXIT_SHIFT) & 0xff == 0);
+    }
+
+    /// The reason the process ended with (nonzero), or 0 before
+    /// [`complete`](Self::complete).
+    pub(crate) fn exit(&self) -> u8 {
+        (self.0.load(Ordering::Acquire) >> EXIT_SHIFT) as u8
+    }
+
+    /// Records `reason` (a nonzero byte) as the requested exit reason unless
+    /// one is recorded already: the first request wins. Done before
+    /// [`kill`](Self::kill), so whoever sees `KILLED` sees a reason.
+    pub(crate) fn set_kill_reason(&self, reason: u8) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                ((cur >> KILL_REASON_SHIFT) & 0xff == 0)
+                    .then_some(cur | (usize::from(reason) << KILL_REASON_SHIFT))
+            });
+    }
+
+    /// Asks the process to exit with `reason` (a nonzero byte; the first
+    /// request's wins) and wakes it: true when the caller must push it to
+    /// a run queue. The reason goes in first, so whoever sees `KILLED` sees
+    /// a reason.
+    #[must_use]
+    pub(crate) fn kill_with(&self, reason: u8) -> bool {
+        self.set_kill_reason(reason);
+        self.kill()
+    }
+
+    /// The requested exit reason, or 0 if none was.
+    pub(crate) fn kill_reason(&self) -> u8 {
+        (self.0.load(Ordering::Acquire) >> KILL_REASON_SHIFT) as u8
     }
 }
 
@@ -208,6 +258,22 @@ mod loom_state {
         }
     }
 
+    /// The reason the stand-in killer asks for.
+    const KILL_REASON: u8 = 2;
+
+    /// Ends a process whose kill was seen: the reason is there with it, and
+    /// is published with `COMPLETE`.
+    fn end_killed(state: &State) {
+        assert_eq!(
+            state.kill_reason(),
+            KILL_REASON,
+            "a kill is seen with its reason"
+        );
+        state.complete(state.kill_reason());
+        assert_eq!(state.exit(), KILL_REASON);
+        assert!(state.load() & COMPLETE != 0);
+    }
+
     /// Runs the stand-in worker until the process completes.
     fn work(state: &State, rq: &RunQueue, message: &AtomicUsize) {
         loop {
@@ -223,19 +289,19 @@ mod loom_state {
             match state.start_poll() {
                 StartPoll::Complete => unreachable!("nothing completes it but us"),
                 StartPoll::Kill => {
-                    state.complete();
+                    end_killed(state);
                     return;
                 }
                 StartPoll::Poll => {
                     if message.load(Ordering::Acquire) == 1 {
-                        state.complete();
+                        state.complete(1);
                         return;
                     }
                     match state.end_poll() {
                         EndPoll::Idle => {}
                         EndPoll::Reschedule => rq.push(),
                         EndPoll::Kill => {
-                            state.complete();
+                            end_killed(state);
                             return;
                         }
                     }
@@ -263,7 +329,7 @@ mod loom_state {
         let killer = {
             let (state, rq) = (state.clone(), rq.clone());
             loom::thread::spawn(move || {
-                if state.kill() {
+                if state.kill_with(KILL_REASON) {
                     rq.push();
                 }
             })
@@ -290,12 +356,13 @@ mod loom_state {
                     rq.push();
                     work(&state, &rq, &message);
                 }
-                StartPoll::Kill => state.complete(),
+                StartPoll::Kill => end_killed(&state),
                 StartPoll::Complete => unreachable!(),
             }
             waker.join().unwrap();
             killer.join().unwrap();
             assert!(state.load() & COMPLETE != 0);
+            assert_ne!(state.exit(), 0, "the exit reason is published");
             assert_eq!(*rq.entries.lock(), 0, "no entry left behind");
         });
     }
@@ -330,20 +397,20 @@ mod loom_state {
                 match state.start_poll() {
                     StartPoll::Complete => unreachable!("nothing completes it but us"),
                     StartPoll::Kill => {
-                        state.complete();
+                        end_killed(&state);
                         break;
                     }
                     StartPoll::Poll => {
                         let ready = message.load(Ordering::Acquire) == 1;
                         if ready {
-                            state.complete();
+                            state.complete(1);
                             break;
                         }
                         match state.end_poll() {
                             EndPoll::Idle => {}
                             EndPoll::Reschedule => rq.push(),
                             EndPoll::Kill => {
-                                state.complete();
+                                end_killed(&state);
                                 break;
                             }
                         }

@@ -46,6 +46,10 @@
 //! its deferred frees (`pending`: processes, pages, directories) to know
 //! when it is done:
 //!
+//! * a worker gathers the releases of the processes it removes and defers
+//!   them [`BATCH`] at a time, as one deferred function (one epoch entry
+//!   per batch rather than per process); a partial batch goes to the epoch
+//!   at each of the points below, so it waits no longer than they do;
 //! * every `INJECTOR_INTERVAL` ticks of its loop a worker
 //!   re-pins and flushes ([`Table::collect`]), draining a backlog a few
 //!   bounded batches at a time while that makes progress;
@@ -65,6 +69,7 @@ use super::Pid;
 use super::task::{Header, TaskPtr, TaskRef};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
@@ -112,6 +117,117 @@ struct Release(*const Header);
 // SAFETY: the pointer stands for a strong reference to a `Send + Sync`
 // process, released once on whichever thread runs the deferred function.
 unsafe impl Send for Release {}
+
+impl Release {
+    /// Gives up the table's strong reference.
+    ///
+    /// # Safety
+    /// Called once per removed process, once no pinned reader can hold it.
+    unsafe fn run(self) {
+        // SAFETY: the table's strong reference, not yet released, so the
+        // process (and the runtime it refers to) is still allocated.
+        let task = unsafe { TaskPtr::from_raw(self.0) };
+        // Counted before the release, which may free this very table.
+        task.header()
+            .rt
+            .shared
+            .table
+            .pending
+            .fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: the table's strong reference, released exactly once.
+        unsafe { task.release() }
+    }
+}
+
+/// Releases a worker thread gathers before handing them to the epoch as
+/// one deferred function.
+const BATCH: usize = 64;
+
+/// A worker thread's removed processes whose release is not yet deferred.
+struct Batch {
+    /// Whether this thread batches (a worker, between
+    /// [`start_batching`] and [`stop_batching`]).
+    on: bool,
+    /// The releases gathered so far, fewer than [`BATCH`].
+    list: Vec<Release>,
+}
+
+thread_local! {
+    static RELEASES: RefCell<Batch> = const {
+        RefCell::new(Batch { on: false, list: Vec::new() })
+    };
+}
+
+/// Defers the release of a removed process past every pin that may still
+/// see it. On a worker thread the releases go to the epoch in batches of
+/// [`BATCH`], one deferred function each, which spares the epoch a bag
+/// entry (and, every few dozen, a bag) per process; a batch is handed over
+/// when full, at the worker's periodic collection, before it sleeps and
+/// when it stops, so the delay stays bounded. Handing it over later than
+/// the removal is safe: whoever could see the process was pinned before
+/// the removal, so before the deferral too.
+fn batch_release(r: Release, guard: &Guard) {
+    let mut r = Some(r);
+    let _ = RELEASES.try_with(|b| {
+        let Ok(mut b) = b.try_borrow_mut() else {
+            return;
+        };
+        if !b.on {
+            return;
+        }
+        b.list.push(r.take().expect("once"));
+        if b.list.len() >= BATCH {
+            let list = std::mem::replace(&mut b.list, Vec::with_capacity(BATCH));
+            drop(b);
+            defer_releases(list, guard);
+        }
+    });
+    if let Some(r) = r {
+        defer_releases(vec![r], guard);
+    }
+}
+
+/// Defers the releases in `list` as one function.
+fn defer_releases(list: Vec<Release>, guard: &Guard) {
+    guard.defer(move || {
+        for r in list {
+            // SAFETY: each was removed from its table once, and the
+            // epoch runs this after every pin that could see it.
+            unsafe { r.run() }
+        }
+    });
+}
+
+/// Hands this thread's gathered releases to the epoch.
+fn flush_batch(guard: &Guard) {
+    let list = RELEASES
+        .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut b.list)))
+        .ok()
+        .and_then(Result::ok);
+    if let Some(list) = list.filter(|l| !l.is_empty()) {
+        defer_releases(list, guard);
+    }
+}
+
+/// This thread (a worker) batches its releases until [`stop_batching`].
+pub(crate) fn start_batching() {
+    let _ = RELEASES.try_with(|b| {
+        if let Ok(mut b) = b.try_borrow_mut() {
+            b.on = true;
+            b.list.reserve(BATCH);
+        }
+    });
+}
+
+/// This thread stops batching; what it gathered goes to the epoch.
+pub(crate) fn stop_batching() {
+    let _ = RELEASES.try_with(|b| {
+        if let Ok(mut b) = b.try_borrow_mut() {
+            b.on = false;
+        }
+    });
+    flush_batch(&epoch::pin());
+}
 
 /// pid → live process.
 pub(crate) struct Table {
@@ -226,22 +342,7 @@ impl Table {
             return false;
         }
         self.pending.fetch_add(1, Ordering::Relaxed);
-        let release = Release(old);
-        guard.defer(move || {
-            let release = release;
-            // SAFETY: the table's strong reference, not yet released, so the
-            // process (and the runtime it refers to) is still allocated.
-            let task = unsafe { TaskPtr::from_raw(release.0) };
-            // Counted before the release, which may free this very table.
-            task.header()
-                .rt
-                .shared
-                .table
-                .pending
-                .fetch_sub(1, Ordering::Relaxed);
-            // SAFETY: the table's strong reference, released exactly once.
-            unsafe { task.release() }
-        });
+        batch_release(Release(old), guard);
         self.retire_one(n, page, guard);
         true
     }
@@ -325,6 +426,7 @@ impl Table {
     /// bounded batch, so a backlog (left by a long poll that held the epoch
     /// back) is drained with a few more, as long as they make progress.
     pub(crate) fn collect(&self, guard: &mut Guard) {
+        flush_batch(guard);
         guard.repin();
         let mut before = self.pending_releases();
         for _ in 0..8 {
@@ -345,6 +447,7 @@ impl Table {
     /// when it next flushes). The caller must not be pinned, or its own pin
     /// holds the epoch back.
     pub(crate) fn reclaim(&self, mut go_on: impl FnMut(u32) -> bool) {
+        flush_batch(&epoch::pin());
         let mut stalled = 0;
         let mut before = self.pending_releases();
         while before > 0 {
@@ -535,6 +638,56 @@ mod tests {
             std::thread::yield_now();
             stalled < 100_000
         });
+        assert_eq!(table.pending_releases(), 0);
+    }
+
+    /// A batching thread (a worker) holds its releases back only until it
+    /// collects, reclaims or stops: then they all go to the epoch and run.
+    #[test]
+    fn a_batching_thread_hands_its_releases_over() {
+        let rt = crate::Runtime::builder().workers(1).build();
+        let table = &rt.shared.table;
+        let churn = |from: u64, n: u64| {
+            for raw in from..from + n {
+                let pid = Pid::from_raw(raw);
+                table.insert(pid, task(&rt, pid));
+                assert!(table.remove(pid));
+            }
+        };
+        let drain = |table: &Table| {
+            for _ in 0..100_000 {
+                if table.pending_releases() == 0 {
+                    return;
+                }
+                epoch::pin().flush();
+                std::thread::yield_now();
+            }
+        };
+        start_batching();
+        churn(1, 10);
+        // Gathered, not deferred: advancing the epoch frees none of them.
+        for _ in 0..10 {
+            epoch::pin().flush();
+        }
+        assert_eq!(table.pending_releases(), 10);
+        table.reclaim(|stalled| {
+            std::thread::yield_now();
+            stalled < 100_000
+        });
+        assert_eq!(table.pending_releases(), 0, "reclaim hands the batch over");
+        churn(11, 10);
+        let mut guard = epoch::pin();
+        table.collect(&mut guard);
+        drop(guard);
+        drain(table);
+        assert_eq!(table.pending_releases(), 0, "collect hands the batch over");
+        churn(21, 10);
+        stop_batching();
+        drain(table);
+        assert_eq!(table.pending_releases(), 0, "stopping hands the batch over");
+        // No longer batching: each release is deferred at once.
+        churn(31, 10);
+        drain(table);
         assert_eq!(table.pending_releases(), 0);
     }
 

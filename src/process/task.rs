@@ -53,7 +53,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::task::{Poll, Waker};
 
 /// A process behind a type-erased reference.
@@ -199,7 +199,8 @@ where
 /// `p` carries a strong reference made by `Arc::into_raw`, released once.
 unsafe fn release<F>(p: *const Header) {
     // SAFETY: as for `revive`; the caller owns the reference given up here.
-    drop(unsafe { Arc::from_raw(p.cast::<Task<F>>()) });
+    // The last reference keeps its block for the next spawn on this worker.
+    super::recycle::release(unsafe { Arc::from_raw(p.cast::<Task<F>>()) });
 }
 
 /// A borrowed process: a thin pointer to its header, as the process table
@@ -244,10 +245,6 @@ pub(crate) struct Header {
     pub(crate) state: State,
     /// The process's pid.
     pub(crate) pid: Pid,
-    /// The exit reason requested by `kill`/`exit`; 0 until one is.
-    kill_reason: AtomicU8,
-    /// The reason it ended with; 0 while alive. Set last in teardown.
-    exit: AtomicU8,
     /// The mailbox.
     pub(crate) mailbox: Queue<Received>,
     /// The runtime (a handle that does not keep it running).
@@ -287,22 +284,16 @@ impl Header {
     /// true when the caller must schedule it.
     #[must_use]
     pub(crate) fn request_exit(&self, reason: ExitReason) -> bool {
-        let _ = self.kill_reason.compare_exchange(
-            0,
-            reason.to_u8(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        self.state.kill()
+        self.state.kill_with(reason.to_u8())
     }
 
     fn kill_reason(&self) -> Option<ExitReason> {
-        ExitReason::from_u8(self.kill_reason.load(Ordering::Acquire))
+        ExitReason::from_u8(self.state.kill_reason())
     }
 
     /// The reason the process ended with, once teardown is complete.
     pub(crate) fn exit_reason(&self) -> Option<ExitReason> {
-        ExitReason::from_u8(self.exit.load(Ordering::Acquire))
+        ExitReason::from_u8(self.state.exit())
     }
 
     /// Pushes `item` into the mailbox and wakes the process if its receive
@@ -390,8 +381,6 @@ where
                 fns: &Self::FNS,
                 state: State::new_spawning(),
                 pid,
-                kill_reason: AtomicU8::new(0),
-                exit: AtomicU8::new(0),
                 mailbox: Queue::new(),
                 rt,
                 aux: Mutex::new(None),
@@ -535,8 +524,7 @@ where
         // table's reference goes in `process_exited`.
         let me: TaskRef = self.clone();
         h.rt.shared.process_exited(&me, reason);
-        h.state.complete();
-        h.exit.store(reason.to_u8(), Ordering::Release);
+        h.state.complete(reason.to_u8());
         let waker = h.aux.lock().as_mut().and_then(|a| a.join_waker.take());
         if let Some(w) = waker {
             // The joiner's waker may come from any executor: its `wake` is

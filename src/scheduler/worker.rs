@@ -160,6 +160,8 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     };
     // The lifetime is erased: CURRENT is cleared before `w` goes.
     CURRENT.with(|c| c.set(Some(NonNull::from(&w).cast())));
+    crate::process::table::start_batching();
+    crate::process::recycle::start();
     let mut core = Core {
         tick: 0,
         lifo_polls: 0,
@@ -175,6 +177,8 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
         core.leave_search(sched);
     }
     core.leave_search(sched);
+    crate::process::table::stop_batching();
+    crate::process::recycle::stop();
     CURRENT.with(|c| c.set(None));
     // Queue entries own nothing: they are simply forgotten with the deque.
     // The runtime's teardown ends every live process through the table.

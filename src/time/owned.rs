@@ -95,9 +95,9 @@ impl Shared {
     /// left the table) and drops their messages. A panic in one of those
     /// destructors has no process left to crash: it is counted.
     pub(crate) fn cancel_timers_of(&self, h: &Header) {
-        let taken = h.aux.lock().as_mut().map(|a| std::mem::take(&mut a.timers));
-        let Some(Timers { list: entries, .. }) = taken else {
-            return;
+        let entries = match h.aux.lock().as_mut() {
+            Some(a) if !a.timers.list.is_empty() => std::mem::take(&mut a.timers).list,
+            _ => return,
         };
         let actions: Vec<Action> = entries
             .iter()

@@ -1,0 +1,103 @@
+//! Task memory kept by the workers for reuse is bounded while the runtime
+//! runs and is all given back when the runtime is dropped. Measured with a
+//! counting global allocator (live bytes), one test in this binary, so
+//! nothing else allocates meanwhile.
+
+use rusm_otp::Runtime;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// A process that churns: rounds of short-lived children spawned from
+/// inside the runtime (so their ends and the next spawns meet on the
+/// workers, where ended tasks' blocks are kept for reuse), each round
+/// waited for. The children's futures are padded to a size of their own, so
+/// that the blocks kept are all of this test's making.
+fn churn(rt: &Runtime, rounds: usize, per_round: usize) {
+    rt.block_on(async {
+        let driver = rt.spawn(move |mut ctx| async move {
+            let me = ctx.pid();
+            for _ in 0..rounds {
+                for _ in 0..per_round {
+                    let pad = [7u8; 200];
+                    ctx.runtime().spawn(move |c| async move {
+                        std::hint::black_box(&pad);
+                        c.runtime().send(me, ());
+                    });
+                }
+                for _ in 0..per_round {
+                    ctx.recv().await;
+                }
+            }
+        });
+        driver.join().await;
+    });
+}
+
+#[test]
+fn kept_task_memory_is_bounded_and_freed_with_the_runtime() {
+    let before = live();
+    let rt = Runtime::builder().workers(2).build();
+    churn(&rt, 20, 500);
+    let warm = live();
+    // More churn holds no more: the workers keep a bounded amount.
+    churn(&rt, 200, 500);
+    rt.shutdown();
+    let mut grown = live() - warm;
+    for _ in 0..5_000 {
+        if grown < 1 << 20 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        grown = live() - warm;
+    }
+    assert!(grown < 1 << 20, "{grown} more bytes after 10x the churn");
+    drop(rt);
+    let left = live() - before;
+    // A pid-table directory, the epoch's own records: a few kilobytes; the
+    // blocks two workers may keep are far more.
+    assert!(
+        left < 64 << 10,
+        "{left} bytes still allocated after the runtime was dropped"
+    );
+}
