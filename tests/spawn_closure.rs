@@ -114,6 +114,8 @@ fn a_spawn_closure_that_panics_after_registering_releases_everything() {
             }
             seen.sort_by_key(|s| s.0);
             tx.send(seen).unwrap();
+            // Alive until told, so the test can register a name for it.
+            ctx.recv().await;
         });
         let w = watcher.pid();
         rt.set_trap_exit(w, true);
@@ -145,6 +147,7 @@ fn a_spawn_closure_that_panics_after_registering_releases_everything() {
             seen,
             vec![("down", ExitReason::Crashed), ("exit", ExitReason::Crashed)]
         );
+        assert!(rt.send(w, ()));
         assert_eq!(run(&rt, watcher.join()), ExitReason::Normal);
         assert_eq!(rt.process_count(), 0);
         assert_eq!(rt.finished(), rt.spawned());
