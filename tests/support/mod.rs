@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 mod actors;
+pub(crate) mod counting;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub(crate) use actors::*;
 
