@@ -16,7 +16,8 @@
 //!   (one CAS) and reversing it onto its end: [`Consumer::pop`] only when
 //!   `local` is empty, [`Scan::find`] when it has scanned `local` to its
 //!   last node, so neither needs a tail pointer. Producers never touch it.
-//! * `counts` counts pushes, and its two low bits record which of the two
+//! * `counts` holds the depth (producers add, the consumer subtracts), and
+//!   its two low bits record which of the two
 //!   parties that can end the queue's use have done so: the consumer giving
 //!   up its role ([`CONSUMER_GONE`]) and the close ([`CLOSE_DONE`]). They
 //!   decide who frees `local`. One word for both: every write to it is a
@@ -288,13 +289,12 @@ impl<T> Drop for Drain<T> {
 pub(crate) struct Queue<T> {
     /// Incoming stack, newest first, or a tag (see the module docs).
     head: AtomicPtr<Node<T>>,
-    /// Values ever pushed, in units of [`PUSHED_ONE`], and in the low bits
-    /// [`CONSUMER_GONE`] and [`CLOSE_DONE`]: who has let go of the queue.
-    /// One word for both, since both are only ever changed by
-    /// read-modify-writes.
+    /// The depth (values pushed and not yet taken out, deferred ones
+    /// included), in units of [`PUSHED_ONE`]: producers add, the consumer
+    /// subtracts. In the low bits, [`CONSUMER_GONE`] and [`CLOSE_DONE`]:
+    /// who has let go of the queue. One word for all of it, since every
+    /// write to it is a read-modify-write.
     counts: AtomicUsize,
-    /// Values ever taken out by the consumer, which is its only writer.
-    taken: AtomicUsize,
     /// The consumer's FIFO; touched only by the [`Consumer`], or by the
     /// close once the consumer is gone (see `counts`).
     local: UnsafeCell<Local<T>>,
@@ -321,7 +321,6 @@ impl<T> Queue<T> {
         Queue {
             head: AtomicPtr::new(tag(EMPTY)),
             counts: AtomicUsize::new(0),
-            taken: AtomicUsize::new(0),
             local: UnsafeCell::new(Local {
                 head: ptr::null_mut(),
             }),
@@ -331,7 +330,8 @@ impl<T> Queue<T> {
     /// Pushes `value`; gives it back if the queue is closed.
     pub(crate) fn push(&self, value: T) -> Result<Wake, T> {
         let node = new_node(value);
-        // Count first, so that `len` (pushed - taken) never goes below zero.
+        // Count first, so that `len` never goes below zero: the consumer
+        // counts a value out only after taking it, so after this.
         self.counts.fetch_add(PUSHED_ONE, Ordering::Relaxed);
         let mut cur = self.head.load(Ordering::Relaxed);
         loop {
@@ -367,8 +367,7 @@ impl<T> Queue<T> {
         if counts & CLOSE_DONE != 0 {
             return 0;
         }
-        let taken = self.taken.load(Ordering::Relaxed);
-        (counts / PUSHED_ONE).saturating_sub(taken)
+        counts / PUSHED_ONE
     }
 
     /// Whether the close has completed. Relaxed: whoever has seen the end of
@@ -701,11 +700,10 @@ impl<O: Owner, P> Scan<'_, O, P> {
     }
 }
 
-/// Counts one value taken out by the consumer.
+/// Counts one value taken out by the consumer. A read-modify-write, as
+/// every write to `counts` is (see `Queue::counts`).
 fn note_taken<T>(q: &Queue<T>) {
-    // Single writer: a load and a store, no read-modify-write needed.
-    let t = q.taken.load(Ordering::Relaxed);
-    q.taken.store(t + 1, Ordering::Relaxed);
+    q.counts.fetch_sub(PUSHED_ONE, Ordering::Relaxed);
 }
 
 /// Takes everything pushed so far, as a chain oldest first (null: none),

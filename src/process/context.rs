@@ -25,7 +25,7 @@
 //! woken by the teardown so that it sees this.
 
 use super::Pid;
-use super::task::TaskRef;
+use super::task::{Header, TaskPtr, TaskRef};
 use crate::mailbox::Received;
 use crate::mailbox::queue::{Consumer, Drain, Owner, Park, Scan};
 use crate::runtime::Runtime;
@@ -39,7 +39,31 @@ use std::task::{Poll, Waker};
 /// its mailbox. Owned by the body; exactly one per process.
 pub struct Context {
     /// The mailbox's one consumer, which also holds the process.
-    mailbox: Consumer<TaskRef>,
+    mailbox: Consumer<Process>,
+}
+
+/// The context's reference to its process: a strong reference like a
+/// [`TaskRef`], in one word rather than two, since the context lives in
+/// the process's future and so counts in every process's size.
+pub(crate) struct Process(TaskPtr);
+
+impl Process {
+    pub(crate) fn header(&self) -> &Header {
+        self.0.header()
+    }
+}
+
+// SAFETY: the reference is as shareable as the `TaskRef` it came from.
+unsafe impl Send for Process {}
+// SAFETY: as above.
+unsafe impl Sync for Process {}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Arc::into_raw` (`Context::new`),
+        // and this is its one release.
+        unsafe { TaskPtr::from_raw(self.0.header()).release() }
+    }
 }
 
 impl fmt::Debug for Context {
@@ -50,7 +74,7 @@ impl fmt::Debug for Context {
 
 // SAFETY: a reference to a task keeps its header, and so its mailbox,
 // alive, and `header()` always returns that one header.
-unsafe impl Owner for TaskRef {
+unsafe impl Owner for Process {
     type Item = Received;
 
     fn queue(&self) -> &crate::mailbox::queue::Queue<Received> {
@@ -83,9 +107,13 @@ impl Context {
     /// # Safety
     /// Made once per process: no other context of `task` ever exists.
     pub(crate) unsafe fn new(task: TaskRef) -> Context {
+        let header = Arc::into_raw(task).cast::<Header>();
+        // SAFETY: a live task's header (`repr(C)`, first in the task),
+        // holding the reference `into_raw` gave up, released by `Process`.
+        let process = Process(unsafe { TaskPtr::from_raw(header) });
         Context {
             // SAFETY: the one context is the one consumer (our contract).
-            mailbox: unsafe { Consumer::new(task) },
+            mailbox: unsafe { Consumer::new(process) },
         }
     }
 
@@ -197,7 +225,7 @@ impl Context {
 
     /// A selective receive's scan of this mailbox, for receives defined
     /// elsewhere (with a timeout).
-    pub(crate) fn scan<P>(&mut self, pred: P) -> Scan<'_, TaskRef, P>
+    pub(crate) fn scan<P>(&mut self, pred: P) -> Scan<'_, Process, P>
     where
         P: FnMut(&Received) -> bool,
     {
@@ -215,10 +243,10 @@ pub(crate) trait Source {
     /// [`Consumer::unpark`].
     fn unpark(&mut self);
     /// The process.
-    fn task(&self) -> &TaskRef;
+    fn task(&self) -> &Header;
 }
 
-impl Source for Consumer<TaskRef> {
+impl Source for Consumer<Process> {
     fn take(&mut self) -> Option<Received> {
         self.pop()
     }
@@ -228,12 +256,12 @@ impl Source for Consumer<TaskRef> {
     fn unpark(&mut self) {
         Consumer::unpark(self)
     }
-    fn task(&self) -> &TaskRef {
-        self.owner()
+    fn task(&self) -> &Header {
+        self.owner().header()
     }
 }
 
-impl<P> Source for Scan<'_, TaskRef, P>
+impl<P> Source for Scan<'_, Process, P>
 where
     P: FnMut(&Received) -> bool,
 {
@@ -246,8 +274,8 @@ where
     fn unpark(&mut self) {
         Scan::unpark(self)
     }
-    fn task(&self) -> &TaskRef {
-        self.owner()
+    fn task(&self) -> &Header {
+        self.owner().header()
     }
 }
 
@@ -298,17 +326,17 @@ pub(crate) fn poll_receive(
     }
     loop {
         if let Some(item) = src.take() {
-            limit.disarm(&src.task().header().rt);
+            limit.disarm(&src.task().rt);
             return Poll::Ready(Outcome::Item(item));
         }
         let waker = cx.waker();
-        let h = src.task().header();
+        let h = src.task();
         if !limit.arm(&h.rt, waker) {
             limit.disarm(&h.rt);
             src.unpark();
             return Poll::Ready(Outcome::TimedOut);
         }
-        let own = std::ptr::eq(waker.data(), Arc::as_ptr(src.task()).cast::<()>());
+        let own = std::ptr::eq(waker.data(), std::ptr::from_ref(h).cast::<()>());
         if !own {
             h.with_aux(|a| match &mut a.foreign_waker {
                 Some(w) => w.clone_from(waker),
@@ -319,7 +347,7 @@ pub(crate) fn poll_receive(
             Park::Parked => return Poll::Pending,
             Park::Arrived => {}
             Park::Closed => {
-                limit.disarm(&src.task().header().rt);
+                limit.disarm(&src.task().rt);
                 return Poll::Ready(Outcome::Ended);
             }
         }
@@ -328,14 +356,14 @@ pub(crate) fn poll_receive(
 
 /// What a receive's `Drop` does: nothing left parked, no wake left armed.
 pub(crate) fn drop_receive(src: &mut impl Source, limit: &mut impl Limit) {
-    limit.disarm(&src.task().header().rt);
+    limit.disarm(&src.task().rt);
     src.unpark();
 }
 
 /// The future of [`Context::recv`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Recv<'a> {
-    mailbox: &'a mut Consumer<TaskRef>,
+    mailbox: &'a mut Consumer<Process>,
 }
 
 impl fmt::Debug for Recv<'_> {
@@ -368,7 +396,7 @@ impl Drop for Recv<'_> {
 #[must_use = "futures do nothing unless awaited"]
 pub struct RecvMatch<'a, P> {
     /// Holds the mailbox, and where this receive stopped scanning.
-    scan: Scan<'a, TaskRef, P>,
+    scan: Scan<'a, Process, P>,
 }
 
 impl<P> fmt::Debug for RecvMatch<'_, P> {

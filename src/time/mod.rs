@@ -22,8 +22,8 @@ mod imp {
     use super::wheel::{Action, Entry};
     use crate::mailbox::queue::Scan;
     use crate::mailbox::{Message, Received};
+    use crate::process::context::Process;
     use crate::process::context::{Outcome, poll_receive};
-    use crate::process::task::TaskRef;
     use crate::process::{Context, Pid};
     use crate::runtime::{Runtime, Shared};
     use std::fmt;
@@ -393,7 +393,7 @@ mod imp {
     #[must_use = "futures do nothing unless awaited"]
     pub struct RecvTimeout<'a, P> {
         /// Holds the mailbox, and where this receive stopped scanning.
-        scan: Scan<'a, TaskRef, P>,
+        scan: Scan<'a, Process, P>,
         /// When it gives up.
         timeout: Timeout,
     }
