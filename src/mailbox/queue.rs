@@ -776,6 +776,17 @@ fn with_consumer<T>() -> (Arc<Queue<T>>, Consumer<Arc<Queue<T>>>) {
 mod tests {
     use super::*;
 
+    /// Every process carries a queue in its header and a `Context` in its
+    /// future, so their sizes are per-process bytes: three words for the
+    /// queue (head, the depth-and-ends word, the consumer's FIFO) and one
+    /// for the context.
+    #[test]
+    fn a_queue_is_three_words_and_a_context_one() {
+        let word = std::mem::size_of::<usize>();
+        assert_eq!(std::mem::size_of::<Queue<crate::Received>>(), 3 * word);
+        assert_eq!(std::mem::size_of::<crate::Context>(), word);
+    }
+
     #[test]
     fn fifo_and_len() {
         let (q, mut c) = with_consumer();

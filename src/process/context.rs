@@ -1,7 +1,12 @@
 //! [`Context`]: the process body's handle on itself, and its receives.
 //!
-//! The context is the mailbox's single consumer: it is not `Clone`, and every
-//! receive borrows it mutably, so at most one receive runs at a time. A
+//! The context owns the mailbox's single consumer (a
+//! [`Consumer`], made once per process, in [`Context::new`]): it is not
+//! `Clone`, and every receive borrows it mutably, so at most one receive
+//! runs at a time. All three receive futures (`Recv`, `RecvMatch`,
+//! `RecvTimeout`) are polled by one function, [`poll_receive`], and differ
+//! only in how they take an item ([`Source`]) and when they give up
+//! ([`Limit`]). A
 //! receive that finds nothing parks the mailbox (see
 //! [`crate::mailbox::queue`]) and returns `Pending`; the send that finds the
 //! park tag wakes the process. When the receive is polled under the
