@@ -8,7 +8,7 @@ mod support;
 
 use rusm_otp::{ExitReason, MonitorRef, Received};
 use std::collections::HashSet;
-use support::{check, on_workers, recv, runtime, spawn_actor};
+use support::{check, check_trapping, on_workers, recv, runtime, spawn_actor};
 
 /// Monitors or links on the hub.
 const N: usize = 200_000;
@@ -98,10 +98,7 @@ fn a_watcher_of_many_targets_gets_each_down_once_and_leaves_nothing(workers: usi
 
 fn a_hub_with_many_links_unlinks_and_signals_each_exactly_once(workers: usize) {
     let rt = runtime(workers);
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
         let spokes: Vec<_> = (0..N).map(|_| spawn_actor(&rt)).collect();
         for s in &spokes {
             rt.link(me, s.pid());

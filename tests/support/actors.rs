@@ -89,6 +89,21 @@ where
     );
 }
 
+/// [`check`] with a tester that traps exits from before its first line runs,
+/// so no exit signal sent to it (or over a link it makes) can end it. The
+/// body is given the runtime and the tester's pid along with its context.
+pub(crate) fn check_trapping<F, Fut>(rt: &Runtime, f: F)
+where
+    F: FnOnce(Context, Runtime, Pid) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    check(rt, |ctx| async move {
+        let (rt, me) = (ctx.runtime().clone(), ctx.pid());
+        rt.set_trap_exit(me, true);
+        f(ctx, rt, me).await
+    })
+}
+
 /// Records the panic message of the future it wraps, then lets the panic
 /// go on (so the process still ends `Crashed`).
 struct RecordPanic<F> {
