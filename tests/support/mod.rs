@@ -5,13 +5,15 @@
 //! through [`wait_until`] / [`wait_until_async`], which panic on their
 //! deadline. Wall-clock time is only ever used as such a bound, never
 //! asserted on. Helpers for tests written as processes (bounded receives,
-//! a tester process, a ping-answering actor) are in [`actors`].
+//! a tester process, a ping-answering actor) are in [`actors`]; a logger
+//! that keeps every record is in [`log_capture`].
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
 mod actors;
 pub(crate) mod counting;
+pub(crate) mod log_capture;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub(crate) use actors::*;
 
