@@ -4,18 +4,11 @@
 mod support;
 
 use rusm_otp::supervisor::{ChildCount, ChildSpec, Restart, SupervisorError, SupervisorRef};
-use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
+use rusm_otp::{ExitReason, Pid, Received, Runtime, Strategy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use support::supervision::idle;
 use support::{EXPECTED_PANIC, on_workers, run, runtime, silence_expected_panics, wait_until};
-
-fn idle(rt: &Runtime) -> ProcessHandle {
-    rt.spawn(|mut ctx| async move {
-        loop {
-            ctx.recv().await;
-        }
-    })
-}
 
 fn terminate_then_restart_then_delete(workers: usize) {
     let rt = runtime(workers);

@@ -10,6 +10,7 @@ use rusm_otp::{Context, ExitReason, Pid, ProcessHandle, Received, Runtime, Strat
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::supervision::idle;
 use support::{EXPECTED_PANIC, on_workers, run, runtime, silence_expected_panics, wait_until};
 
 /// How a [`told`] child ends when told.
@@ -37,15 +38,6 @@ fn told(rt: &Runtime) -> ProcessHandle {
                     }
                 }
             }
-        }
-    })
-}
-
-/// A child that idles forever.
-fn idle(rt: &Runtime) -> ProcessHandle {
-    rt.spawn(|mut ctx| async move {
-        loop {
-            ctx.recv().await;
         }
     })
 }

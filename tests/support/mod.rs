@@ -6,7 +6,8 @@
 //! deadline. Wall-clock time is only ever used as such a bound, never
 //! asserted on. Helpers for tests written as processes (bounded receives,
 //! a tester process, a ping-answering actor) are in [`actors`]; a logger
-//! that keeps every record is in [`log_capture`].
+//! that keeps every record is in [`log_capture`]; children for supervisor
+//! tests are in [`supervision`].
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
@@ -14,6 +15,7 @@
 mod actors;
 pub(crate) mod counting;
 pub(crate) mod log_capture;
+pub(crate) mod supervision;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub(crate) use actors::*;
 
