@@ -7,7 +7,8 @@ mod support;
 use rusm_otp::{ExitReason, MonitorRef, Pid, Received};
 use std::collections::HashSet;
 use support::{
-    Go, check, on_workers, recv, responds, run, runtime, silence_expected_panics, spawn_actor,
+    Go, check, on_workers, recv, recv_downs, responds, run, runtime, silence_expected_panics,
+    spawn_actor,
 };
 
 fn expect_down(r: Received, reference: MonitorRef, pid: Pid, reason: ExitReason) {
@@ -94,21 +95,8 @@ fn two_monitors_two_downs(workers: usize) {
         assert_eq!(rt.info(t.pid()).unwrap().monitors, 2);
         rt.exit(t.pid(), ExitReason::Shutdown);
         assert_eq!(t.join().await, ExitReason::Shutdown);
-        let mut refs = HashSet::new();
-        for _ in 0..2 {
-            match recv(&mut ctx, "a Down").await {
-                Received::Down {
-                    reference,
-                    pid,
-                    reason,
-                } => {
-                    assert_eq!(reason, ExitReason::Shutdown);
-                    let _ = pid;
-                    assert!(refs.insert(reference), "one Down per monitor");
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let downs = recv_downs(&mut ctx, 2, ExitReason::Shutdown).await;
+        let refs: HashSet<_> = downs.into_keys().collect();
         assert_eq!(refs, HashSet::from([r1, r2]));
         assert!(ctx.try_recv().is_none(), "exactly two Downs");
         assert_eq!(rt.monitor_count(), 0);

@@ -5,7 +5,8 @@
 //! Every receive is bounded by [`TIMEOUT`](super::TIMEOUT).
 
 use super::{EXPECTED_PANIC, TIMEOUT, run};
-use rusm_otp::{Context, ExitReason, Message, Pid, ProcessHandle, Received, Runtime};
+use rusm_otp::{Context, ExitReason, Message, MonitorRef, Pid, ProcessHandle, Received, Runtime};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +63,34 @@ pub(crate) async fn recv_msg<T: 'static>(ctx: &mut Context, what: &str) -> T {
         },
         other => panic!("{what}: expected a user message, got {other:?}"),
     }
+}
+
+/// Receives `n` `Down`s, each with `reason` and each for a monitor not seen
+/// before (one `Down` per monitor), failing the test on anything else: the
+/// pid each names, by monitor.
+pub(crate) async fn recv_downs(
+    ctx: &mut Context,
+    n: usize,
+    reason: ExitReason,
+) -> HashMap<MonitorRef, Pid> {
+    let mut seen = HashMap::with_capacity(n);
+    for _ in 0..n {
+        match recv(ctx, "a Down").await {
+            Received::Down {
+                reference,
+                pid,
+                reason: r,
+            } => {
+                assert_eq!(r, reason, "the Down's reason");
+                assert!(
+                    seen.insert(reference, pid).is_none(),
+                    "two Downs for one monitor"
+                );
+            }
+            other => panic!("expected a Down, got {other:?}"),
+        }
+    }
+    seen
 }
 
 /// Runs `f` as a process (the *tester*) and requires it to end `Normal`:
