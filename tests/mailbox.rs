@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use support::{
-    DropCounter, Stop, check, on_workers, poll_once, poll_once_foreign, run, runtime, wait_until,
+    DropCounter, Stop, check, ended_pid, on_workers, poll_once, poll_once_foreign, run, runtime,
+    wait_until,
 };
 
 /// A sequenced message: (sender id, sequence number).
@@ -524,9 +525,7 @@ fn try_recv_is_none_when_empty_and_some_after_a_send(workers: usize) {
 
 fn send_to_a_dead_pid_returns_false_and_drops_the_message(workers: usize) {
     let rt = runtime(workers);
-    let p = rt.spawn(|_ctx| async {});
-    let pid = p.pid();
-    assert_eq!(run(&rt, p.join()), ExitReason::Normal);
+    let pid = ended_pid(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     assert!(!rt.send(pid, DropCounter(drops.clone())));
     assert_eq!(

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use support::{
-    DropCounter, EXPECTED_PANIC, on_workers, ping_pong, run, runtime, silence_expected_panics,
-    threads_named, wait_until,
+    DropCounter, EXPECTED_PANIC, ended_pid, on_workers, ping_pong, run, runtime,
+    silence_expected_panics, threads_named, wait_until,
 };
 
 /// Spawns a process that parks in `recv` forever (until it is ended from
@@ -217,9 +217,7 @@ fn kill_and_exit_of_a_dead_pid_return_false(workers: usize) {
 
 fn send_to_a_dead_pid_returns_false(workers: usize) {
     let rt = runtime(workers);
-    let p = rt.spawn(|_ctx| async {});
-    let pid = p.pid();
-    assert_eq!(run(&rt, p.join()), ExitReason::Normal);
+    let pid = ended_pid(&rt);
     assert!(!rt.send(pid, 1u64));
     assert!(!rt.send(pid, String::from("late")));
 }

@@ -12,7 +12,7 @@ use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use support::supervision::{idle, running};
-use support::{on_workers, run, runtime, silence_expected_panics, wait_until};
+use support::{inner_handle, on_workers, run, runtime, silence_expected_panics, wait_until};
 
 /// A child that crashes at once.
 fn crasher(rt: &Runtime) -> ProcessHandle {
@@ -390,13 +390,7 @@ fn runtime_dropped_in_a_restart_storm() {
             }
         });
         wait_until("a storm", || starts.load(Ordering::SeqCst) > 100);
-        // A handle that does not keep the runtime running.
-        let (tx, rx) = std::sync::mpsc::channel();
-        rt.spawn(move |ctx| {
-            tx.send(ctx.runtime().clone()).unwrap();
-            async {}
-        });
-        let watcher = rx.recv().unwrap();
+        let watcher = inner_handle(&rt);
         let done = Arc::new(AtomicBool::new(false));
         let d2 = done.clone();
         let dropper = std::thread::spawn(move || {

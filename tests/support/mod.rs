@@ -134,6 +134,26 @@ impl<F> Drop for Timeout<F> {
     }
 }
 
+/// The pid of a process that has ended `Normal`.
+pub(crate) fn ended_pid(rt: &Runtime) -> Pid {
+    let p = rt.spawn(|_ctx| async {});
+    let pid = p.pid();
+    assert_eq!(run(rt, p.join()), ExitReason::Normal);
+    pid
+}
+
+/// A handle on `rt` taken inside a process: unlike a clone of the owner's,
+/// it does not keep the runtime running once the owner is dropped.
+pub(crate) fn inner_handle(rt: &Runtime) -> Runtime {
+    let mut handle = None;
+    // `spawn` calls the closure at once, on this thread.
+    rt.spawn(|ctx| {
+        handle = Some(ctx.runtime().clone());
+        async {}
+    });
+    handle.expect("spawn calls its closure at once")
+}
+
 /// Polls until `cond` holds, sleeping a millisecond between checks; panics
 /// with `what` after [`TIMEOUT`]. For use on an ordinary thread (not inside
 /// a process).

@@ -2,8 +2,8 @@
 //! children.
 
 use super::run;
-use rusm_otp::supervisor::SupervisorRef;
-use rusm_otp::{Pid, ProcessHandle, Runtime};
+use rusm_otp::supervisor::{ChildSpec, Shutdown, SupervisorRef};
+use rusm_otp::{Pid, ProcessHandle, Received, Runtime, Strategy};
 
 /// A child factory: a child that idles forever (until ended from outside).
 pub(crate) fn idle(rt: &Runtime) -> ProcessHandle {
@@ -12,6 +12,36 @@ pub(crate) fn idle(rt: &Runtime) -> ProcessHandle {
             ctx.recv().await;
         }
     })
+}
+
+/// A child factory: a child that traps exits, reports each exit signal to
+/// `tell` as `(its pid, the reason)`, and otherwise ignores it, so it never
+/// ends by itself.
+pub(crate) fn stubborn(tell: Pid) -> impl Fn(&Runtime) -> ProcessHandle + Send + Sync + 'static {
+    move |rt: &Runtime| {
+        rt.spawn(move |mut ctx| async move {
+            let me = ctx.pid();
+            ctx.runtime().set_trap_exit(me, true);
+            loop {
+                if let Received::Exit { reason, .. } = ctx.recv().await {
+                    ctx.runtime().send(tell, (me, reason));
+                }
+            }
+        })
+    }
+}
+
+/// Starts a one-for-one supervisor of one [`stubborn`] child named `id`,
+/// reporting to `tell`, whose stop is `shutdown`.
+pub(crate) fn supervise_stubborn(
+    rt: &Runtime,
+    id: &str,
+    tell: Pid,
+    shutdown: Shutdown,
+) -> ProcessHandle {
+    rt.supervisor(Strategy::OneForOne)
+        .child_spec(ChildSpec::new(id, stubborn(tell)).shutdown(shutdown))
+        .start()
 }
 
 /// The pids of `sup`'s running children, in its start order.
