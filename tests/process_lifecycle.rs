@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use support::{
-    DropCounter, EXPECTED_PANIC, ended_pid, on_workers, ping_pong, run, runtime,
+    DropCounter, EXPECTED_PANIC, ended_pid, join_all, on_workers, ping_pong, run, runtime,
     silence_expected_panics, threads_named, wait_until,
 };
 
@@ -263,11 +263,7 @@ fn counters_list_and_is_alive_track_live_processes(workers: usize) {
     for h in &killed {
         assert!(rt.kill(h.pid()));
     }
-    run(&rt, async {
-        for h in killed {
-            assert_eq!(h.join().await, ExitReason::Killed);
-        }
-    });
+    join_all(&rt, killed, ExitReason::Killed);
     assert_eq!(rt.spawned(), 10);
     assert_eq!(rt.finished(), 4);
     assert_eq!(rt.process_count(), 6);
@@ -278,11 +274,7 @@ fn counters_list_and_is_alive_track_live_processes(workers: usize) {
     for h in &rest {
         assert!(rt.send(h.pid(), ()));
     }
-    run(&rt, async {
-        for h in rest {
-            assert_eq!(h.join().await, ExitReason::Normal);
-        }
-    });
+    join_all(&rt, rest, ExitReason::Normal);
     assert_eq!(rt.spawned(), 10);
     assert_eq!(rt.finished(), 10);
     assert_eq!(rt.process_count(), 0);
@@ -418,11 +410,7 @@ fn pids_are_never_reused(workers: usize) {
             assert!(seen.insert(pid), "{pid} reused");
             first.get_or_insert(pid);
         }
-        run(&rt, async {
-            for h in handles {
-                assert_eq!(h.join().await, ExitReason::Normal);
-            }
-        });
+        join_all(&rt, handles, ExitReason::Normal);
     }
     assert_eq!(seen.len(), BATCH * BATCHES);
     assert_eq!(rt.spawned(), (BATCH * BATCHES) as u64);
@@ -499,11 +487,7 @@ fn shutdown_kills_every_process_and_returns_how_many(workers: usize) {
     handles.extend((0..2).map(|_| spawn_spinner(&rt, &started, DropCounter(drops.clone()))));
     wait_started(&started, 7);
     assert_eq!(rt.shutdown(), 7);
-    run(&rt, async {
-        for h in handles {
-            assert_eq!(h.join().await, ExitReason::Killed);
-        }
-    });
+    join_all(&rt, handles, ExitReason::Killed);
     assert_eq!(drops.load(Ordering::SeqCst), 7);
     assert_eq!(rt.process_count(), 0);
     assert!(rt.list().is_empty());

@@ -11,7 +11,7 @@ use rusm_otp::supervisor::{ChildSpec, Restart, Shutdown, SupervisorRef};
 use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use support::supervision::{idle, running};
+use support::supervision::{idle, supervise_idle};
 use support::{inner_handle, on_workers, run, runtime, silence_expected_panics, wait_until};
 
 /// A child that crashes at once.
@@ -79,15 +79,7 @@ fn exact(rt: &Runtime, sup: Pid) {
 fn killed_while_its_children_crash(workers: usize) {
     let rt = runtime(workers);
     for round in 0..60 {
-        let sup = rt
-            .supervisor(Strategy::OneForAll)
-            .max_restarts(0)
-            .child(idle)
-            .child(idle)
-            .child(idle)
-            .child(idle)
-            .start();
-        let kids = running(&rt, sup.pid());
+        let (sup, kids) = supervise_idle(&rt, Strategy::OneForAll, 4);
         let (rt2, sup_pid) = (rt.clone(), sup.pid());
         let killer = std::thread::spawn(move || {
             for _ in 0..round % 40 {

@@ -9,19 +9,12 @@ use rusm_otp::supervisor::ChildSpec;
 use rusm_otp::{ExitReason, Pid, Received, Runtime, Strategy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use support::supervision::{idle, running};
+use support::supervision::{idle, running, supervise_idle};
 use support::{on_workers, run, runtime, wait_until};
 
 fn each_child_carries_one_monitor_and_each_death_one_down(workers: usize) {
     let rt = runtime(workers);
-    let sup = rt
-        .supervisor(Strategy::OneForOne)
-        .max_restarts(0)
-        .child(idle)
-        .child(idle)
-        .child(idle)
-        .start();
-    let kids = running(&rt, sup.pid());
+    let (sup, kids) = supervise_idle(&rt, Strategy::OneForOne, 3);
     assert_eq!(kids.len(), 3);
     for &k in &kids {
         assert_eq!(rt.info(k).unwrap().monitors, 1);

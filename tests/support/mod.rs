@@ -134,6 +134,20 @@ impl<F> Drop for Timeout<F> {
     }
 }
 
+/// Waits for each of `handles`, in order, requiring each to end with
+/// `reason`.
+pub(crate) fn join_all(
+    rt: &Runtime,
+    handles: impl IntoIterator<Item = ProcessHandle>,
+    reason: ExitReason,
+) {
+    run(rt, async {
+        for h in handles {
+            assert_eq!(h.join().await, reason);
+        }
+    });
+}
+
 /// The pid of a process that has ended `Normal`.
 pub(crate) fn ended_pid(rt: &Runtime) -> Pid {
     let p = rt.spawn(|_ctx| async {});

@@ -14,6 +14,19 @@ pub(crate) fn idle(rt: &Runtime) -> ProcessHandle {
     })
 }
 
+/// Starts a `strategy` supervisor with an unlimited restart budget and `n`
+/// [`idle`] children: the supervisor and its children's pids.
+pub(crate) fn supervise_idle(
+    rt: &Runtime,
+    strategy: Strategy,
+    n: usize,
+) -> (ProcessHandle, Vec<Pid>) {
+    let b = rt.supervisor(strategy).max_restarts(0);
+    let sup = (0..n).fold(b, |b, _| b.child(idle)).start();
+    let kids = running(rt, sup.pid());
+    (sup, kids)
+}
+
 /// A child factory: a child that traps exits, reports each exit signal to
 /// `tell` as `(its pid, the reason)`, and otherwise ignores it, so it never
 /// ends by itself.
