@@ -26,6 +26,9 @@ fn expect_down(r: Received, reference: MonitorRef, pid: Pid, reason: ExitReason)
     }
 }
 
+/// A way to end an actor.
+type EndActor = fn(&Runtime, Pid);
+
 /// Monitors a fresh actor from the tester, ends the actor with `end`, and
 /// requires the next item received to be its `Down` with `reason`: the
 /// monitor.
@@ -51,7 +54,7 @@ fn down_carries_exit_reason(workers: usize) {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
 
-        let ends: [(fn(&Runtime, Pid), _, _); 4] = [
+        let ends: [(EndActor, _, _); 4] = [
             (
                 |rt, p| _ = rt.send(p, Go::Return),
                 ExitReason::Normal,
