@@ -7,8 +7,8 @@ mod support;
 use rusm_otp::{Context, ExitReason, MonitorRef, Pid, Received, Runtime};
 use std::collections::HashSet;
 use support::{
-    Go, check, on_workers, recv, recv_downs, responds, run, runtime, silence_expected_panics,
-    spawn_actor,
+    Go, check, killed_pid, on_workers, recv, recv_downs, responds, run, runtime,
+    silence_expected_panics, spawn_actor,
 };
 
 fn expect_down(r: Received, reference: MonitorRef, pid: Pid, reason: ExitReason) {
@@ -121,10 +121,7 @@ fn two_monitors_two_downs(workers: usize) {
 
 fn monitor_of_dead_pid_gives_noproc_at_once(workers: usize) {
     let rt = runtime(workers);
-    let dead = spawn_actor(&rt);
-    let dead_pid = dead.pid();
-    rt.kill(dead_pid);
-    assert_eq!(run(&rt, dead.join()), ExitReason::Killed);
+    let dead_pid = killed_pid(&rt);
     check(&rt, move |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -310,10 +307,7 @@ fn monitors_of_dead_watcher_are_cleaned_up(workers: usize) {
 fn a_monitor_for_a_dead_or_unknown_watcher_is_never_stored_nor_fired(workers: usize) {
     let rt = runtime(workers);
     let live = spawn_actor(&rt);
-    let dead = spawn_actor(&rt);
-    let dead_pid = dead.pid();
-    rt.kill(dead_pid);
-    assert_eq!(run(&rt, dead.join()), ExitReason::Killed);
+    let dead_pid = killed_pid(&rt);
     let mut refs = HashSet::new();
     for watcher in [Pid::from_raw(0), Pid::from_raw(u64::MAX - 7), dead_pid] {
         for target in [live.pid(), dead_pid] {

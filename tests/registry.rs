@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Wake, Waker};
 use support::{
-    Go, check, check_trapping, on_workers, race_rounds, recv, recv_msg, responds, run, runtime,
-    silence_expected_panics, spawn_actor, wait_until_timed,
+    Go, check, check_trapping, killed_pid, on_workers, race_rounds, recv, recv_msg, responds, run,
+    runtime, silence_expected_panics, spawn_actor, wait_until_timed,
 };
 
 fn register_whereis_unregister(workers: usize) {
@@ -54,10 +54,7 @@ fn register_of_a_taken_name_is_refused(workers: usize) {
 
 fn register_of_a_dead_pid_is_refused(workers: usize) {
     let rt = runtime(workers);
-    let p = spawn_actor(&rt);
-    let pid = p.pid();
-    rt.kill(pid);
-    assert_eq!(run(&rt, p.join()), ExitReason::Killed);
+    let pid = killed_pid(&rt);
     assert!(!rt.register("ghost", pid));
     assert_eq!(rt.whereis("ghost"), None);
     assert!(

@@ -198,6 +198,15 @@ pub(crate) fn spawn_actor(rt: &Runtime) -> ProcessHandle {
     })
 }
 
+/// The pid of an actor that has been killed (and has ended `Killed`).
+pub(crate) fn killed_pid(rt: &Runtime) -> Pid {
+    let p = spawn_actor(rt);
+    let pid = p.pid();
+    rt.kill(pid);
+    assert_eq!(run(rt, p.join()), ExitReason::Killed);
+    pid
+}
+
 /// Whether `pid` is alive *and running*: it answers a [`Ping`] before it
 /// goes down. A process that has been told to exit never answers. Leaves
 /// nothing behind in the caller's mailbox.
