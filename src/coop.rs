@@ -1,9 +1,16 @@
-//! The per-poll budget, our version of BEAM's reductions.
+//! The per-poll budget, our version of BEAM's reductions, and the mark a
+//! poll leaves when its process gave its turn up.
 //!
 //! Every poll of a process starts with [`POLL_BUDGET`] units. Each message a
 //! receive hands out costs one; when none is left, the receive wakes its own
 //! process and returns `Pending`, so a process whose mailbox never empties
 //! goes to the back of the run queue instead of holding its worker forever.
+//!
+//! Running out of budget and [`yield_now`](crate::yield_now) both mark the
+//! poll as *yielded*. A process woken during its own poll is requeued by its
+//! worker after the poll; the mark tells the worker which queue: a process
+//! that yielded goes behind the processes woken meanwhile (the yielded
+//! deque, see `scheduler::worker`), one woken by someone else does not.
 
 use std::cell::Cell;
 
@@ -12,19 +19,23 @@ pub(crate) const POLL_BUDGET: u32 = 128;
 
 thread_local! {
     static BUDGET: Cell<u32> = const { Cell::new(POLL_BUDGET) };
+    static YIELDED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Gives the poll about to start a full budget.
+/// Gives the poll about to start a full budget and clears the yield mark.
 pub(crate) fn reset() {
     let _ = BUDGET.try_with(|b| b.set(POLL_BUDGET));
+    let _ = YIELDED.try_with(|y| y.set(false));
 }
 
-/// Spends one unit; false when the budget is exhausted (the caller must yield).
+/// Spends one unit; false when the budget is exhausted (the caller must
+/// yield, and the poll is marked as yielded).
 pub(crate) fn consume() -> bool {
     BUDGET
         .try_with(|b| {
             let v = b.get();
             if v == 0 {
+                mark_yielded();
                 false
             } else {
                 b.set(v - 1);
@@ -32,4 +43,14 @@ pub(crate) fn consume() -> bool {
             }
         })
         .unwrap_or(true)
+}
+
+/// Marks the current poll as yielded (its process gives its turn up).
+pub(crate) fn mark_yielded() {
+    let _ = YIELDED.try_with(|y| y.set(true));
+}
+
+/// Whether the current poll yielded; clears the mark.
+pub(crate) fn take_yielded() -> bool {
+    YIELDED.try_with(|y| y.replace(false)).unwrap_or(false)
 }
