@@ -361,12 +361,14 @@ fn next_task(sched: &Scheduler, w: &WorkerLocal, core: &mut Core) -> Option<Noti
             return Some(task);
         }
     }
-    if let Some(task) = w.local.pop() {
-        return Some(task);
+    // The emptiness checks first (two loads each, inlined): a worker with
+    // only yielders gets past both on every turn, and a steal attempt on
+    // the injector costs a SeqCst fence even when it is empty.
+    if !w.local.is_empty() {
+        if let Some(task) = w.local.pop() {
+            return Some(task);
+        }
     }
-    // The emptiness check first: a steal attempt costs a SeqCst fence even
-    // on an empty injector, and a worker with only yielders gets here on
-    // every turn.
     if !sched.injector.is_empty() {
         if let Some(task) = steal_injector(sched, w) {
             return Some(task);
