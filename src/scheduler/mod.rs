@@ -15,14 +15,13 @@
 //! | --- | --- | --- |
 //! | a worker of this runtime | a wake (a message, a signal) | the next slot; the task it displaces goes to the local deque |
 //! | a worker of this runtime | a spawn | the local deque |
-//! | a worker of this runtime | its own task, after it yielded (`yield_now`, budget) | the back of the yielded deque, waking a sleeper (a hint) only once two or more are queued there |
+//! | a worker of this runtime | its own task, after it yielded (`yield_now`, budget) | the back of the yielded deque, without waking anyone |
 //! | a worker of this runtime | its own task, woken during its poll otherwise | the back of the local deque, without waking anyone |
 //! | anyone else | anything | the injector |
 //!
 //! Every push that another worker could take (local deque, injector) is
 //! followed by [`Scheduler::notify`], posting steps 2-4 of [`idle`]. The
-//! pushes that need not wake anyone (a task requeued after its own poll;
-//! the yielded deque's wake is only a hint to share work out) go to a
+//! pushes that wake no one (a task requeued after its own poll) go to a
 //! deque that is just as stealable and that every sleeper re-checks
 //! ([`Scheduler::has_visible_work`] covers both deques), onto a worker that
 //! is awake and will get to it: so the yielded deque needs no wake/park

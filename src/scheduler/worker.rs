@@ -47,10 +47,7 @@
 //! workers steal from it (after woken work), the sleep protocol's re-check
 //! looks at it, and the stall monitor wakes a sleeper to steal it when its
 //! owner is stuck in one poll. So a deferred yielder is never stranded, and
-//! needs no wake/park protocol of its own (see [`super`]). A yield that
-//! leaves two or more yielders queued wakes a sleeping worker (if the
-//! relaxed count shows one) to take a share: its owner would run them at
-//! one per interval while it has woken work.
+//! needs no wake/park protocol of its own (see [`super`]).
 //!
 //! The worker's deque and next slot are reachable through the thread-local
 //! [`CURRENT`], so that wakes and spawns made during a poll on this thread go
@@ -116,8 +113,7 @@ pub(crate) enum Placement {
     Back,
     /// The task that just ran, woken during its poll: the back of the
     /// yielded deque if the poll yielded (see [`crate::coop`]), else of the
-    /// local deque; waking no one (this worker gets back to it), but for
-    /// a sleeper to share out a yielded deque of two or more.
+    /// local deque; waking no one (this worker gets back to it).
     Yield,
 }
 
@@ -155,17 +151,6 @@ pub(crate) fn schedule_local(
         Placement::Yield => {
             if crate::coop::take_yielded() {
                 w.yielded.push(task);
-                // This worker gets back to its yielders, but at one per
-                // interval while it has woken work: with two or more
-                // queued and a worker asleep, hand some over. Only a hint
-                // (the relaxed load may miss a sleeper, which then sees
-                // the deque in its own re-check); `notify` itself follows
-                // the posting protocol. One yielder alone wakes no one, so
-                // a lone yield loop does not bounce a sleeper awake on
-                // every turn.
-                if sched.idle.num_sleeping() > 0 && w.yielded.len() > 1 {
-                    sched.notify();
-                }
             } else {
                 w.local.push(task);
             }
