@@ -66,9 +66,9 @@
 //! killed before launch) flushes right after.
 
 use super::Pid;
-use super::task::{Header, TaskPtr, TaskRef};
+use super::task::{Aux, Header, TaskPtr, TaskRef};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
-use parking_lot::Mutex;
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -110,6 +110,14 @@ struct Dir {
     first: u64,
     /// Null where a page does not exist (yet, or any more).
     pages: Box<[Atomic<Page>]>,
+}
+
+impl Dir {
+    /// Where page number `n` sits in `pages`, if not before the window
+    /// (it may lie past the end: the directory has not grown to it yet).
+    fn index(&self, n: u64) -> Option<usize> {
+        usize::try_from(n.checked_sub(self.first)?).ok()
+    }
 }
 
 /// A raw process pointer handed to a deferred release.
@@ -229,6 +237,23 @@ pub(crate) fn stop_batching() {
     flush_batch(&epoch::pin());
 }
 
+/// A process's aux data, locked, with the process found alive under the
+/// lock ([`Table::lock_alive`]).
+pub(crate) struct LiveAux<'a>(MappedMutexGuard<'a, Aux>);
+
+impl std::ops::Deref for LiveAux<'_> {
+    type Target = Aux;
+    fn deref(&self) -> &Aux {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LiveAux<'_> {
+    fn deref_mut(&mut self) -> &mut Aux {
+        &mut self.0
+    }
+}
+
 /// pid → live process.
 pub(crate) struct Table {
     /// The current directory.
@@ -268,8 +293,7 @@ impl Table {
         let dir = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: the directory is only freed deferred, after our pin.
         let dir = unsafe { dir.as_ref() }?;
-        let i = usize::try_from(n.checked_sub(dir.first)?).ok()?;
-        let page = dir.pages.get(i)?.load(Ordering::Acquire, guard);
+        let page = dir.pages.get(dir.index(n)?)?.load(Ordering::Acquire, guard);
         // SAFETY: pages are only freed deferred, after our pin.
         unsafe { page.as_ref() }
     }
@@ -289,9 +313,8 @@ impl Table {
         let dir = unsafe { dir_ptr.deref() };
         // Pages are created only for pids not yet gone, so their page was
         // never retired, let alone trimmed.
-        let i = n
-            .checked_sub(dir.first)
-            .and_then(|i| usize::try_from(i).ok())
+        let i = dir
+            .index(n)
             .expect("a page is created only before it retires");
         if i >= dir.pages.len() {
             let len = (i + 1).next_power_of_two().max(dir.pages.len() * 2);
@@ -358,10 +381,7 @@ impl Table {
         let dir = unsafe { dir_ptr.deref() };
         // A page being retired is in the directory: only retired pages are
         // ever trimmed off its front.
-        let i = n
-            .checked_sub(dir.first)
-            .and_then(|i| usize::try_from(i).ok())
-            .expect("a live page is in the directory");
+        let i = dir.index(n).expect("a live page is in the directory");
         // The tag marks the entry as retired (not merely not created yet), so
         // that trimming below never drops a page number that may still come.
         let old = dir.pages[i].swap(
@@ -477,6 +497,32 @@ impl Table {
         // release is deferred past our pin.
         let task = unsafe { TaskPtr::from_raw(ptr) };
         Some(f(&task))
+    }
+
+    /// Locks `h`'s aux data if its process is alive, checked under the
+    /// lock: the one place the liveness rule is enforced. Teardown leaves
+    /// the table before it takes the aux lists, so either this sees the
+    /// process gone (and the caller adds nothing), or whatever the caller
+    /// adds under the lock lands before teardown takes the lists, and
+    /// teardown handles it. Every addition of a link, monitor, name, tag,
+    /// call watch or timer goes through here.
+    pub(crate) fn lock_alive<'a>(&self, h: &'a Header) -> Option<LiveAux<'a>> {
+        let aux = h.aux.lock();
+        if !self.contains(h.pid) {
+            return None;
+        }
+        Some(LiveAux(MutexGuard::map(aux, |a| {
+            &mut **a.get_or_insert_with(Default::default)
+        })))
+    }
+
+    /// Runs `f` on `pid`'s aux data under [`lock_alive`](Self::lock_alive);
+    /// `None` if it is not alive. The lock is released before `f`'s result
+    /// is returned, so the caller drops whatever user values it holds
+    /// (settled watches, timers) outside it.
+    pub(crate) fn with_alive<R>(&self, pid: Pid, f: impl FnOnce(&mut Aux) -> R) -> Option<R> {
+        self.with(pid, |t| self.lock_alive(t.header()).map(|mut a| f(&mut a)))
+            .flatten()
     }
 
     /// The live process `pid`, as a new reference.

@@ -280,6 +280,17 @@ impl Header {
         f(aux.get_or_insert_with(Default::default))
     }
 
+    /// Runs `f` on the aux data if there is any: reads, and removals
+    /// (nothing to remove from a process that never had aux data).
+    pub(crate) fn aux_if_any<R>(&self, f: impl FnOnce(&mut Aux) -> R) -> Option<R> {
+        self.aux.lock().as_deref_mut().map(f)
+    }
+
+    /// Whether the process traps exits.
+    pub(crate) fn traps_exit(&self) -> bool {
+        self.aux_if_any(|a| a.trap_exit) == Some(true)
+    }
+
     /// Asks the process to exit with `reason` (the first request wins);
     /// true when the caller must schedule it.
     #[must_use]
@@ -317,11 +328,7 @@ impl Header {
                 // `Context`): it runs outside the aux lock, so it may itself
                 // send to this process, and under the guard, so a panic in
                 // it stays on the sender's side of the fence, counted.
-                let waker = self
-                    .aux
-                    .lock()
-                    .as_ref()
-                    .and_then(|a| a.foreign_waker.clone());
+                let waker = self.aux_if_any(|a| a.foreign_waker.clone()).flatten();
                 if let Some(w) = waker {
                     if crate::guard::catch(move || w.wake()).is_none() {
                         self.rt.shared.note_unowned_panic();
@@ -433,7 +440,7 @@ where
     /// Runs the process once off a run queue: poll, or drop if killed.
     fn run_once(self: &Arc<Self>) {
         let h = &self.header;
-        let _running = super::current::enter(h);
+        let _running = crate::runtime::context::run_as(&h.rt.shared, h.pid);
         match h.state.start_poll() {
             StartPoll::Complete => {}
             StartPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
@@ -455,7 +462,7 @@ where
                 // ends with the reason it asked for.
                 Ok(Poll::Ready(())) => self.finish(h.kill_reason().unwrap_or(ExitReason::Normal)),
                 Err(payload) => {
-                    let msg = panic_message(&*payload);
+                    let msg = crate::report::panic_message(&*payload);
                     // The payload is user data: its destructor may panic too.
                     crate::guard::drop_payload(payload);
                     crate::report::crashed(
@@ -504,7 +511,7 @@ where
             let dropped =
                 panic::catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
             if let Err(payload) = dropped {
-                let msg = panic_message(&*payload);
+                let msg = crate::report::panic_message(&*payload);
                 crate::guard::drop_payload(payload);
                 if reason != ExitReason::Crashed {
                     let h = &self.header;
@@ -546,7 +553,7 @@ where
     }
 
     fn shut_down(self: Arc<Self>) {
-        let _running = super::current::enter(&self.header);
+        let _running = crate::runtime::context::run_as(&self.header.rt.shared, self.header.pid);
         if self.header.state.claim() {
             self.finish(ExitReason::Killed);
         } else {
@@ -588,13 +595,4 @@ impl<F> Drop for Task<F> {
             self.header.rt.shared.note_unowned_panic();
         }
     }
-}
-
-/// The text of a panic payload, as `ProcessHandle::panic_message` reports it.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "<non-string panic payload>".to_string())
 }

@@ -117,12 +117,7 @@ mod imp {
         fn run_action(&self, action: Action) {
             let ran = crate::guard::catch(|| match action {
                 Action::Send(pid, msg) => {
-                    self.table.with(pid, |task| {
-                        let h = task.header();
-                        if !self.shed_if_full(h) {
-                            h.deliver(Received::Message(msg));
-                        }
-                    });
+                    self.send_or_shed(pid, msg);
                 }
                 Action::Wake(w) => w.wake(),
             });
@@ -203,7 +198,7 @@ mod imp {
             let shared = &self.shared;
             let entry =
                 shared.add_timer(deadline_after(delay), Action::Send(pid, Message::new(msg)));
-            if !shared.register_timer(pid, &entry) {
+            if !super::owned::register(shared, pid, &entry) {
                 drop(shared.timers.cancel(&entry));
             }
             TimerRef {
