@@ -533,7 +533,7 @@ impl Timeout {
         match timer {
             // Re-polled under another waker: the timer must wake that one.
             Some(e) if e.is_pending() => e.set_waker(waker),
-            _ => *timer = shared.add_wake(Some(*deadline), waker),
+            _ => *timer = crate::time::add_wake(shared, Some(*deadline), waker),
         }
         false
     }

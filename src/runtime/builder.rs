@@ -117,7 +117,7 @@ impl Builder {
     }
 
     /// The long-poll threshold (default 10 ms): a process whose one poll
-    /// holds its worker longer is counted in [`Metrics::long_polls`] and
+    /// holds its worker longer is counted in [`Metrics::long_polls`](super::Metrics::long_polls) and
     /// reported (a `log` warning, target `rusm_otp::process`, with its pid,
     /// label and the duration). Polls are sampled every few milliseconds,
     /// so one just over the threshold may go unseen. Whatever the

@@ -146,7 +146,7 @@ impl Runtime {
                 // keep the time, this thread keeps it for its own timers
                 // (the stop wakes every waiting timer, so this is seen).
                 if self.shared.scheduler.is_shutdown() {
-                    self.shared.drive_timers_stopped();
+                    crate::time::drive_stopped(&self.shared);
                 } else {
                     thread::park();
                 }

@@ -140,7 +140,7 @@ pub struct Metrics {
     /// Threads of the blocking pool alive now.
     pub blocking_threads: usize,
     /// Polls seen holding their worker past the long-poll threshold (see
-    /// [`Builder::long_poll`]).
+    /// [`Builder::long_poll`](super::Builder::long_poll)).
     pub long_polls: u64,
     /// Processes moved off a worker stuck in a long poll, out of its next
     /// slot, so they ran elsewhere.

@@ -153,6 +153,12 @@ impl Shared {
             .unwrap_or(false)
     }
 
+    /// Fires due timers, if any (called by workers between tasks); true
+    /// when it advanced the wheel.
+    pub(crate) fn poll_timers(&self) -> bool {
+        crate::time::poll(self)
+    }
+
     /// Whether a timer is due now.
     pub(crate) fn timers_due(&self) -> bool {
         self.timers.pending() > 0 && self.timers.is_due(std::time::Instant::now())
@@ -182,7 +188,7 @@ impl Shared {
                 break;
             }
         }
-        self.stop_timers();
+        crate::time::stop(self);
         // After the processes ended: the jobs they awaited are abandoned.
         self.blocking.shutdown();
         while !self.scheduler.injector.is_empty() {
