@@ -63,8 +63,8 @@ pub(crate) use spawn::place as place_spawn_monitor;
 pub(crate) use set::SmallSet;
 
 use crate::mailbox::{MonitorRef, Received};
-use crate::process::task::TaskRef;
 use crate::process::{ExitReason, Pid};
+use crate::runtime::TaskRef;
 use crate::runtime::{Runtime, Shared};
 use parking_lot::Mutex;
 use std::collections::HashMap;

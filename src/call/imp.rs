@@ -3,8 +3,8 @@
 
 use super::slot::Slot;
 use crate::mailbox::Message;
-use crate::process::task::TaskRef;
 use crate::process::{ExitReason, Pid};
+use crate::runtime::TaskRef;
 use crate::runtime::context as current;
 use crate::runtime::{Refused, Runtime, Shared};
 use crate::time::wheel::Entry;

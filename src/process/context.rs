@@ -25,10 +25,10 @@
 //! woken by the teardown so that it sees this.
 
 use super::Pid;
-use super::task::TaskRef;
 use crate::mailbox::Received;
 use crate::mailbox::queue::{Cursor, Park};
 use crate::runtime::Runtime;
+use crate::runtime::TaskRef;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,7 +1,7 @@
 //! [`ProcessHandle`] and its [`Join`] future.
 
-use super::task::TaskRef;
 use super::{ExitReason, Pid};
+use crate::runtime::TaskRef;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

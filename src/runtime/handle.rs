@@ -1,11 +1,12 @@
 //! [`Runtime`], the handle, and the owner token whose last drop stops the
 //! runtime (see the module docs of [`crate::runtime`]).
 
+use super::TaskRef;
 use super::context;
 use super::{Builder, Shared};
 use crate::coop;
 use crate::mailbox::Message;
-use crate::process::task::{Task, TaskRef};
+use crate::process::task::Task;
 use crate::process::{Context, ExitReason, Pid, ProcessHandle};
 use crate::scheduler::worker;
 use std::fmt;
@@ -141,6 +142,8 @@ impl Runtime {
             if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
                 return v;
             }
+            // Acquire: pairs with the waker's Release store, so the next poll sees
+            // what was done before the wake.
             while !waiter.notified.swap(false, Ordering::Acquire) {
                 // A handle can outlive its runtime: with no worker left to
                 // keep the time, this thread keeps it for its own timers
@@ -199,15 +202,14 @@ impl Runtime {
         // closure can use its pid (register it, link it, send to it). The
         // spawner holds RUNNING until `launch`, so no one else can poll or
         // finish it meanwhile: a kill only marks it, and messages queue up.
-        let task: Arc<Task<Fut>> =
+        let task: Arc<Task<Fut, Runtime>> =
             crate::process::recycle::arc_with(|| Task::new(pid, self.weak_handle()));
-        shared.table.insert(
-            pid,
-            Arc::into_raw(task.clone()).cast::<crate::process::task::Header>(),
-        );
+        shared.table.insert(pid, Task::into_owned(task.clone()));
         // A panicking spawn closure ends the process it was setting up:
         // teardown releases whatever it registered and counts it finished.
-        struct Unwinding<'a, Fut: Future<Output = ()> + Send + 'static>(&'a Arc<Task<Fut>>);
+        struct Unwinding<'a, Fut: Future<Output = ()> + Send + 'static>(
+            &'a Arc<Task<Fut, Runtime>>,
+        );
         impl<Fut: Future<Output = ()> + Send + 'static> Drop for Unwinding<'_, Fut> {
             fn drop(&mut self) {
                 self.0.abandon();
@@ -381,6 +383,7 @@ struct ThreadWaker {
 
 impl futures_task::ArcWake for ThreadWaker {
     fn wake_by_ref(arc_self: &Arc<Self>) {
+        // Release: pairs with the Acquire swap in `block_on`.
         arc_self.notified.store(true, Ordering::Release);
         arc_self.thread.unpark();
     }

@@ -22,6 +22,7 @@ mod builder;
 pub(crate) mod context;
 mod handle;
 mod metrics;
+mod schedule;
 
 pub use builder::Builder;
 pub use handle::Runtime;
@@ -29,9 +30,42 @@ pub use metrics::{Metrics, ProcessInfo, WorkerMetrics};
 
 pub(crate) use context::{current, enter};
 
+/// The task types as this runtime instantiates them: each header holds a
+/// [`Runtime`] handle, the task's [`Schedule`](crate::process::task::Schedule).
+pub(crate) type Header = crate::process::task::Header<Runtime>;
+/// A shared reference to a process of this runtime.
+pub(crate) type TaskRef = crate::process::task::TaskRef<Runtime>;
+/// A run-queue entry of this runtime.
+pub(crate) type Notified = crate::process::task::Notified<Runtime>;
+/// A borrowed process of this runtime, as the table stores it.
+pub(crate) type TaskPtr = crate::process::task::TaskPtr<Runtime>;
+/// A process's aux data in this runtime.
+pub(crate) type Aux = crate::process::task::Aux<Held>;
+
+/// What the runtime keeps for a process in its aux data: everything its
+/// teardown releases. Each addition goes through
+/// [`Table::lock_alive`](crate::process::table::Table::lock_alive).
+#[derive(Default)]
+pub(crate) struct Held {
+    /// Processes linked to this one (symmetric; at most one entry per pair).
+    pub(crate) links: crate::signal::SmallSet<Pid>,
+    /// Monitors placed on this process.
+    pub(crate) monitors: crate::signal::SmallSet<crate::MonitorRef>,
+    /// Monitors this process placed on others.
+    pub(crate) monitoring: crate::signal::SmallSet<crate::MonitorRef>,
+    /// Registered names.
+    pub(crate) names: Vec<String>,
+    /// Tags (group memberships).
+    pub(crate) tags: Vec<String>,
+    /// Calls waiting on this process (see `crate::call`).
+    pub(crate) calls: crate::call::Watchers,
+    /// The `send_after` timers aimed at this process, cancelled with it
+    /// (see `time::owned`).
+    pub(crate) timers: crate::time::owned::Timers,
+}
+
 use crate::mailbox::{Message, Received};
 use crate::process::table::Table;
-use crate::process::task::{Header, TaskRef};
 use crate::process::{ExitReason, Pid};
 use crate::scheduler::Scheduler;
 use crossbeam_utils::CachePadded;
@@ -81,7 +115,8 @@ impl fmt::Debug for Shared {
 
 impl Shared {
     /// Teardown, run by whoever finishes a process after its future is
-    /// dropped: the process leaves the table and is counted as finished.
+    /// dropped and its mailbox closed: the process leaves the table, what
+    /// it held is released, and it is counted as finished.
     pub(crate) fn process_exited(&self, task: &TaskRef, reason: ExitReason) {
         let h = task.header();
         self.table.remove(h.pid);
@@ -96,6 +131,7 @@ impl Shared {
             crate::signal::release(self, task, reason);
             crate::call::release_watchers(task, reason);
         }
+        // Release: whoever reads the count (Acquire) sees the teardown before it.
         self.finished.fetch_add(1, Ordering::Release);
     }
 

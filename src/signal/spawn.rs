@@ -38,7 +38,7 @@
 use super::Monitors;
 use crate::mailbox::MonitorRef;
 use crate::process::Pid;
-use crate::process::task::Header;
+use crate::runtime::Header;
 use crate::runtime::Shared;
 use std::sync::atomic::Ordering;
 
@@ -66,6 +66,7 @@ pub(crate) fn place(shared: &Shared, watcher: Pid, target: &Header) -> MonitorRe
     debug_assert!(shared.table.contains(watcher), "the watcher is running");
     let r = MonitorRef(shared.monitors.next_ref.fetch_add(1, Ordering::Relaxed) | SPAWN_BIT);
     let mut shard = shared.monitors.shard(r).lock();
+    // Release: pairs with teardown's Acquire `take` of the slot.
     let previous = target.spawn_monitor.swap(r.0, Ordering::Release);
     debug_assert_eq!(previous, 0, "one spawn monitor per process");
     shard.insert(Monitors::key(r), (watcher, target.pid));

@@ -11,8 +11,8 @@
 
 use super::ChildSpec;
 use crate::mailbox::MonitorRef;
-use crate::process::task::Header;
 use crate::process::{Pid, ProcessHandle};
+use crate::runtime::Header;
 use crate::runtime::Runtime;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -28,7 +28,7 @@
 
 use super::wheel::{Action, Entry};
 use crate::process::Pid;
-use crate::process::task::Header;
+use crate::runtime::Header;
 use crate::runtime::Shared;
 use std::sync::Arc;
 
