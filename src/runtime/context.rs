@@ -163,18 +163,24 @@ mod tests {
     use super::*;
 
     /// Guards dropped out of order leave no dangling runtime behind: the
-    /// current one is always one still counted.
+    /// current one is always one still counted, even once its owner has
+    /// dropped every handle.
     #[test]
     fn entered_guards_dropped_out_of_order_leave_a_live_runtime() {
         let a = Runtime::builder().workers(1).build();
-        let b = Runtime::builder().workers(1).build();
+        let a_state = Arc::as_ptr(&a.shared);
+        let b = Runtime::builder().workers(2).build();
         let ga = enter(&a);
         let gb = enter(&b);
         drop(ga);
         assert!(current().is_none());
         drop(gb);
+        // The owner's last handle: `a` stops, but the thread-local still
+        // holds a count on its state.
+        drop(a);
         let cur = current().expect("a's count came back with b's guard");
-        assert!(Arc::ptr_eq(&cur.shared, &a.shared));
+        assert_eq!(Arc::as_ptr(&cur.shared), a_state);
+        assert_eq!(cur.workers(), 1);
         drop(cur);
         // Leave the thread as found.
         drop(Entered {
