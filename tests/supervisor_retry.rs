@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+use support::supervision::idle;
 use support::{EXPECTED_PANIC, Timeout, on_workers, runtime, silence_expected_panics, wait_until};
 
 /// How long a step that should be prompt may take before the test calls
@@ -39,12 +40,39 @@ fn flaky(failing: &Arc<AtomicBool>, attempts: &Arc<AtomicUsize>) -> ChildSpec {
         if failing.load(Ordering::SeqCst) {
             panic!("{EXPECTED_PANIC} the factory fails");
         }
-        rt.spawn(|mut ctx| async move {
-            loop {
-                ctx.recv().await;
-            }
-        })
+        idle(rt)
     })
+}
+
+/// Starts a `strategy` supervisor (unlimited budget) of one [`flaky`]
+/// child: the supervisor, the switch that makes the factory fail, and the
+/// count of its calls.
+fn start_flaky(
+    rt: &Runtime,
+    strategy: Strategy,
+) -> (ProcessHandle, Arc<AtomicBool>, Arc<AtomicUsize>) {
+    let failing = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let sup = rt
+        .supervisor(strategy)
+        .max_restarts(0)
+        .child_spec(flaky(&failing, &attempts))
+        .start();
+    (sup, failing, attempts)
+}
+
+/// Makes the factory fail from now on, kills `child`, and waits until the
+/// supervisor has tried to restart it ten more times.
+fn kill_into_failing_restarts(
+    rt: &Runtime,
+    child: Pid,
+    (failing, attempts): (&AtomicBool, &AtomicUsize),
+    what: &str,
+) {
+    failing.store(true, Ordering::SeqCst);
+    rt.kill(child);
+    let before = attempts.load(Ordering::SeqCst);
+    wait_until(what, || attempts.load(Ordering::SeqCst) >= before + 10);
 }
 
 fn child(rt: &Runtime, sup: Pid) -> Option<Pid> {
@@ -56,23 +84,17 @@ fn child(rt: &Runtime, sup: Pid) -> Option<Pid> {
 fn a_failing_restart_is_retried_between_requests(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    let failing = Arc::new(AtomicBool::new(false));
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let sup = rt
-        .supervisor(Strategy::OneForOne)
-        .max_restarts(0)
-        .child_spec(flaky(&failing, &attempts))
-        .start();
+    let (sup, failing, attempts) = start_flaky(&rt, Strategy::OneForOne);
     let s = sup.pid();
     let first = child(&rt, s);
     let first = first.expect("started");
 
-    failing.store(true, Ordering::SeqCst);
-    rt.kill(first);
-    let before = attempts.load(Ordering::SeqCst);
-    wait_until("the supervisor retries the failing factory", || {
-        attempts.load(Ordering::SeqCst) >= before + 10
-    });
+    kill_into_failing_restarts(
+        &rt,
+        first,
+        (&failing, &attempts),
+        "the supervisor retries the failing factory",
+    );
 
     // Requests are answered while the restart keeps failing: the child
     // shows as restarting (no pid), and stopping it ends the attempts.
@@ -99,12 +121,12 @@ fn a_failing_restart_is_retried_between_requests(workers: usize) {
 
     // Failing again, an abnormal exit signal from a non-child still ends
     // the supervisor between attempts.
-    failing.store(true, Ordering::SeqCst);
-    rt.kill(again);
-    let before = attempts.load(Ordering::SeqCst);
-    wait_until("the supervisor retries again", || {
-        attempts.load(Ordering::SeqCst) >= before + 10
-    });
+    kill_into_failing_restarts(
+        &rt,
+        again,
+        (&failing, &attempts),
+        "the supervisor retries again",
+    );
     let outsider = rt.spawn(|_ctx| async {});
     rt.send_exit(outsider.pid(), s, ExitReason::Shutdown);
     let reason = prompt(&rt, "the supervisor's exit", sup.join());
@@ -114,20 +136,14 @@ fn a_failing_restart_is_retried_between_requests(workers: usize) {
 fn other_processes_run_while_a_restart_keeps_failing(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    let failing = Arc::new(AtomicBool::new(false));
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let sup = rt
-        .supervisor(Strategy::OneForAll)
-        .max_restarts(0)
-        .child_spec(flaky(&failing, &attempts))
-        .start();
+    let (sup, failing, attempts) = start_flaky(&rt, Strategy::OneForAll);
     let first = child(&rt, sup.pid());
-    failing.store(true, Ordering::SeqCst);
-    rt.kill(first.expect("started"));
-    let before = attempts.load(Ordering::SeqCst);
-    wait_until("the supervisor retries the failing factory", || {
-        attempts.load(Ordering::SeqCst) >= before + 10
-    });
+    kill_into_failing_restarts(
+        &rt,
+        first.expect("started"),
+        (&failing, &attempts),
+        "the supervisor retries the failing factory",
+    );
     // On one worker this process shares the worker with the supervisor.
     let echo = rt.spawn(|mut ctx| async move {
         for _ in 0..100 {
