@@ -6,7 +6,7 @@
 //! process also lists its own names and tags in its aux data, so teardown
 //! releases them (before any `Down` or `Exit` for it is delivered; see
 //! [`crate::signal`]). Registration checks that the process is alive while
-//! holding its aux lock ([`Shared::lock_alive`](crate::runtime::Shared::lock_alive),
+//! holding its aux lock ([`Table::lock_alive`](crate::process::table::Table::lock_alive),
 //! the protocol links and monitors use), and every change to a live
 //! process's names or tags is made under that lock, registry entry and
 //! process list together, so the two never disagree.
@@ -96,21 +96,17 @@ impl Runtime {
     /// ```
     pub fn register(&self, name: impl Into<String>, pid: Pid) -> bool {
         let name = name.into();
-        let shared = &self.shared;
-        let Some(t) = shared.table.get(pid) else {
-            return false;
-        };
-        let Some(mut a) = shared.lock_alive(t.header()) else {
-            return false;
-        };
-        let reg = &shared.registry;
-        let mut shard = reg.names[reg.index(&name)].write();
-        if shard.contains_key(&name) {
-            return false;
-        }
-        shard.insert(name.clone(), pid);
-        a.names.push(name);
-        true
+        let reg = &self.shared.registry;
+        let registered = self.shared.table.with_alive(pid, |a| {
+            let mut shard = reg.names[reg.index(&name)].write();
+            if shard.contains_key(&name) {
+                return false;
+            }
+            shard.insert(name.clone(), pid);
+            a.names.push(name);
+            true
+        });
+        registered == Some(true)
     }
 
     /// The process registered as `name`.
@@ -205,24 +201,20 @@ impl Runtime {
     /// again with the same tag returns true and changes nothing.
     pub fn register_tag(&self, tag: impl Into<String>, pid: Pid) -> bool {
         let tag = tag.into();
-        let shared = &self.shared;
-        let Some(t) = shared.table.get(pid) else {
-            return false;
-        };
-        let Some(mut a) = shared.lock_alive(t.header()) else {
-            return false;
-        };
-        if a.tags.contains(&tag) {
-            return true;
-        }
-        let reg = &shared.registry;
-        reg.tags[reg.index(&tag)]
-            .write()
-            .entry(tag.clone())
-            .or_default()
-            .push(pid);
-        a.tags.push(tag);
-        true
+        let reg = &self.shared.registry;
+        self.shared
+            .table
+            .with_alive(pid, |a| {
+                if !a.tags.contains(&tag) {
+                    reg.tags[reg.index(&tag)]
+                        .write()
+                        .entry(tag.clone())
+                        .or_default()
+                        .push(pid);
+                    a.tags.push(tag);
+                }
+            })
+            .is_some()
     }
 
     /// The members of group `tag`, ascending.

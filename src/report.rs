@@ -140,3 +140,13 @@ pub(crate) fn gave_up(sup: Pid, child: &str, panic: &str) {
         "supervisor {sup} gives up: child {child:?} failed at start: {panic}",
     );
 }
+/// The text of a panic payload, as reports and
+/// [`ProcessHandle::panic_message`](crate::ProcessHandle::panic_message)
+/// show it.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string panic payload>".to_string())
+}

@@ -1,8 +1,8 @@
 //! [`Runtime::try_send`] and its [`SendError`], which hands the message back.
 
-use crate::mailbox::{Message, Received};
+use crate::mailbox::Message;
 use crate::process::Pid;
-use crate::runtime::Runtime;
+use crate::runtime::{Refused, Runtime};
 use std::any::TypeId;
 use std::fmt;
 
@@ -82,15 +82,12 @@ impl Runtime {
         let shared = &self.shared;
         let mut msg = Some(msg);
         let outcome = shared.table.with(pid, |t| {
-            let h = t.header();
-            let msg = msg.take().expect("taken once");
-            if shared.is_full(h) {
-                return Err(SendError::Full(msg));
-            }
-            h.try_deliver(Received::Message(Message::new(msg)))
-                .map_err(|item| match item {
-                    Received::Message(m) => SendError::NoProc(unwrap_message::<M>(m)),
-                    _ => unreachable!("a user message comes back as itself"),
+            let msg = Message::new(msg.take().expect("taken once"));
+            shared
+                .send_message(t.header(), msg)
+                .map_err(|refused| match refused {
+                    Refused::Full(m) => SendError::Full(unwrap_message::<M>(m)),
+                    Refused::Closed(m) => SendError::NoProc(unwrap_message::<M>(m)),
                 })
         });
         match outcome {

@@ -64,8 +64,9 @@
 
 use crate::call::{Call, ReplyTo, Request};
 use crate::mailbox::Received;
-use crate::process::{Context, ExitReason, Pid, ProcessHandle, current};
+use crate::process::{Context, ExitReason, Pid, ProcessHandle};
 use crate::runtime::Runtime;
+use crate::runtime::context as current;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;

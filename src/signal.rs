@@ -10,7 +10,7 @@
 //! A process is *alive* exactly while it is in the process table; teardown
 //! removes it from the table first and only then takes its lists, under its
 //! aux lock. So every addition to a process's links, monitors, names or
-//! tags goes through [`Shared::lock_alive`], which checks the table while
+//! tags goes through [`Table::lock_alive`](crate::process::table::Table::lock_alive), which checks the table while
 //! holding that lock: either it sees the process gone (and adds nothing),
 //! or the addition lands before teardown takes the lists, and teardown
 //! handles it. Removals need no such check: removing from a dead process's
@@ -58,13 +58,15 @@
 mod set;
 mod spawn;
 
+pub(crate) use spawn::place as place_spawn_monitor;
+
 pub(crate) use set::SmallSet;
 
 use crate::mailbox::{MonitorRef, Received};
-use crate::process::task::{Aux, Header, TaskRef};
 use crate::process::{ExitReason, Pid};
+use crate::runtime::TaskRef;
 use crate::runtime::{Runtime, Shared};
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -105,142 +107,99 @@ impl Monitors {
     }
 }
 
-/// A process's aux data, locked, with the process found alive under the
-/// lock (see the module docs). Every addition of a link, a monitor, a name
-/// or a tag is made through one.
-pub(crate) struct LiveAux<'a>(MappedMutexGuard<'a, Aux>);
-
-impl std::ops::Deref for LiveAux<'_> {
-    type Target = Aux;
-    fn deref(&self) -> &Aux {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for LiveAux<'_> {
-    fn deref_mut(&mut self) -> &mut Aux {
-        &mut self.0
-    }
-}
-
-/// Runs `f` on `h`'s aux data if it has any (removals: nothing to remove
-/// from a process that never had aux data).
-fn edit_aux<R>(h: &Header, f: impl FnOnce(&mut Aux) -> R) -> Option<R> {
-    h.aux.lock().as_deref_mut().map(f)
-}
-
-impl Shared {
-    /// Delivers `item` to `pid`'s mailbox and wakes it; false when `pid` is
-    /// not alive (or its mailbox is closed).
-    pub(crate) fn deliver(&self, pid: Pid, item: Received) -> bool {
-        self.table
-            .with(pid, |task| task.header().deliver(item))
-            .unwrap_or(false)
-    }
-
-    /// Locks `h`'s aux data if its process is alive, checked under the lock:
-    /// the one place the liveness rule of the module docs is enforced.
-    pub(crate) fn lock_alive<'a>(&self, h: &'a Header) -> Option<LiveAux<'a>> {
-        let aux = h.aux.lock();
-        if !self.table.contains(h.pid) {
-            return None;
-        }
-        Some(LiveAux(MutexGuard::map(aux, |a| {
-            &mut **a.get_or_insert_with(Default::default)
-        })))
-    }
-
-    /// Fires monitor `r` (if it is still live) with `Down { pid, reason }`.
-    fn fire_monitor(&self, r: MonitorRef, pid: Pid, reason: ExitReason) {
-        let mut shard = self.monitors.shard(r).lock();
-        if let Some((watcher, _)) = shard.remove(&Monitors::key(r)) {
-            self.table.with(watcher, |w| {
-                let w = w.header();
-                if !spawn::is_spawn(r) {
-                    edit_aux(w, |a| a.monitoring.remove(r));
-                }
-                w.deliver(Received::Down {
-                    reference: r,
-                    pid,
-                    reason,
-                })
-            });
-        }
-    }
-
-    /// Teardown steps 2-5 (see the module docs). The process has already
-    /// left the table.
-    pub(crate) fn release_signals(&self, task: &TaskRef, reason: ExitReason) {
-        let h = task.header();
-        let me = h.pid;
-        let spawn_monitor = spawn::take(h);
-        let taken = h.aux.lock().as_mut().map(|a| {
-            (
-                std::mem::take(&mut a.names),
-                std::mem::take(&mut a.tags),
-                a.monitors.take(),
-                a.links.take(),
-                a.monitoring.take(),
-            )
-        });
-        let Some((names, tags, monitors, links, monitoring)) = taken else {
-            // No aux data: no names to release first.
-            if let Some(r) = spawn_monitor {
-                self.fire_monitor(r, me, reason);
+/// Fires monitor `r` (if it is still live) with `Down { pid, reason }`.
+fn fire_monitor(shared: &Shared, r: MonitorRef, pid: Pid, reason: ExitReason) {
+    let mut shard = shared.monitors.shard(r).lock();
+    if let Some((watcher, _)) = shard.remove(&Monitors::key(r)) {
+        shared.table.with(watcher, |w| {
+            let w = w.header();
+            if !spawn::is_spawn(r) {
+                w.aux_if_any(|a| a.monitoring.remove(r));
             }
-            return;
-        };
-        for name in &names {
-            self.registry.release_name(name, me);
-        }
-        for tag in &tags {
-            self.registry.release_tag(tag, me);
-        }
+            w.deliver(Received::Down {
+                reference: r,
+                pid,
+                reason,
+            })
+        });
+    }
+}
+
+/// Teardown steps 2-5 (see the module docs). The process has already
+/// left the table.
+pub(crate) fn release(shared: &Shared, task: &TaskRef, reason: ExitReason) {
+    let h = task.header();
+    let me = h.pid;
+    let spawn_monitor = spawn::take(h);
+    let taken = h.aux.lock().as_mut().map(|a| {
+        (
+            std::mem::take(&mut a.names),
+            std::mem::take(&mut a.tags),
+            a.monitors.take(),
+            a.links.take(),
+            a.monitoring.take(),
+        )
+    });
+    let Some((names, tags, monitors, links, monitoring)) = taken else {
+        // No aux data: no names to release first.
         if let Some(r) = spawn_monitor {
-            self.fire_monitor(r, me, reason);
+            fire_monitor(shared, r, me, reason);
         }
-        for r in monitors {
-            self.fire_monitor(r, me, reason);
-        }
-        for other in links {
-            let Some(t) = self.table.get(other) else {
-                continue;
-            };
-            // Only a link the other side still holds carries the signal:
-            // an `unlink` that got there first wins.
-            let trapping = edit_aux(t.header(), |a| a.links.remove(me).then_some(a.trap_exit));
-            match trapping.flatten() {
-                None => {}
-                Some(true) => {
-                    self.deliver(other, Received::Exit { from: me, reason });
-                }
-                Some(false) if reason == ExitReason::Normal => {}
-                Some(false) => t.header().exit(reason),
-            }
-        }
-        for r in monitoring {
-            self.remove_monitor(r);
-        }
+        return;
+    };
+    for name in &names {
+        shared.registry.release_name(name, me);
     }
-
-    /// Removes monitor `r` from the monitor table and from both processes'
-    /// lists; true when it was live.
-    fn remove_monitor(&self, r: MonitorRef) -> bool {
-        let mut shard = self.monitors.shard(r).lock();
-        let Some((watcher, target)) = shard.remove(&Monitors::key(r)) else {
-            return false;
+    for tag in &tags {
+        shared.registry.release_tag(tag, me);
+    }
+    if let Some(r) = spawn_monitor {
+        fire_monitor(shared, r, me, reason);
+    }
+    for r in monitors {
+        fire_monitor(shared, r, me, reason);
+    }
+    for other in links {
+        let Some(t) = shared.table.get(other) else {
+            continue;
         };
-        if spawn::is_spawn(r) {
-            self.clear_spawn_monitor(r, target);
-            return true;
+        // Only a link the other side still holds carries the signal:
+        // an `unlink` that got there first wins.
+        let trapping = t
+            .header()
+            .aux_if_any(|a| a.links.remove(me).then_some(a.trap_exit));
+        match trapping.flatten() {
+            None => {}
+            Some(true) => {
+                shared.deliver(other, Received::Exit { from: me, reason });
+            }
+            Some(false) if reason == ExitReason::Normal => {}
+            Some(false) => t.header().exit(reason),
         }
-        self.table
-            .with(target, |t| edit_aux(t.header(), |a| a.monitors.remove(r)));
-        self.table.with(watcher, |w| {
-            edit_aux(w.header(), |a| a.monitoring.remove(r))
-        });
-        true
     }
+    for r in monitoring {
+        remove_monitor(shared, r);
+    }
+}
+
+/// Removes monitor `r` from the monitor table and from both processes'
+/// lists; true when it was live.
+fn remove_monitor(shared: &Shared, r: MonitorRef) -> bool {
+    let mut shard = shared.monitors.shard(r).lock();
+    let Some((watcher, target)) = shard.remove(&Monitors::key(r)) else {
+        return false;
+    };
+    if spawn::is_spawn(r) {
+        spawn::clear(shared, r, target);
+        return true;
+    }
+    shared
+        .table
+        .with(target, |t| t.header().aux_if_any(|a| a.monitors.remove(r)));
+    shared.table.with(watcher, |w| {
+        w.header().aux_if_any(|a| a.monitoring.remove(r))
+    });
+    true
 }
 
 impl Runtime {
@@ -288,8 +247,8 @@ impl Runtime {
         };
         // Lock in pid order; check liveness under both locks (module docs).
         let (first, second) = if a < b { (&ta, &tb) } else { (&tb, &ta) };
-        let l1 = shared.lock_alive(first.header());
-        let l2 = shared.lock_alive(second.header());
+        let l1 = shared.table.lock_alive(first.header());
+        let l2 = shared.table.lock_alive(second.header());
         let (p1, p2) = (first.header().pid, second.header().pid);
         match (l1, l2) {
             (Some(mut x1), Some(mut x2)) => {
@@ -313,13 +272,7 @@ impl Runtime {
     }
 
     fn noproc_link(&self, live: &TaskRef, dead: Pid) {
-        let trapping = live
-            .header()
-            .aux
-            .lock()
-            .as_ref()
-            .is_some_and(|a| a.trap_exit);
-        if trapping {
+        if live.header().traps_exit() {
             self.shared.deliver(
                 live.header().pid,
                 Received::Exit {
@@ -414,8 +367,7 @@ impl Runtime {
             t.header().exit(ExitReason::Killed);
             return true;
         }
-        let trapping = t.header().aux.lock().as_ref().is_some_and(|a| a.trap_exit);
-        if trapping {
+        if t.header().traps_exit() {
             return self.shared.deliver(pid, Received::Exit { from, reason });
         }
         if reason != ExitReason::Normal || from == pid {
@@ -466,20 +418,15 @@ impl Runtime {
         let Some(w) = shared.table.get(watcher) else {
             return r;
         };
-        match shared.lock_alive(w.header()) {
+        match shared.table.lock_alive(w.header()) {
             Some(mut a) => a.monitoring.insert(r),
             None => return r,
         };
-        let placed = shared.table.get(target).is_some_and(|t| {
-            shared
-                .lock_alive(t.header())
-                .map(|mut a| a.monitors.insert(r))
-                .is_some()
-        });
-        if placed {
+        let placed = shared.table.with_alive(target, |a| a.monitors.insert(r));
+        if placed.is_some() {
             shard.insert(Monitors::key(r), (watcher, target));
         } else {
-            edit_aux(w.header(), |a| a.monitoring.remove(r));
+            w.header().aux_if_any(|a| a.monitoring.remove(r));
             drop(shard);
             w.header().deliver(Received::Down {
                 reference: r,
@@ -493,7 +440,7 @@ impl Runtime {
     /// Removes a monitor. No `Down` for it arrives after this returns; false
     /// when it had already fired or been removed.
     pub fn demonitor(&self, reference: MonitorRef) -> bool {
-        self.shared.remove_monitor(reference)
+        remove_monitor(&self.shared, reference)
     }
 
     /// Monitors alive in the runtime (for leak checks and operators).

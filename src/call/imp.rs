@@ -2,10 +2,11 @@
 //! exit watches (see the parent module for the protocol).
 
 use super::slot::Slot;
-use crate::mailbox::{Message, Received};
-use crate::process::task::TaskRef;
-use crate::process::{ExitReason, Pid, current};
-use crate::runtime::{Runtime, Shared};
+use crate::mailbox::Message;
+use crate::process::{ExitReason, Pid};
+use crate::runtime::TaskRef;
+use crate::runtime::context as current;
+use crate::runtime::{Refused, Runtime, Shared};
 use crate::time::wheel::Entry;
 use std::cell::RefCell;
 use std::fmt;
@@ -144,27 +145,20 @@ where
     let mut req = Some(req);
     let sent = shared.table.with(pid, |t| {
         let h = t.header();
-        let pruned = h.with_aux(|a| {
-            // Checked under the aux lock: teardown leaves the table before
-            // it takes this list, so either it sees the watch or we see it
-            // gone.
-            shared.table.contains(pid).then(|| a.calls.push(watch))
-        });
+        let pruned = shared.table.lock_alive(h).map(|mut a| a.calls.push(watch));
         let req = req.take().expect("taken once");
         let Some(pruned) = pruned else {
             return Sent::NoProc(req);
         };
         drop(pruned);
-        if shared.is_full(h) {
-            return Sent::Full(req);
-        }
-        match h.try_deliver(Received::Message(Message::new(req))) {
+        let back = |m: Message| match m.downcast::<Request<Q, R>>() {
+            Ok(req) => req,
+            Err(_) => unreachable!("the request comes back as itself"),
+        };
+        match shared.send_message(h, Message::new(req)) {
             Ok(()) => Sent::Delivered,
-            Err(Received::Message(m)) => match m.downcast::<Request<Q, R>>() {
-                Ok(req) => Sent::Closing(req),
-                Err(_) => unreachable!("the request comes back as itself"),
-            },
-            Err(_) => unreachable!("a user message comes back as itself"),
+            Err(Refused::Full(m)) => Sent::Full(back(m)),
+            Err(Refused::Closed(m)) => Sent::Closing(back(m)),
         }
     });
     sent.unwrap_or_else(|| Sent::NoProc(req.take().expect("not taken")))
@@ -539,7 +533,7 @@ impl Timeout {
         match timer {
             // Re-polled under another waker: the timer must wake that one.
             Some(e) if e.is_pending() => e.set_waker(waker),
-            _ => *timer = shared.add_wake(Some(*deadline), waker),
+            _ => *timer = crate::time::add_wake(shared, Some(*deadline), waker),
         }
         false
     }

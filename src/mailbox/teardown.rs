@@ -3,7 +3,7 @@
 //! running consumer).
 
 use crate::process::ExitReason;
-use crate::process::task::Header;
+use crate::runtime::Header;
 
 /// Teardown's part of the mailbox: closes it, drops every message the close
 /// now owns under the panic guard, and releases the foreign waker kept from

@@ -30,10 +30,11 @@
 //! woken by the teardown so that it sees this.
 
 use super::Pid;
-use super::task::{Header, TaskPtr, TaskRef};
 use crate::mailbox::Received;
 use crate::mailbox::queue::{Consumer, Drain, Owner, Park, Scan};
 use crate::runtime::Runtime;
+use crate::runtime::TaskRef;
+use crate::runtime::{Header, TaskPtr};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,7 +1,7 @@
 //! [`ProcessHandle`] and its [`Join`] future.
 
-use super::task::TaskRef;
 use super::{ExitReason, Pid};
+use crate::runtime::TaskRef;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -40,12 +40,7 @@ impl ProcessHandle {
 
     /// The panic message, if the process ended by panicking.
     pub fn panic_message(&self) -> Option<String> {
-        self.task
-            .header()
-            .aux
-            .lock()
-            .as_ref()
-            .and_then(|a| a.panic.clone())
+        self.task.header().aux_if_any(|a| a.panic.clone()).flatten()
     }
 
     /// A future that resolves to the process's exit reason once its teardown

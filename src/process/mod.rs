@@ -4,8 +4,6 @@
 #[cfg(not(loom))]
 pub(crate) mod context;
 #[cfg(not(loom))]
-pub(crate) mod current;
-#[cfg(not(loom))]
 pub(crate) mod handle;
 #[cfg(not(loom))]
 pub(crate) mod recycle;

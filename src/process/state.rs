@@ -83,23 +83,15 @@ impl State {
     /// landed meanwhile found `RUNNING` and pushed nothing). `Kill` when an
     /// exit was requested meanwhile: the caller keeps `RUNNING` and ends it.
     pub(crate) fn launch(&self) -> StartPoll {
-        let mut cur = self.0.load(Ordering::Acquire);
-        loop {
+        // Release (in `transition`): the worker that runs it sees the stored
+        // future.
+        self.transition(|cur| {
             debug_assert!(cur & RUNNING != 0);
             if cur & KILLED != 0 {
-                return StartPoll::Kill;
+                return Err(StartPoll::Kill);
             }
-            // Release: the worker that runs it sees the stored future.
-            match self.0.compare_exchange_weak(
-                cur,
-                (cur & !RUNNING) | NOTIFIED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return StartPoll::Poll,
-                Err(actual) => cur = actual,
-            }
-        }
+            Ok(((cur & !RUNNING) | NOTIFIED, StartPoll::Poll))
+        })
     }
 
     pub(crate) fn load(&self) -> usize {
@@ -125,62 +117,78 @@ impl State {
 
     /// Takes ownership of the future for a run off a queue.
     pub(crate) fn start_poll(&self) -> StartPoll {
-        let mut cur = self.0.load(Ordering::Acquire);
-        loop {
+        // Acquire (in `transition`): see everything done by the previous poll
+        // and by wakers.
+        self.transition(|cur| {
             if cur & COMPLETE != 0 {
-                return StartPoll::Complete;
+                return Err(StartPoll::Complete);
             }
             debug_assert!(cur & RUNNING == 0, "a process is never run twice at once");
             let next = (cur & !NOTIFIED) | RUNNING;
-            // Acquire: see everything done by the previous poll and by wakers.
-            match self
-                .0
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) if cur & KILLED != 0 => return StartPoll::Kill,
-                Ok(_) => return StartPoll::Poll,
-                Err(actual) => cur = actual,
-            }
-        }
+            Ok((
+                next,
+                if cur & KILLED != 0 {
+                    StartPoll::Kill
+                } else {
+                    StartPoll::Poll
+                },
+            ))
+        })
     }
 
     /// Gives up the future after a poll returned `Pending`.
     pub(crate) fn end_poll(&self) -> EndPoll {
-        let mut cur = self.0.load(Ordering::Acquire);
-        loop {
+        // Release (in `transition`): the next poller (on any thread) sees this
+        // poll's writes.
+        self.transition(|cur| {
             debug_assert!(cur & RUNNING != 0);
             if cur & KILLED != 0 {
                 // Keep RUNNING: the caller goes on to drop the future.
-                return EndPoll::Kill;
+                return Err(EndPoll::Kill);
             }
             let next = cur & !RUNNING;
-            // Release: the next poller (on any thread) sees this poll's writes.
-            match self
-                .0
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) if cur & NOTIFIED != 0 => return EndPoll::Reschedule,
-                Ok(_) => return EndPoll::Idle,
-                Err(actual) => cur = actual,
-            }
-        }
+            Ok((
+                next,
+                if cur & NOTIFIED != 0 {
+                    EndPoll::Reschedule
+                } else {
+                    EndPoll::Idle
+                },
+            ))
+        })
     }
 
     /// Takes the future from outside a worker (runtime teardown), if no one
     /// runs it and it is not finished. True when the caller now owns it.
     pub(crate) fn claim(&self) -> bool {
+        self.transition(|cur| {
+            if cur & (RUNNING | COMPLETE) != 0 {
+                return Err(false);
+            }
+            Ok((cur | RUNNING | KILLED, true))
+        })
+    }
+
+    /// The one compare-and-swap loop of the word: `step` maps the current
+    /// value to the next one and the answer it stands for, or to an answer
+    /// that changes nothing (`Err`). Retried on a lost race with a fresh
+    /// value, so `step` must depend on nothing else.
+    fn transition<T>(&self, mut step: impl FnMut(usize) -> Result<(usize, T), T>) -> T {
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
-            if cur & (RUNNING | COMPLETE) != 0 {
-                return false;
-            }
-            match self.0.compare_exchange_weak(
-                cur,
-                cur | RUNNING | KILLED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
+            let (next, answer) = match step(cur) {
+                Ok(change) => change,
+                Err(answer) => return answer,
+            };
+            // AcqRel: a transition both takes the future over (Acquire: the
+            // previous holder's writes) and hands it on (Release: ours); the
+            // failure load is Acquire as the first one is, since `step` may
+            // answer from it alone.
+            match self
+                .0
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return answer,
                 Err(actual) => cur = actual,
             }
         }
@@ -337,6 +345,27 @@ mod loom_state {
         (waker, killer)
     }
 
+    /// Runs `worker` (the worker's side, given the state, the run queue
+    /// and the message flag) against a waker and a killer, from `state`
+    /// with `queued` entries; then the process is complete, its exit reason
+    /// published, and no entry is left behind.
+    fn race(state: State, queued: usize, worker: impl FnOnce(&State, &RunQueue, &AtomicUsize)) {
+        let state = Arc::new(state);
+        let rq = Arc::new(RunQueue {
+            entries: Mutex::new(queued),
+            parker: Parker::new(),
+        });
+        let message = Arc::new(AtomicUsize::new(0));
+        let (waker, killer) = spawn_waker_and_killer(&state, &rq, &message);
+        worker(&state, &rq, &message);
+        waker.join().unwrap();
+        killer.join().unwrap();
+        assert!(state.load() & COMPLETE != 0);
+        assert_eq!(state.load() & RUNNING, 0);
+        assert_ne!(state.exit(), 0, "the exit reason is published");
+        assert_eq!(*rq.entries.lock(), 0, "no entry left behind");
+    }
+
     /// A spawner launches a process (held `RUNNING` while its closure ran)
     /// while a waker and a killer race it: the process is queued at most
     /// once at a time, a kill landing before the launch is ended by the
@@ -344,26 +373,16 @@ mod loom_state {
     #[test]
     fn launch_vs_wake_vs_kill() {
         loom::model(|| {
-            let state = Arc::new(State::new_spawning());
-            let rq = Arc::new(RunQueue {
-                entries: Mutex::new(0),
-                parker: Parker::new(),
-            });
-            let message = Arc::new(AtomicUsize::new(0));
-            let (waker, killer) = spawn_waker_and_killer(&state, &rq, &message);
-            match state.launch() {
-                StartPoll::Poll => {
-                    rq.push();
-                    work(&state, &rq, &message);
+            race(State::new_spawning(), 0, |state, rq, message| {
+                match state.launch() {
+                    StartPoll::Poll => {
+                        rq.push();
+                        work(state, rq, message);
+                    }
+                    StartPoll::Kill => end_killed(state),
+                    StartPoll::Complete => unreachable!(),
                 }
-                StartPoll::Kill => end_killed(&state),
-                StartPoll::Complete => unreachable!(),
-            }
-            waker.join().unwrap();
-            killer.join().unwrap();
-            assert!(state.load() & COMPLETE != 0);
-            assert_ne!(state.exit(), 0, "the exit reason is published");
-            assert_eq!(*rq.entries.lock(), 0, "no entry left behind");
+            });
         });
     }
 
@@ -373,54 +392,6 @@ mod loom_state {
     /// never polled after a kill is seen, and finishes (no lost wake).
     #[test]
     fn wake_vs_poll_vs_kill() {
-        loom::model(|| {
-            let state = Arc::new(State::new_scheduled());
-            let rq = Arc::new(RunQueue {
-                entries: Mutex::new(1),
-                parker: Parker::new(),
-            });
-            let message = Arc::new(AtomicUsize::new(0));
-
-            let (waker, killer) = spawn_waker_and_killer(&state, &rq, &message);
-
-            // The worker.
-            loop {
-                {
-                    let mut n = rq.entries.lock();
-                    if *n == 0 {
-                        drop(n);
-                        rq.parker.park(None);
-                        continue;
-                    }
-                    *n -= 1;
-                }
-                match state.start_poll() {
-                    StartPoll::Complete => unreachable!("nothing completes it but us"),
-                    StartPoll::Kill => {
-                        end_killed(&state);
-                        break;
-                    }
-                    StartPoll::Poll => {
-                        let ready = message.load(Ordering::Acquire) == 1;
-                        if ready {
-                            state.complete(1);
-                            break;
-                        }
-                        match state.end_poll() {
-                            EndPoll::Idle => {}
-                            EndPoll::Reschedule => rq.push(),
-                            EndPoll::Kill => {
-                                end_killed(&state);
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            waker.join().unwrap();
-            killer.join().unwrap();
-            assert!(state.load() & COMPLETE != 0);
-            assert_eq!(state.load() & RUNNING, 0);
-        });
+        loom::model(|| race(State::new_scheduled(), 1, work));
     }
 }

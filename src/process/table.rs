@@ -66,9 +66,10 @@
 //! killed before launch) flushes right after.
 
 use super::Pid;
-use super::task::{Header, TaskPtr, TaskRef};
+use super::task::OwnedTask;
+use crate::runtime::{Aux, Header, Runtime, TaskPtr, TaskRef};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
-use parking_lot::Mutex;
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -110,6 +111,14 @@ struct Dir {
     first: u64,
     /// Null where a page does not exist (yet, or any more).
     pages: Box<[Atomic<Page>]>,
+}
+
+impl Dir {
+    /// Where page number `n` sits in `pages`, if not before the window
+    /// (it may lie past the end: the directory has not grown to it yet).
+    fn index(&self, n: u64) -> Option<usize> {
+        usize::try_from(n.checked_sub(self.first)?).ok()
+    }
 }
 
 /// A raw process pointer handed to a deferred release.
@@ -229,6 +238,23 @@ pub(crate) fn stop_batching() {
     flush_batch(&epoch::pin());
 }
 
+/// A process's aux data, locked, with the process found alive under the
+/// lock ([`Table::lock_alive`]).
+pub(crate) struct LiveAux<'a>(MappedMutexGuard<'a, Aux>);
+
+impl std::ops::Deref for LiveAux<'_> {
+    type Target = Aux;
+    fn deref(&self) -> &Aux {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LiveAux<'_> {
+    fn deref_mut(&mut self) -> &mut Aux {
+        &mut self.0
+    }
+}
+
 /// pid → live process.
 pub(crate) struct Table {
     /// The current directory.
@@ -268,8 +294,7 @@ impl Table {
         let dir = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: the directory is only freed deferred, after our pin.
         let dir = unsafe { dir.as_ref() }?;
-        let i = usize::try_from(n.checked_sub(dir.first)?).ok()?;
-        let page = dir.pages.get(i)?.load(Ordering::Acquire, guard);
+        let page = dir.pages.get(dir.index(n)?)?.load(Ordering::Acquire, guard);
         // SAFETY: pages are only freed deferred, after our pin.
         unsafe { page.as_ref() }
     }
@@ -284,19 +309,21 @@ impl Table {
         if let Some(p) = self.page(n, guard) {
             return p;
         }
+        // Acquire: the directory as built, published by the Release store that
+        // installed it.
         let dir_ptr = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: never null; freed only deferred.
         let dir = unsafe { dir_ptr.deref() };
         // Pages are created only for pids not yet gone, so their page was
         // never retired, let alone trimmed.
-        let i = n
-            .checked_sub(dir.first)
-            .and_then(|i| usize::try_from(i).ok())
+        let i = dir
+            .index(n)
             .expect("a page is created only before it retires");
         if i >= dir.pages.len() {
             let len = (i + 1).next_power_of_two().max(dir.pages.len() * 2);
             let pages: Box<[Atomic<Page>]> = (0..len)
                 .map(|j| match dir.pages.get(j) {
+                    // Acquire: each page as built (see `page`).
                     Some(a) => Atomic::from(a.load(Ordering::Acquire, guard)),
                     None => Atomic::null(),
                 })
@@ -305,10 +332,12 @@ impl Table {
                 first: dir.first,
                 pages,
             });
+            // Release: readers that load this directory (Acquire) see its entries.
             self.dir.store(new, Ordering::Release);
             // SAFETY: unlinked; readers pinned now may still hold it.
             unsafe { self.defer_free(dir_ptr, guard) };
         }
+        // Acquire: as above.
         let dir = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: as above.
         let dir = unsafe { dir.deref() };
@@ -320,13 +349,15 @@ impl Table {
         unsafe { page.deref() }
     }
 
-    /// Inserts process `task` (a pointer carrying one strong reference,
-    /// which the table now owns) under `pid`.
-    pub(crate) fn insert(&self, pid: Pid, task: *const Header) {
+    /// Inserts process `task` under `pid`; the table now owns its
+    /// reference.
+    pub(crate) fn insert(&self, pid: Pid, task: OwnedTask<Runtime>) {
         let guard = &epoch::pin();
         let (n, i) = split(pid);
         let page = self.page_or_create(n, guard);
-        page.slots[i].store(task.cast_mut(), Ordering::Release);
+        // Release: a lookup that loads the pointer (Acquire) sees the
+        // process as built.
+        page.slots[i].store(task.into_raw(), Ordering::Release);
     }
 
     /// Removes `pid`; true when it was present. The table's reference is
@@ -337,6 +368,8 @@ impl Table {
         let Some(page) = self.page(n, guard) else {
             return false;
         };
+        // AcqRel: one remover wins the swap and owns the table's reference;
+        // Acquire pairs with the insert's Release store.
         let old = page.slots[i].swap(std::ptr::null_mut(), Ordering::AcqRel);
         if old.is_null() {
             return false;
@@ -348,6 +381,8 @@ impl Table {
     }
 
     fn retire_one(&self, n: u64, page: &Page, guard: &Guard) {
+        // AcqRel: the remover that counts the last pid of the page sees every
+        // other removal of it, so none of its slots is in use when it retires.
         if page.retired.fetch_add(1, Ordering::AcqRel) + 1 < PAGE {
             return;
         }
@@ -358,12 +393,11 @@ impl Table {
         let dir = unsafe { dir_ptr.deref() };
         // A page being retired is in the directory: only retired pages are
         // ever trimmed off its front.
-        let i = n
-            .checked_sub(dir.first)
-            .and_then(|i| usize::try_from(i).ok())
-            .expect("a live page is in the directory");
+        let i = dir.index(n).expect("a live page is in the directory");
         // The tag marks the entry as retired (not merely not created yet), so
         // that trimming below never drops a page number that may still come.
+        // AcqRel: the page taken out here is freed deferred; Acquire sees it as
+        // built.
         let old = dir.pages[i].swap(
             epoch::Shared::null().with_tag(RETIRED),
             Ordering::AcqRel,
@@ -372,12 +406,14 @@ impl Table {
         // SAFETY: unlinked; readers pinned now may still hold it.
         unsafe { self.defer_free(old, guard) };
         // Trim the directory once its front half is retired.
+        // Acquire: as in `page`.
         let lead = dir
             .pages
             .iter()
             .take_while(|p| p.load(Ordering::Acquire, guard).tag() == RETIRED)
             .count();
         if lead >= 16 && lead * 2 >= dir.pages.len() {
+            // Acquire: as in `page`.
             let pages: Box<[Atomic<Page>]> = dir.pages[lead..]
                 .iter()
                 .map(|a| Atomic::from(a.load(Ordering::Acquire, guard)))
@@ -387,6 +423,7 @@ impl Table {
                 first: dir.first + lead as u64,
                 pages,
             });
+            // Release: as for growth, readers see the trimmed directory's entries.
             self.dir.store(new, Ordering::Release);
             // SAFETY: unlinked; readers pinned now may still hold it.
             unsafe { self.defer_free(dir_ptr, guard) };
@@ -469,6 +506,7 @@ impl Table {
     pub(crate) fn with<R>(&self, pid: Pid, f: impl FnOnce(&TaskPtr) -> R) -> Option<R> {
         let guard = &epoch::pin();
         let (n, i) = split(pid);
+        // Acquire: pairs with the insert's Release store: the process as built.
         let ptr = self.page(n, guard)?.slots[i].load(Ordering::Acquire);
         if ptr.is_null() {
             return None;
@@ -477,6 +515,32 @@ impl Table {
         // release is deferred past our pin.
         let task = unsafe { TaskPtr::from_raw(ptr) };
         Some(f(&task))
+    }
+
+    /// Locks `h`'s aux data if its process is alive, checked under the
+    /// lock: the one place the liveness rule is enforced. Teardown leaves
+    /// the table before it takes the aux lists, so either this sees the
+    /// process gone (and the caller adds nothing), or whatever the caller
+    /// adds under the lock lands before teardown takes the lists, and
+    /// teardown handles it. Every addition of a link, monitor, name, tag,
+    /// call watch or timer goes through here.
+    pub(crate) fn lock_alive<'a>(&self, h: &'a Header) -> Option<LiveAux<'a>> {
+        let aux = h.aux.lock();
+        if !self.contains(h.pid) {
+            return None;
+        }
+        Some(LiveAux(MutexGuard::map(aux, |a| {
+            &mut **a.get_or_insert_with(Default::default)
+        })))
+    }
+
+    /// Runs `f` on `pid`'s aux data under [`lock_alive`](Self::lock_alive);
+    /// `None` if it is not alive. The lock is released before `f`'s result
+    /// is returned, so the caller drops whatever user values it holds
+    /// (settled watches, timers) outside it.
+    pub(crate) fn with_alive<R>(&self, pid: Pid, f: impl FnOnce(&mut Aux) -> R) -> Option<R> {
+        self.with(pid, |t| self.lock_alive(t.header()).map(|mut a| f(&mut a)))
+            .flatten()
     }
 
     /// The live process `pid`, as a new reference.
@@ -491,6 +555,7 @@ impl Table {
     /// Visits every live process.
     fn for_each(&self, mut f: impl FnMut(Pid, &TaskPtr)) {
         let guard = &epoch::pin();
+        // Acquire: as in `page`.
         let dir = self.dir.load(Ordering::Acquire, guard);
         // SAFETY: never null; freed only deferred.
         let dir = unsafe { dir.deref() };
@@ -500,6 +565,7 @@ impl Table {
                 continue;
             };
             for (j, slot) in page.slots.iter().enumerate() {
+                // Acquire: as in `with`.
                 let ptr = slot.load(Ordering::Acquire);
                 if !ptr.is_null() {
                     let pid = Pid::from_raw(((dir.first + k as u64) << PAGE_BITS) | j as u64);
@@ -535,6 +601,7 @@ impl Drop for Table {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no reader is left.
         let guard = unsafe { epoch::unprotected() };
+        // `&mut self`: nothing else touches the table; the ordering is moot.
         let dir = self
             .dir
             .swap(epoch::Shared::null(), Ordering::AcqRel, guard);
@@ -543,10 +610,12 @@ impl Drop for Table {
             return;
         };
         for p in d.pages.iter() {
+            // As above.
             let page = p.swap(epoch::Shared::null(), Ordering::AcqRel, guard);
             // SAFETY: as above.
             if let Some(pg) = unsafe { page.as_ref() } {
                 for slot in pg.slots.iter() {
+                    // As above.
                     let ptr = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
                     if !ptr.is_null() {
                         // SAFETY: the table's strong reference, released once.
@@ -586,9 +655,9 @@ mod tests {
     }
 
     /// A process that never runs, for the table alone.
-    fn task(rt: &crate::Runtime, pid: Pid) -> *const Header {
-        let t: Arc<Task<Idle>> = Arc::new(Task::new(pid, rt.weak_handle()));
-        Arc::into_raw(t).cast::<Header>()
+    fn task(rt: &crate::Runtime, pid: Pid) -> OwnedTask<Runtime> {
+        let t: Arc<Task<Idle, Runtime>> = Arc::new(Task::new(pid, rt.weak_handle()));
+        Task::into_owned(t)
     }
 
     /// Pages retire once all their pids are gone (page 0 included, whose

@@ -43,7 +43,7 @@ mod imp {
     use super::idle::Idle;
     use super::park::Parker;
     use super::worker;
-    use crate::process::task::{Header, Notified};
+    use crate::runtime::{Header, Notified};
     use crossbeam_deque::{Injector, Stealer};
     use crossbeam_utils::CachePadded;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -188,6 +188,8 @@ mod imp {
         }
 
         pub(crate) fn is_shutdown(&self) -> bool {
+            // Acquire: pairs with the store in `begin_shutdown`; the spawn path adds
+            // the SeqCst fence its argument needs (see `Runtime::spawn_inner`).
             self.shutdown.load(Ordering::Acquire)
         }
 

@@ -61,7 +61,7 @@
 //! its [`WorkerStats::running`] for that.
 
 use super::{Scheduler, TaskSlot, WorkerStats};
-use crate::process::task::Notified;
+use crate::runtime::Notified;
 use crate::runtime::Shared;
 use crossbeam_deque::{Steal, Worker};
 use std::cell::Cell;

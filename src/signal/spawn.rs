@@ -38,7 +38,7 @@
 use super::Monitors;
 use crate::mailbox::MonitorRef;
 use crate::process::Pid;
-use crate::process::task::Header;
+use crate::runtime::Header;
 use crate::runtime::Shared;
 use std::sync::atomic::Ordering;
 
@@ -59,33 +59,30 @@ pub(crate) fn take(h: &Header) -> Option<MonitorRef> {
     }
 }
 
-impl Shared {
-    /// Places `watcher`'s spawn monitor on `target` (see the module docs for
-    /// the caller's duty: `target` not yet launched, `watcher` the process
-    /// running on this thread).
-    pub(crate) fn monitor_at_spawn(&self, watcher: Pid, target: &Header) -> MonitorRef {
-        debug_assert!(self.table.contains(watcher), "the watcher is running");
-        let r = MonitorRef(self.monitors.next_ref.fetch_add(1, Ordering::Relaxed) | SPAWN_BIT);
-        let mut shard = self.monitors.shard(r).lock();
-        let previous = target.spawn_monitor.swap(r.0, Ordering::Release);
-        debug_assert_eq!(previous, 0, "one spawn monitor per process");
-        shard.insert(Monitors::key(r), (watcher, target.pid));
-        r
-    }
+/// Places `watcher`'s spawn monitor on `target` (see the module docs for
+/// the caller's duty: `target` not yet launched, `watcher` the process
+/// running on this thread).
+pub(crate) fn place(shared: &Shared, watcher: Pid, target: &Header) -> MonitorRef {
+    debug_assert!(shared.table.contains(watcher), "the watcher is running");
+    let r = MonitorRef(shared.monitors.next_ref.fetch_add(1, Ordering::Relaxed) | SPAWN_BIT);
+    let mut shard = shared.monitors.shard(r).lock();
+    // Release: pairs with teardown's Acquire `take` of the slot.
+    let previous = target.spawn_monitor.swap(r.0, Ordering::Release);
+    debug_assert_eq!(previous, 0, "one spawn monitor per process");
+    shard.insert(Monitors::key(r), (watcher, target.pid));
+    r
+}
 
-    /// Clears spawn monitor `r` from `target`'s slot (the table entry is
-    /// gone already).
-    pub(crate) fn clear_spawn_monitor(&self, r: MonitorRef, target: Pid) {
-        self.table.with(target, |t| {
-            // Fails only if teardown took it first; then it finds no entry.
-            let _ = t.header().spawn_monitor.compare_exchange(
-                r.0,
-                0,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        });
-    }
+/// Clears spawn monitor `r` from `target`'s slot (the table entry is
+/// gone already).
+pub(crate) fn clear(shared: &Shared, r: MonitorRef, target: Pid) {
+    shared.table.with(target, |t| {
+        // Fails only if teardown took it first; then it finds no entry.
+        let _ =
+            t.header()
+                .spawn_monitor
+                .compare_exchange(r.0, 0, Ordering::Relaxed, Ordering::Relaxed);
+    });
 }
 
 #[cfg(test)]

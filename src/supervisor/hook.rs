@@ -11,8 +11,8 @@
 
 use super::ChildSpec;
 use crate::mailbox::MonitorRef;
-use crate::process::task::Header;
 use crate::process::{Pid, ProcessHandle};
+use crate::runtime::Header;
 use crate::runtime::Runtime;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -39,7 +39,7 @@ pub(crate) fn on_spawn(rt: &Runtime, child: &Header) {
     };
     if key == runtime_key(rt) {
         HOOK.with(|h| h.set(None));
-        let reference = rt.shared.monitor_at_spawn(sup, child);
+        let reference = crate::signal::place_spawn_monitor(&rt.shared, sup, child);
         HOOKED.with(|h| h.set(Some((child.pid, reference))));
     }
 }
@@ -92,7 +92,7 @@ pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started,
                 rt.demonitor(reference);
                 rt.kill(pid);
             }
-            let msg = panic_message(&*payload);
+            let msg = crate::report::panic_message(&*payload);
             // The payload is user data: a panic in its destructor must not
             // unwind out of a start in progress (out of the spawn of a
             // supervisor, which would then never run). The start has
@@ -144,13 +144,4 @@ pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started,
             }
         }
     }
-}
-
-/// The text of a panic payload.
-pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "<non-string panic payload>".to_string())
 }

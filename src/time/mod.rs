@@ -15,6 +15,8 @@ pub(crate) mod wheel;
 
 #[cfg(not(loom))]
 pub use imp::{RecvTimeout, Sleep, TimerRef, sleep};
+#[cfg(not(loom))]
+pub(crate) use imp::{add_wake, drive_stopped, poll, stop};
 
 #[cfg(not(loom))]
 mod imp {
@@ -53,7 +55,7 @@ mod imp {
         /// on this thread). False also when it was cancelled because its
         /// target ended.
         pub fn cancel(&self) -> bool {
-            self.rt.shared.cancel_send(&self.entry)
+            cancel_send(&self.rt.shared, &self.entry)
         }
     }
 
@@ -63,114 +65,109 @@ mod imp {
         Instant::now().checked_add(d)
     }
 
-    impl Shared {
-        /// Schedules a wake of `waker` at `deadline`; `None` (no entry) for
-        /// a deadline that never comes.
-        pub(crate) fn add_wake(
-            &self,
-            deadline: Option<Instant>,
-            waker: &Waker,
-        ) -> Option<Arc<Entry>> {
-            deadline?;
-            Some(self.add_timer(deadline, Action::Wake(waker.clone())))
-        }
+    /// Schedules a wake of `waker` at `deadline`; `None` (no entry) for
+    /// a deadline that never comes.
+    pub(crate) fn add_wake(
+        shared: &Shared,
+        deadline: Option<Instant>,
+        waker: &Waker,
+    ) -> Option<Arc<Entry>> {
+        deadline?;
+        Some(add_timer(shared, deadline, Action::Wake(waker.clone())))
+    }
 
-        /// Schedules `action` at `deadline` (`None`: never) and makes sure
-        /// some worker wakes for it (see the duty protocol in
-        /// [`duty`](super::duty)).
-        fn add_timer(&self, deadline: Option<Instant>, action: Action) -> Arc<Entry> {
-            let (entry, lowered) = self.timers.insert(deadline, action);
-            if lowered {
-                self.timer_hint_lowered();
-            }
-            entry
+    /// Schedules `action` at `deadline` (`None`: never) and makes sure
+    /// some worker wakes for it (see the duty protocol in
+    /// [`duty`](super::duty)).
+    fn add_timer(shared: &Shared, deadline: Option<Instant>, action: Action) -> Arc<Entry> {
+        let (entry, lowered) = shared.timers.insert(deadline, action);
+        if lowered {
+            hint_lowered(shared);
         }
+        entry
+    }
 
-        /// The earliest-deadline hint went down: wake the duty holder so it
-        /// parks again with the new deadline, or, with none, a sleeper to
-        /// take the duty (see [`super::duty`]).
-        pub(crate) fn timer_hint_lowered(&self) {
-            match self.timers.duty_holder() {
-                Some(w) => self.scheduler.parkers[w].unpark(),
-                None => self.scheduler.notify(),
-            }
+    /// The earliest-deadline hint went down: wake the duty holder so it
+    /// parks again with the new deadline, or, with none, a sleeper to
+    /// take the duty (see [`super::duty`]).
+    fn hint_lowered(shared: &Shared) {
+        match shared.timers.duty_holder() {
+            Some(w) => shared.scheduler.parkers[w].unpark(),
+            None => shared.scheduler.notify(),
         }
+    }
 
-        /// Fires due timers, if any (called by workers between tasks); true
-        /// when it advanced the wheel.
-        pub(crate) fn poll_timers(&self) -> bool {
-            if self.timers.pending() > 0 {
-                let now = Instant::now();
-                if self.timers.is_due(now) {
-                    let lowered = self.timers.advance(now, |action| self.run_action(action));
-                    if lowered {
-                        self.timer_hint_lowered();
-                    }
-                    return true;
+    /// Fires due timers, if any (called by workers between tasks); true
+    /// when it advanced the wheel.
+    pub(crate) fn poll(shared: &Shared) -> bool {
+        if shared.timers.pending() > 0 {
+            let now = Instant::now();
+            if shared.timers.is_due(now) {
+                let lowered = shared
+                    .timers
+                    .advance(now, |action| run_action(shared, action));
+                if lowered {
+                    hint_lowered(shared);
                 }
-            }
-            false
-        }
-
-        /// Runs the action of a timer that fired. A message whose target is
-        /// gone, or whose bounded mailbox is full, is dropped here; its
-        /// destructor (like a foreign waker) is user code no process owns, so
-        /// a panic in it is caught and counted, never unwound into a worker.
-        fn run_action(&self, action: Action) {
-            let ran = crate::guard::catch(|| match action {
-                Action::Send(pid, msg) => {
-                    self.table.with(pid, |task| {
-                        let h = task.header();
-                        if !self.shed_if_full(h) {
-                            h.deliver(Received::Message(msg));
-                        }
-                    });
-                }
-                Action::Wake(w) => w.wake(),
-            });
-            if ran.is_none() {
-                self.note_unowned_panic();
+                return true;
             }
         }
+        false
+    }
 
-        /// Cancels a `send_after` on behalf of its [`TimerRef`]; its message
-        /// is dropped on the caller's thread, after every lock is released.
-        fn cancel_send(&self, e: &Arc<Entry>) -> bool {
-            let Some(action) = self.timers.cancel(e) else {
-                return false;
-            };
-            drop(action);
-            true
+    /// Runs the action of a timer that fired. A message whose target is
+    /// gone, or whose bounded mailbox is full, is dropped here; its
+    /// destructor (like a foreign waker) is user code no process owns, so
+    /// a panic in it is caught and counted, never unwound into a worker.
+    fn run_action(shared: &Shared, action: Action) {
+        let ran = crate::guard::catch(|| match action {
+            Action::Send(pid, msg) => {
+                shared.send_or_shed(pid, msg);
+            }
+            Action::Wake(w) => w.wake(),
+        });
+        if ran.is_none() {
+            shared.note_unowned_panic();
         }
+    }
 
-        /// At runtime stop: cancels the timers still pending and wakes the
-        /// futures still waiting (a `block_on` then drives the wheel itself,
-        /// see [`Shared::drive_timers_stopped`]).
-        pub(crate) fn stop_timers(&self) {
-            let (dropped, wakers) = self.timers.stop();
-            for a in dropped {
-                if !crate::guard::drop_caught(a) {
-                    self.note_unowned_panic();
-                }
-            }
-            for w in wakers {
-                if crate::guard::catch(|| w.wake()).is_none() {
-                    self.note_unowned_panic();
-                }
+    /// Cancels a `send_after` on behalf of its [`TimerRef`]; its message
+    /// is dropped on the caller's thread, after every lock is released.
+    fn cancel_send(shared: &Shared, e: &Arc<Entry>) -> bool {
+        let Some(action) = shared.timers.cancel(e) else {
+            return false;
+        };
+        drop(action);
+        true
+    }
+
+    /// At runtime stop: cancels the timers still pending and wakes the
+    /// futures still waiting (a `block_on` then drives the wheel itself,
+    /// see [`drive_stopped`]).
+    pub(crate) fn stop(shared: &Shared) {
+        let (dropped, wakers) = shared.timers.stop();
+        for a in dropped {
+            if !crate::guard::drop_caught(a) {
+                shared.note_unowned_panic();
             }
         }
-
-        /// Parks a `block_on` thread of a stopped runtime: with no worker
-        /// left to keep the time, it fires due timers itself and parks until
-        /// the next deadline.
-        pub(crate) fn drive_timers_stopped(&self) {
-            self.poll_timers();
-            match self.timers.next_deadline() {
-                Some(d) => {
-                    std::thread::park_timeout(d.saturating_duration_since(Instant::now()));
-                }
-                None => std::thread::park(),
+        for w in wakers {
+            if crate::guard::catch(|| w.wake()).is_none() {
+                shared.note_unowned_panic();
             }
+        }
+    }
+
+    /// Parks a `block_on` thread of a stopped runtime: with no worker
+    /// left to keep the time, it fires due timers itself and parks until
+    /// the next deadline.
+    pub(crate) fn drive_stopped(shared: &Shared) {
+        poll(shared);
+        match shared.timers.next_deadline() {
+            Some(d) => {
+                std::thread::park_timeout(d.saturating_duration_since(Instant::now()));
+            }
+            None => std::thread::park(),
         }
     }
 
@@ -203,9 +200,12 @@ mod imp {
         /// ```
         pub fn send_after<M: Send + 'static>(&self, pid: Pid, delay: Duration, msg: M) -> TimerRef {
             let shared = &self.shared;
-            let entry =
-                shared.add_timer(deadline_after(delay), Action::Send(pid, Message::new(msg)));
-            if !shared.register_timer(pid, &entry) {
+            let entry = add_timer(
+                shared,
+                deadline_after(delay),
+                Action::Send(pid, Message::new(msg)),
+            );
+            if !super::owned::register(shared, pid, &entry) {
                 drop(shared.timers.cancel(&entry));
             }
             TimerRef {
@@ -285,7 +285,7 @@ mod imp {
                 // First poll, or woken early (the clock reads before the
                 // deadline the wheel rounded up to), or cancelled by the
                 // runtime's stop: arm (again).
-                _ => *entry = rt.shared.add_wake(this.deadline, cx.waker()),
+                _ => *entry = add_wake(&rt.shared, this.deadline, cx.waker()),
             }
             Poll::Pending
         }
@@ -377,7 +377,7 @@ mod imp {
             match &self.timer {
                 // Armed: make sure it wakes the waker of this poll.
                 Some(e) if e.is_pending() => e.set_waker(waker),
-                _ => self.timer = rt.shared.add_wake(deadline, waker),
+                _ => self.timer = add_wake(&rt.shared, deadline, waker),
             }
             true
         }

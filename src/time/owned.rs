@@ -28,7 +28,7 @@
 
 use super::wheel::{Action, Entry};
 use crate::process::Pid;
-use crate::process::task::Header;
+use crate::runtime::Header;
 use crate::runtime::Shared;
 use std::sync::Arc;
 
@@ -66,48 +66,30 @@ impl Timers {
     }
 }
 
-impl Shared {
-    /// Adds a pending `send_after` entry to its target's list; false when
-    /// the target is gone (the caller then cancels the entry).
-    pub(crate) fn register_timer(&self, pid: Pid, e: &Arc<Entry>) -> bool {
-        self.table
-            .with(pid, |task| {
-                let h = task.header();
-                let mut aux = h.aux.lock();
-                // Under the aux lock: teardown left the table before taking
-                // the list, so a process still in the table has not taken
-                // it yet (see the module docs).
-                if !self.table.contains(pid) {
-                    return false;
-                }
-                let settled = aux
-                    .get_or_insert_with(Default::default)
-                    .timers
-                    .push(e.clone());
-                drop(aux);
-                drop(settled);
-                true
-            })
-            .unwrap_or(false)
-    }
+/// Adds a pending `send_after` entry to its target's list; false when
+/// the target is gone (the caller then cancels the entry).
+pub(crate) fn register(shared: &Shared, pid: Pid, e: &Arc<Entry>) -> bool {
+    // The settled entries come back out of the aux lock (see `push`).
+    let settled = shared.table.with_alive(pid, |a| a.timers.push(e.clone()));
+    settled.is_some()
+}
 
-    /// Teardown: cancels every timer aimed at the ending process (which has
-    /// left the table) and drops their messages. A panic in one of those
-    /// destructors has no process left to crash: it is counted.
-    pub(crate) fn cancel_timers_of(&self, h: &Header) {
-        let entries = match h.aux.lock().as_mut() {
-            Some(a) if !a.timers.list.is_empty() => std::mem::take(&mut a.timers).list,
-            _ => return,
-        };
-        let actions: Vec<Action> = entries
-            .iter()
-            .filter_map(|e| self.timers.cancel(e))
-            .collect();
-        drop(entries);
-        for a in actions {
-            if !crate::guard::drop_caught(a) {
-                self.note_unowned_panic();
-            }
+/// Teardown: cancels every timer aimed at the ending process (which has
+/// left the table) and drops their messages. A panic in one of those
+/// destructors has no process left to crash: it is counted.
+pub(crate) fn cancel_all(shared: &Shared, h: &Header) {
+    let entries = match h.aux.lock().as_mut() {
+        Some(a) if !a.timers.list.is_empty() => std::mem::take(&mut a.timers).list,
+        _ => return,
+    };
+    let actions: Vec<Action> = entries
+        .iter()
+        .filter_map(|e| shared.timers.cancel(e))
+        .collect();
+    drop(entries);
+    for a in actions {
+        if !crate::guard::drop_caught(a) {
+            shared.note_unowned_panic();
         }
     }
 }

@@ -188,7 +188,7 @@ impl Wheel {
 
     /// Schedules `action` at `deadline` (`None`: never). When the flag is
     /// true the caller must wake the duty holder
-    /// (`Shared::timer_hint_lowered`).
+    /// (`time::hint_lowered`).
     pub(crate) fn insert(&self, deadline: Option<Instant>, action: Action) -> (Arc<Entry>, bool) {
         let make = |tick| {
             Arc::new(Entry {
