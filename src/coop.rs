@@ -10,7 +10,7 @@ use std::cell::Cell;
 /// Units of work a process may do in one poll before it must yield.
 pub(crate) const POLL_BUDGET: u32 = 128;
 
-thread_local! {
+crate::loom::thread_local! {
     static BUDGET: Cell<u32> = const { Cell::new(POLL_BUDGET) };
 }
 

@@ -39,7 +39,7 @@ const PROCESS: &str = "rusm_otp::process";
 /// Target of the reports about supervisors.
 const SUPERVISOR: &str = "rusm_otp::supervisor";
 
-thread_local! {
+crate::loom::thread_local! {
     /// Set on the worker threads of a runtime built with `quiet_panics`.
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }

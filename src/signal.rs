@@ -60,11 +60,11 @@ mod spawn;
 
 pub(crate) use set::SmallSet;
 
+use crate::loom::lock::{MappedMutexGuard, Mutex, MutexGuard};
 use crate::mailbox::{MonitorRef, Received};
 use crate::process::task::{Aux, Header, TaskRef};
 use crate::process::{ExitReason, Pid};
 use crate::runtime::{Runtime, Shared};
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -26,10 +26,8 @@
 
 pub(crate) mod message;
 pub(crate) mod queue;
-#[cfg(not(loom))]
 mod teardown;
 
-#[cfg(not(loom))]
 pub(crate) use teardown::close_at_teardown;
 
 pub use message::Message;

@@ -35,7 +35,7 @@ struct Here {
     deferred: Cell<bool>,
 }
 
-thread_local! {
+crate::loom::thread_local! {
     static HERE: Here = const {
         Here {
             mark: Cell::new(NONE),

@@ -152,7 +152,7 @@ struct Batch {
     list: Vec<Release>,
 }
 
-thread_local! {
+crate::loom::thread_local! {
     static RELEASES: RefCell<Batch> = const {
         RefCell::new(Batch { on: false, list: Vec::new() })
     };

@@ -41,12 +41,12 @@
 
 use super::state::{EndPoll, StartPoll, State};
 use super::{ExitReason, Pid};
+use crate::loom::lock::Mutex;
 use crate::mailbox::Received;
 use crate::mailbox::queue::{Queue, Wake};
 use crate::runtime::Runtime;
 use crate::scheduler::worker::Placement;
 use crate::signal::SmallSet;
-use parking_lot::Mutex;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::mem::ManuallyDrop;
@@ -418,7 +418,7 @@ where
                 self.finish(reason);
                 // Off a worker, nothing else flushes this thread's deferred
                 // release of the process.
-                crossbeam_epoch::pin().flush();
+                crate::loom::epoch::pin().flush();
             }
         }
     }
@@ -427,7 +427,7 @@ where
     /// The caller is the spawner, which holds `RUNNING`.
     pub(crate) fn abandon(self: &Arc<Self>) {
         self.finish(ExitReason::Crashed);
-        crossbeam_epoch::pin().flush();
+        crate::loom::epoch::pin().flush();
     }
 
     /// Runs the process once off a run queue: poll, or drop if killed.

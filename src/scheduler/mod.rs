@@ -21,21 +21,17 @@
 pub(crate) mod idle;
 pub(crate) mod next;
 pub(crate) mod park;
-#[cfg(not(loom))]
 pub(crate) mod stranded;
-#[cfg(not(loom))]
 pub(crate) mod worker;
 
-#[cfg(not(loom))]
 pub(crate) use imp::*;
 
-#[cfg(not(loom))]
 mod imp {
     use super::idle::Idle;
     use super::park::Parker;
     use super::worker;
+    use crate::loom::deque::{Injector, Stealer};
     use crate::process::task::{Header, Notified};
-    use crossbeam_deque::{Injector, Stealer};
     use crossbeam_utils::CachePadded;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -109,9 +105,9 @@ mod imp {
 
     impl Scheduler {
         /// A scheduler for `n` workers, and the deques the workers will own.
-        pub(crate) fn new(n: usize) -> (Scheduler, Vec<crossbeam_deque::Worker<Notified>>) {
+        pub(crate) fn new(n: usize) -> (Scheduler, Vec<crate::loom::deque::Worker<Notified>>) {
             let locals: Vec<_> = (0..n)
-                .map(|_| crossbeam_deque::Worker::new_fifo())
+                .map(|_| crate::loom::deque::Worker::new_fifo())
                 .collect();
             let sched = Scheduler {
                 injector: Injector::new(),

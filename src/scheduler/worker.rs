@@ -30,9 +30,9 @@
 //! its [`WorkerStats::running`] for that.
 
 use super::{Scheduler, TaskSlot, WorkerStats};
+use crate::loom::deque::{Steal, Worker};
 use crate::process::task::Notified;
 use crate::runtime::Shared;
-use crossbeam_deque::{Steal, Worker};
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -40,8 +40,9 @@ use std::sync::atomic::Ordering;
 
 /// Consecutive next-slot runs before the slot's task goes to the back.
 const LIFO_CAP: u32 = 3;
-/// Rounds of spinning before a worker with nothing to do parks.
-const SPIN_ROUNDS: u32 = 24;
+/// Rounds of spinning before a worker with nothing to do parks (none under
+/// loom: a spin only delays the park, whose protocol the models check).
+const SPIN_ROUNDS: u32 = if cfg!(loom) { 0 } else { 24 };
 /// Every this many ticks, the injector is looked at before the local deque.
 const INJECTOR_INTERVAL: u32 = 61;
 
@@ -55,7 +56,7 @@ struct WorkerLocal<'a> {
     next: &'a TaskSlot,
 }
 
-thread_local! {
+crate::loom::thread_local! {
     /// The worker running on this thread, if any.
     static CURRENT: Cell<Option<NonNull<WorkerLocal<'static>>>> = const { Cell::new(None) };
 }
@@ -168,6 +169,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
         searching: false,
         rng: 0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1,
     };
+    // Under loom a panic is the model failing: it must not be caught.
+    #[cfg(loom)]
+    run_loop(&shared, &w, &mut core, index);
+    #[cfg(not(loom))]
     while let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_loop(&shared, &w, &mut core, index)
     })) {
@@ -192,13 +197,13 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
     // processes nest in it and cost no fence; refreshed and flushed every
     // `INJECTOR_INTERVAL` ticks and dropped before parking, so the epoch
     // keeps advancing and ended processes are freed (see `table`).
-    let mut pin = Some(crossbeam_epoch::pin());
+    let mut pin = Some(crate::loom::epoch::pin());
     while !sched.is_shutdown() {
         core.tick = core.tick.wrapping_add(1);
         match &mut pin {
             Some(g) if core.tick % INJECTOR_INTERVAL == 0 => shared.table.collect(g),
             Some(_) => {}
-            None => pin = Some(crossbeam_epoch::pin()),
+            None => pin = Some(crate::loom::epoch::pin()),
         }
         if core.tick % INJECTOR_INTERVAL == 0 {
             shared.poll_timers();
