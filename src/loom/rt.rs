@@ -196,10 +196,11 @@ fn quiet_ended_receives() {
     });
 }
 
-/// A `Context` moved out of its process, receiving on another thread under
-/// that thread's waker while the process is killed: the teardown wakes the
-/// parked receive, which then ends (a receive on an ended process panics),
-/// so the thread is never left parked.
+/// A `Context` moved out of its process, receiving on another thread (the
+/// model's main thread, under its `block_on` waker) while the process is
+/// killed, its teardown on a worker: the teardown wakes the parked receive,
+/// which then ends (a receive on an ended process panics), so the thread is
+/// never left parked.
 #[test]
 fn loom_rt_moved_out_context_receiving_during_teardown() {
     quiet_ended_receives();
@@ -212,14 +213,10 @@ fn loom_rt_moved_out_context_receiving_during_teardown() {
             std::future::pending::<()>()
         });
         let mut ctx = slot.lock().unwrap().take().expect("stored by the spawn");
-        let receiver = loom::thread::spawn(move || {
-            let rt = ctx.runtime().clone();
-            let got =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(ctx.recv())));
-            assert!(got.is_err(), "nothing was sent");
-        });
         assert!(rt.kill(h.pid()));
+        let got =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(ctx.recv())));
+        assert!(got.is_err(), "nothing was sent");
         assert_eq!(rt.block_on(h.join()), ExitReason::Killed);
-        receiver.join().unwrap();
     });
 }
