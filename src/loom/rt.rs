@@ -145,25 +145,62 @@ fn loom_rt_finish_racing_a_stale_wake() {
     });
 }
 
+/// A one-shot signal from a process to the model's main thread.
+#[derive(Clone, Default)]
+struct Signal(Arc<loom::sync::Mutex<(bool, Option<Waker>)>>);
+
+impl Signal {
+    fn raise(&self) {
+        let waker = {
+            let mut s = self.0.lock().unwrap();
+            s.0 = true;
+            s.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Waits (in `block_on`, parked) until raised.
+    fn wait(&self, rt: &Runtime) {
+        rt.block_on(std::future::poll_fn(|cx| {
+            let mut s = self.0.lock().unwrap();
+            if s.0 {
+                return Poll::Ready(());
+            }
+            s.1 = Some(cx.waker().clone());
+            Poll::Pending
+        }));
+    }
+}
+
 /// The owner's last handle dropped with one process parked in a receive
-/// and one woken by a message (queued, or running): every future is
-/// dropped once, every process ends, the message is dropped once.
+/// (or about to park) and one woken by a message (queued, or running),
+/// while the workers run or sleep: the stop wakes and joins the workers,
+/// every future is dropped once, every process ends, the message is
+/// dropped once.
 #[test]
 fn loom_rt_drop_with_processes_parked_and_queued() {
     model(|| {
         let rt = runtime();
         let futures = counter();
         let messages = counter();
-        let spawn = |rt: &Runtime| {
+        let started = Signal::default();
+        let spawn = |rt: &Runtime, started: Option<Signal>| {
             let d = Counted(futures.clone());
             rt.spawn(move |mut ctx| async move {
                 let _d = d;
+                if let Some(s) = started {
+                    s.raise();
+                }
                 ctx.recv().await;
                 ctx.recv().await;
             })
         };
-        let parked = spawn(&rt);
-        let queued = spawn(&rt);
+        let parked = spawn(&rt, Some(started.clone()));
+        let queued = spawn(&rt, None);
+        // Main parks here, so the workers run (and go to sleep) freely.
+        started.wait(&rt);
         rt.send(queued.pid(), Counted(messages.clone()));
         drop(rt);
         assert_eq!(count(&futures), 2);
