@@ -88,7 +88,8 @@ pub(crate) fn crashed(
 }
 
 /// One poll of `pid` held its worker for about `duration` (sampled by the
-/// stall monitor, see `scheduler::stranded`).
+/// stall monitor, see `scheduler::stranded`, which loom builds do not run).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn long_poll(pid: Pid, label: Option<String>, duration: std::time::Duration) {
     let name = label.as_deref().unwrap_or("");
     let ms = duration.as_secs_f64() * 1e3;

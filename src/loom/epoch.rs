@@ -14,7 +14,7 @@
 //! tests under Miri.
 
 #[cfg(not(loom))]
-pub(crate) use crossbeam_epoch::{Guard, pin};
+pub(crate) use crossbeam_epoch::pin;
 
 #[cfg(loom)]
 pub(crate) use imp::{Guard, pin, pinned};

@@ -112,12 +112,16 @@ fn h_pid_after(rt: &Runtime) -> crate::Pid {
 }
 
 /// A future that hands its waker out on its first poll, then completes.
-struct LeakWaker(Arc<loom::sync::Mutex<Option<Waker>>>, Counted);
+struct LeakWaker {
+    slot: Arc<loom::sync::Mutex<Option<Waker>>>,
+    /// Counts the future's drop.
+    _drop: Counted,
+}
 
 impl Future for LeakWaker {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        *self.0.lock().unwrap() = Some(cx.waker().clone());
+        *self.slot.lock().unwrap() = Some(cx.waker().clone());
         Poll::Ready(())
     }
 }
@@ -133,7 +137,10 @@ fn loom_rt_finish_racing_a_stale_wake() {
         let rt = runtime();
         let dropped = counter();
         let slot = Arc::new(loom::sync::Mutex::new(None::<Waker>));
-        let fut = LeakWaker(slot.clone(), Counted(dropped.clone()));
+        let fut = LeakWaker {
+            slot: slot.clone(),
+            _drop: Counted(dropped.clone()),
+        };
         let h = rt.spawn(move |_ctx| fut);
         let waker = slot.lock().unwrap().take();
         if let Some(w) = waker {
