@@ -3,7 +3,7 @@
 //! with loom's instrumented types, and in normal builds they cost nothing.
 //!
 //! Beyond atomics and the parker's mutex, the shim carries what the composed
-//! runtime needs to run under loom (see [`rt`] for the models): the data
+//! runtime needs to run under loom (the models are in `loom/rt.rs`): the data
 //! locks ([`lock`]), threads and thread-locals ([`thread`],
 //! [`thread_local!`]), the run queues ([`deque`]) and the epoch pins the
 //! process table's reclamation hangs on ([`epoch`]). In normal builds each
