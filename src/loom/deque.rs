@@ -78,6 +78,10 @@ mod imp {
         pub(crate) fn pop(&self) -> Option<T> {
             self.q.lock().unwrap().pop_front()
         }
+
+        pub(crate) fn is_empty(&self) -> bool {
+            self.q.lock().unwrap().is_empty()
+        }
     }
 
     /// Another worker's end of a worker's queue.
