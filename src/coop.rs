@@ -20,7 +20,7 @@ pub(crate) const POLL_BUDGET: u32 = 128;
 /// resets both with one store.
 const YIELDED: u32 = 1 << 31;
 
-thread_local! {
+crate::loom::thread_local! {
     /// The budget left in this poll, and the yield mark.
     static BUDGET: Cell<u32> = const { Cell::new(POLL_BUDGET) };
 }

@@ -101,26 +101,16 @@ mod process;
 mod scheduler;
 
 mod blocking;
-#[cfg(not(loom))]
 mod coop;
-#[cfg(not(loom))]
 mod guard;
-#[cfg(not(loom))]
 mod registry;
-#[cfg(not(loom))]
 mod report;
-#[cfg(not(loom))]
 mod runtime;
-#[cfg(not(loom))]
 mod send_error;
-#[cfg(not(loom))]
 pub mod server;
-#[cfg(not(loom))]
 mod signal;
-#[cfg(not(loom))]
 pub mod supervisor;
 mod time;
-#[cfg(not(loom))]
 mod yield_now;
 
 pub use mailbox::{Message, MonitorRef, Received};
@@ -130,21 +120,12 @@ pub use process::{ExitReason, Pid};
 /// re-exported so that users have the version this crate was built with.
 #[cfg(not(loom))]
 pub use async_io;
-#[cfg(not(loom))]
 pub use blocking::Blocking;
-#[cfg(not(loom))]
 pub use call::{Call, CallError, ReplyTo, Request};
-#[cfg(not(loom))]
 pub use process::{Context, Join, ProcessHandle, Recv, RecvMatch};
-#[cfg(not(loom))]
 pub use runtime::{Builder, Metrics, ProcessInfo, Runtime, WorkerMetrics};
-#[cfg(not(loom))]
 pub use send_error::SendError;
-#[cfg(not(loom))]
 pub use server::{Flow, Server, ServerRef};
-#[cfg(not(loom))]
 pub use supervisor::{Strategy, Supervisor};
-#[cfg(not(loom))]
 pub use time::{RecvTimeout, Sleep, TimerRef, sleep};
-#[cfg(not(loom))]
 pub use yield_now::{YieldNow, yield_now};

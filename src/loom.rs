@@ -1,6 +1,49 @@
 //! The std/loom shim: every synchronisation primitive the lock-free parts use
 //! comes from here, so that under `--cfg loom` the models check our protocols
 //! with loom's instrumented types, and in normal builds they cost nothing.
+//!
+//! Beyond atomics and the parker's mutex, the shim carries what the composed
+//! runtime needs to run under loom (the models are in `loom/rt.rs`): the data
+//! locks ([`lock`]), threads and thread-locals ([`thread`],
+//! [`thread_local!`]), the run queues ([`deque`]) and the epoch pins the
+//! process table's reclamation hangs on ([`epoch`]). In normal builds each
+//! is a plain re-export of the crate it stands for.
+
+pub(crate) mod deque;
+pub(crate) mod epoch;
+pub(crate) mod lock;
+#[cfg(all(loom, test))]
+mod rt;
+
+/// Threads: std's, or loom's (which the model schedules) under `cfg(loom)`.
+pub(crate) mod thread {
+    #[cfg(loom)]
+    pub(crate) use loom::thread::{Builder, JoinHandle, Thread, current, park, yield_now};
+    pub(crate) use std::thread::available_parallelism;
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::{Builder, JoinHandle, Thread, current, park, yield_now};
+}
+
+/// Thread-locals: loom runs all its threads on one OS thread, so a std
+/// thread-local would be shared by every thread of a model.
+#[cfg(not(loom))]
+pub(crate) use std::thread_local;
+
+/// loom's `thread_local!` for the `const { .. }` form std's takes (which
+/// loom's macro, of an older edition, does not parse).
+#[cfg(loom)]
+macro_rules! loom_thread_local {
+    () => {};
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = const $init:block; $($rest:tt)*) => {
+        loom::thread_local!($(#[$attr])* $vis static $name: $t = $init);
+        $crate::loom::thread_local!($($rest)*);
+    };
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = const $init:block) => {
+        loom::thread_local!($(#[$attr])* $vis static $name: $t = $init);
+    };
+}
+#[cfg(loom)]
+pub(crate) use loom_thread_local as thread_local;
 
 #[cfg(not(loom))]
 pub(crate) mod sync {

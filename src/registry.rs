@@ -11,9 +11,9 @@
 //! process's names or tags is made under that lock, registry entry and
 //! process list together, so the two never disagree.
 
+use crate::loom::lock::RwLock;
 use crate::process::{Pid, ProcessHandle};
 use crate::runtime::Runtime;
-use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 

@@ -39,7 +39,7 @@ const PROCESS: &str = "rusm_otp::process";
 /// Target of the reports about supervisors.
 const SUPERVISOR: &str = "rusm_otp::supervisor";
 
-thread_local! {
+crate::loom::thread_local! {
     /// Set on the worker threads of a runtime built with `quiet_panics`.
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
@@ -88,7 +88,8 @@ pub(crate) fn crashed(
 }
 
 /// One poll of `pid` held its worker for about `duration` (sampled by the
-/// stall monitor, see `scheduler::stranded`).
+/// stall monitor, see `scheduler::stranded`, which loom builds do not run).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn long_poll(pid: Pid, label: Option<String>, duration: std::time::Duration) {
     let name = label.as_deref().unwrap_or("");
     let ms = duration.as_secs_f64() * 1e3;

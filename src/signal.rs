@@ -62,11 +62,11 @@ pub(crate) use spawn::place as place_spawn_monitor;
 
 pub(crate) use set::SmallSet;
 
+use crate::loom::lock::Mutex;
 use crate::mailbox::{MonitorRef, Received};
 use crate::process::{ExitReason, Pid};
 use crate::runtime::TaskRef;
 use crate::runtime::{Runtime, Shared};
-use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 

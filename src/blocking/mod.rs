@@ -4,10 +4,7 @@
 
 pub(crate) mod slot;
 
-#[cfg(not(loom))]
 mod pool;
 
-#[cfg(not(loom))]
 pub use pool::Blocking;
-#[cfg(not(loom))]
 pub(crate) use pool::Pool;

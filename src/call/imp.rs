@@ -182,7 +182,7 @@ pub(crate) fn release_watchers(task: &TaskRef, reason: ExitReason) {
     }
 }
 
-thread_local! {
+crate::loom::thread_local! {
     /// `ReplyTo`s dropped unanswered during the current process run; the
     /// run's end looks here only when `current` was told (`note_deferred`).
     static DEFERRED: RefCell<Vec<Arc<dyn Watch>>> = const { RefCell::new(Vec::new()) };

@@ -75,10 +75,7 @@
 
 pub(crate) mod slot;
 
-#[cfg(not(loom))]
 mod imp;
 
-#[cfg(not(loom))]
 pub use imp::{Call, CallError, ReplyTo, Request};
-#[cfg(not(loom))]
 pub(crate) use imp::{Watchers, release_watchers, run_deferred};

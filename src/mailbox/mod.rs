@@ -28,10 +28,8 @@ pub(crate) mod message;
 #[cfg(not(loom))]
 mod pool;
 pub(crate) mod queue;
-#[cfg(not(loom))]
 mod teardown;
 
-#[cfg(not(loom))]
 pub(crate) use teardown::close_at_teardown;
 
 pub use message::Message;

@@ -419,10 +419,22 @@ impl<T> Queue<T> {
         } else {
             Drain { next: stack_head }
         };
+        #[cfg(loom)]
+        self.loom_owner_done();
         Closed {
             values,
             wake_foreign: old == tag(PARKED_FOREIGN),
         }
+    }
+
+    /// Under loom only: the process's reference count (std's `Arc`) orders
+    /// the last uses of `local` by the consumer and by the close before the
+    /// queue's drop by the last owner, but loom cannot see std's atomics.
+    /// This read-modify-write of `counts`, which changes nothing, and the
+    /// one in `drop` show loom that order.
+    #[cfg(loom)]
+    fn loom_owner_done(&self) {
+        self.counts.fetch_or(0, Ordering::Release);
     }
 }
 
@@ -583,6 +595,8 @@ impl<O: Owner> Drop for Consumer<O> {
             // done) left `local` to us.
             unsafe { &mut *local }.take()
         });
+        #[cfg(loom)]
+        q.loom_owner_done();
         self.owner.drop_left(left);
     }
 }
@@ -752,6 +766,8 @@ impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         // `&mut self`: no producer or consumer is left; free whatever the
         // runtime did not hand over (see the module docs).
+        #[cfg(loom)]
+        self.counts.fetch_or(0, Ordering::Acquire);
         let head = self.head.load(Ordering::Relaxed);
         if is_node(head) {
             drop(Drain { next: head });

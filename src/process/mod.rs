@@ -1,16 +1,15 @@
 //! Processes: the task that runs one, its state word, its [`Context`] and
 //! [`ProcessHandle`], and the table that maps pids to live processes.
 
-#[cfg(not(loom))]
 pub(crate) mod context;
-#[cfg(not(loom))]
 pub(crate) mod handle;
-#[cfg(not(loom))]
 pub(crate) mod recycle;
 pub(crate) mod state;
 #[cfg(not(loom))]
 pub(crate) mod table;
-#[cfg(not(loom))]
+#[cfg(loom)]
+#[path = "table_loom.rs"]
+pub(crate) mod table;
 pub(crate) mod task;
 
 use std::fmt;
@@ -98,7 +97,5 @@ impl fmt::Display for ExitReason {
     }
 }
 
-#[cfg(not(loom))]
 pub use context::{Context, Recv, RecvMatch};
-#[cfg(not(loom))]
 pub use handle::{Join, ProcessHandle};

@@ -91,7 +91,7 @@ struct Cache {
     buckets: RefCell<[Bucket; BUCKETS]>,
 }
 
-thread_local! {
+crate::loom::thread_local! {
     static CACHE: Cache = const {
         Cache {
             on: Cell::new(false),

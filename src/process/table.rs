@@ -67,9 +67,9 @@
 
 use super::Pid;
 use super::task::OwnedTask;
+use crate::loom::lock::{MappedMutexGuard, Mutex, MutexGuard};
 use crate::runtime::{Aux, Header, Runtime, TaskPtr, TaskRef};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -161,7 +161,7 @@ struct Batch {
     list: Vec<Release>,
 }
 
-thread_local! {
+crate::loom::thread_local! {
     static RELEASES: RefCell<Batch> = const {
         RefCell::new(Batch { on: false, list: Vec::new() })
     };

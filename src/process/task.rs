@@ -70,9 +70,9 @@
 
 use super::state::{EndPoll, StartPoll, State};
 use super::{ExitReason, Pid};
+use crate::loom::lock::Mutex;
 use crate::mailbox::Received;
 use crate::mailbox::queue::{Queue, Wake};
-use parking_lot::Mutex;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::mem::ManuallyDrop;
@@ -523,7 +523,7 @@ where
                 self.finish(reason);
                 // Off a worker, nothing else flushes this thread's deferred
                 // release of the process.
-                crossbeam_epoch::pin().flush();
+                crate::loom::epoch::pin().flush();
             }
         }
     }
@@ -532,7 +532,7 @@ where
     /// The caller is the spawner, which holds `RUNNING`.
     pub(crate) fn abandon(self: &Arc<Self>) {
         self.finish(ExitReason::Crashed);
-        crossbeam_epoch::pin().flush();
+        crate::loom::epoch::pin().flush();
     }
 
     /// Runs the process once off a run queue: poll, or drop if killed.

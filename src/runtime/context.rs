@@ -44,7 +44,7 @@ struct Here {
     deferred: Cell<bool>,
 }
 
-thread_local! {
+crate::loom::thread_local! {
     static HERE: Here = const {
         Here {
             runtime: Cell::new(std::ptr::null()),

@@ -5,6 +5,7 @@ use super::TaskRef;
 use super::context;
 use super::{Builder, Shared};
 use crate::coop;
+use crate::loom::thread;
 use crate::mailbox::Message;
 use crate::process::task::Task;
 use crate::process::{Context, ExitReason, Pid, ProcessHandle};
@@ -14,7 +15,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
-use std::thread;
 
 /// Ends the runtime when the last owner handle goes.
 pub(super) struct Owner {

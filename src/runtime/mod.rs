@@ -64,15 +64,15 @@ pub(crate) struct Held {
     pub(crate) timers: crate::time::owned::Timers,
 }
 
+use crate::loom::lock::Mutex;
+use crate::loom::thread::{self, JoinHandle};
 use crate::mailbox::{Message, Received};
 use crate::process::table::Table;
 use crate::process::{ExitReason, Pid};
 use crate::scheduler::Scheduler;
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::{self, JoinHandle};
 
 /// State shared by every handle and worker of one runtime.
 pub(crate) struct Shared {
@@ -244,7 +244,7 @@ impl Shared {
         // own nodes (a few per thousand frees), which more rounds free; each
         // frees a bounded batch, so a large backlog leaves a few dozen.
         for _ in 0..64 {
-            crossbeam_epoch::pin().flush();
+            crate::loom::epoch::pin().flush();
         }
     }
 }

@@ -30,21 +30,17 @@
 pub(crate) mod idle;
 pub(crate) mod next;
 pub(crate) mod park;
-#[cfg(not(loom))]
 pub(crate) mod stranded;
-#[cfg(not(loom))]
 pub(crate) mod worker;
 
-#[cfg(not(loom))]
 pub(crate) use imp::*;
 
-#[cfg(not(loom))]
 mod imp {
     use super::idle::Idle;
     use super::park::Parker;
     use super::worker;
+    use crate::loom::deque::{Injector, Stealer};
     use crate::runtime::{Header, Notified};
-    use crossbeam_deque::{Injector, Stealer};
     use crossbeam_utils::CachePadded;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -123,8 +119,8 @@ mod imp {
         pub(crate) fn new(n: usize) -> (Scheduler, Vec<worker::Deques>) {
             let locals: Vec<_> = (0..n)
                 .map(|_| worker::Deques {
-                    local: crossbeam_deque::Worker::new_fifo(),
-                    yielded: crossbeam_deque::Worker::new_fifo(),
+                    local: crate::loom::deque::Worker::new_fifo(),
+                    yielded: crate::loom::deque::Worker::new_fifo(),
                 })
                 .collect();
             let sched = Scheduler {

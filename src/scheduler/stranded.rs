@@ -51,6 +51,9 @@
 //! just ended (then the rescued process merely runs on another worker).
 //! Correctness rests on the slot's swap alone.
 
+// Loom builds never start the monitor (see `Builder::try_build`).
+#![cfg_attr(loom, allow(dead_code))]
+
 use crate::process::Pid;
 use crate::runtime::Shared;
 use crate::scheduler::park::Parker;

@@ -61,9 +61,9 @@
 //! its [`WorkerStats::running`] for that.
 
 use super::{Scheduler, TaskSlot, WorkerStats};
+use crate::loom::deque::{Steal, Worker};
 use crate::runtime::Notified;
 use crate::runtime::Shared;
-use crossbeam_deque::{Steal, Worker};
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -73,8 +73,9 @@ use std::sync::atomic::Ordering;
 const LIFO_CAP: u32 = 3;
 /// Ticks a yielded task waits at most while woken tasks run.
 const YIELD_INTERVAL: u32 = 61;
-/// Rounds of spinning before a worker with nothing to do parks.
-const SPIN_ROUNDS: u32 = 24;
+/// Rounds of spinning before a worker with nothing to do parks (none under
+/// loom: a spin only delays the park, whose protocol the models check).
+const SPIN_ROUNDS: u32 = if cfg!(loom) { 0 } else { 24 };
 /// Every this many ticks, the injector is looked at before the local deque.
 const INJECTOR_INTERVAL: u32 = 61;
 
@@ -99,7 +100,7 @@ struct WorkerLocal<'a> {
     next: &'a TaskSlot,
 }
 
-thread_local! {
+crate::loom::thread_local! {
     /// The worker running on this thread, if any.
     static CURRENT: Cell<Option<NonNull<WorkerLocal<'static>>>> = const { Cell::new(None) };
 }
@@ -224,6 +225,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, deques: Deques) {
         searching: false,
         rng: 0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1,
     };
+    // Under loom a panic is the model failing: it must not be caught.
+    #[cfg(loom)]
+    run_loop(&shared, &w, &mut core, index);
+    #[cfg(not(loom))]
     while let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_loop(&shared, &w, &mut core, index)
     })) {
@@ -248,13 +253,13 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
     // processes nest in it and cost no fence; refreshed and flushed every
     // `INJECTOR_INTERVAL` ticks and dropped before parking, so the epoch
     // keeps advancing and ended processes are freed (see `table`).
-    let mut pin = Some(crossbeam_epoch::pin());
+    let mut pin = Some(crate::loom::epoch::pin());
     while !sched.is_shutdown() {
         core.tick = core.tick.wrapping_add(1);
         match &mut pin {
             Some(g) if core.tick % INJECTOR_INTERVAL == 0 => shared.table.collect(g),
             Some(_) => {}
-            None => pin = Some(crossbeam_epoch::pin()),
+            None => pin = Some(crate::loom::epoch::pin()),
         }
         if core.tick % INJECTOR_INTERVAL == 0 {
             shared.poll_timers();
@@ -414,7 +419,7 @@ fn search(sched: &Scheduler, w: &WorkerLocal, core: &mut Core, index: usize) -> 
 /// Steals a batch from the first non-empty deque of `victims` (all but
 /// worker `me`'s, starting at `start`) into `dest`, and pops one.
 fn steal_from(
-    victims: &[crossbeam_deque::Stealer<Notified>],
+    victims: &[crate::loom::deque::Stealer<Notified>],
     dest: &Worker<Notified>,
     start: usize,
     me: usize,

@@ -17,7 +17,7 @@ use crate::runtime::Runtime;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-thread_local! {
+crate::loom::thread_local! {
     /// The supervisor whose factory runs on this thread (with its
     /// runtime's identity), until the factory's first spawn on that
     /// runtime takes it.

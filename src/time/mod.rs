@@ -7,18 +7,13 @@
 //! A `send_after` is cancelled when its target ends ([`owned`]).
 
 pub(crate) mod duty;
-#[cfg(not(loom))]
 pub(crate) mod owned;
 pub(crate) mod slots;
-#[cfg(not(loom))]
 pub(crate) mod wheel;
 
-#[cfg(not(loom))]
 pub use imp::{RecvTimeout, Sleep, TimerRef, sleep};
-#[cfg(not(loom))]
 pub(crate) use imp::{add_wake, drive_stopped, poll, stop};
 
-#[cfg(not(loom))]
 mod imp {
 
     use super::wheel::{Action, Entry};

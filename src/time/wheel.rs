@@ -32,9 +32,9 @@
 
 use super::duty::Duty;
 use super::slots::{Slots, Slotted};
+use crate::loom::lock::Mutex;
 use crate::mailbox::Message;
 use crate::process::Pid;
-use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::Waker;
@@ -42,8 +42,9 @@ use std::time::{Duration, Instant};
 
 /// The wheel's tick.
 pub(crate) const RESOLUTION: Duration = Duration::from_millis(1);
-/// Slots in the wheel: one turn is `SLOTS` ticks.
-const SLOTS: usize = 4096;
+/// Slots in the wheel: one turn is `SLOTS` ticks (a few under loom, where
+/// the runtime's stop locks each one).
+const SLOTS: usize = if cfg!(loom) { 8 } else { 4096 };
 /// The tick of a deadline that never comes.
 const NEVER: u64 = u64::MAX;
 
