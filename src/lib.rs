@@ -106,6 +106,8 @@ mod coop;
 #[cfg(not(loom))]
 mod guard;
 #[cfg(not(loom))]
+mod io;
+#[cfg(not(loom))]
 mod registry;
 #[cfg(not(loom))]
 mod report;
@@ -134,6 +136,8 @@ pub use async_io;
 pub use blocking::Blocking;
 #[cfg(not(loom))]
 pub use call::{Call, CallError, ReplyTo, Request};
+#[cfg(not(loom))]
+pub use io::net;
 #[cfg(not(loom))]
 pub use process::{Context, Join, ProcessHandle, Recv, RecvMatch};
 #[cfg(not(loom))]

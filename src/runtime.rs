@@ -357,7 +357,7 @@ impl Builder {
             // Before any worker runs, so no worker panic meets the old hook.
             crate::report::install_hook();
         }
-        let (scheduler, locals) = Scheduler::new(self.workers);
+        let (scheduler, locals) = Scheduler::new(self.workers)?;
         scheduler.monitor.set_long_poll(self.long_poll);
         let shared = Arc::new(Shared {
             scheduler,
@@ -801,7 +801,8 @@ impl Runtime {
             finished: self.finished(),
             panics: self.shared.panics.load(Ordering::Relaxed),
             unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed)
-                + self.shared.blocking.unowned_panics(),
+                + self.shared.blocking.unowned_panics()
+                + self.shared.scheduler.io.unowned_panics(),
             blocking_threads: self.shared.blocking.threads(),
             long_polls: sched.monitor.long_polls.load(Ordering::Relaxed),
             rescued: sched.monitor.rescued.load(Ordering::Relaxed),

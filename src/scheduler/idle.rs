@@ -134,6 +134,7 @@ impl Idle {
     /// Falling asleep, steps 1-4, for worker `id`. `searching` is the
     /// worker's searching flag, updated to what it is on return. `has_work`
     /// looks at every queue; `stop` says the runtime is shutting down.
+    /// `io`: park in the reactor (the duty holder), not on the condvar.
     /// Returns when the worker should look for work again.
     pub(crate) fn sleep(
         &self,
@@ -141,6 +142,7 @@ impl Idle {
         parker: &Parker,
         searching: &mut bool,
         deadline: Option<std::time::Instant>,
+        io: bool,
         has_work: impl Fn() -> bool,
         stop: impl Fn() -> bool,
     ) {
@@ -155,7 +157,11 @@ impl Idle {
         *searching = false;
         fence(Ordering::SeqCst);
         if !has_work() && !stop() {
-            parker.park(deadline);
+            if io {
+                parker.park_io(deadline);
+            } else {
+                parker.park(deadline);
+            }
         }
         // Still listed: we left on our own (work seen, timeout, spurious
         // wake). Not listed: a poster popped us and counted us as searching.
@@ -231,6 +237,7 @@ mod loom_idle {
                                 &parkers[id],
                                 &mut searching,
                                 None,
+                                false,
                                 || !queue.lock().is_empty(),
                                 || stop.load(Ordering::SeqCst),
                             );

@@ -102,6 +102,8 @@ mod imp {
         pub(crate) next: Vec<CachePadded<TaskSlot>>,
         /// The stall monitor's settings and counters (see `stranded`).
         pub(crate) monitor: super::stranded::Monitor,
+        /// The reactor the duty holder parks in (see `io`).
+        pub(crate) io: std::sync::Arc<crate::io::reactor::Reactor>,
         /// Tests: panics to inject into workers' loops while they search.
         #[cfg(test)]
         pub(crate) inject_panics: std::sync::atomic::AtomicUsize,
@@ -109,7 +111,10 @@ mod imp {
 
     impl Scheduler {
         /// A scheduler for `n` workers, and the deques the workers will own.
-        pub(crate) fn new(n: usize) -> (Scheduler, Vec<crossbeam_deque::Worker<Notified>>) {
+        pub(crate) fn new(
+            n: usize,
+        ) -> std::io::Result<(Scheduler, Vec<crossbeam_deque::Worker<Notified>>)> {
+            let io = std::sync::Arc::new(crate::io::reactor::Reactor::new()?);
             let locals: Vec<_> = (0..n)
                 .map(|_| crossbeam_deque::Worker::new_fifo())
                 .collect();
@@ -117,17 +122,18 @@ mod imp {
                 injector: Injector::new(),
                 stealers: locals.iter().map(|w| w.stealer()).collect(),
                 idle: Idle::new(n),
-                parkers: (0..n).map(|_| Parker::new()).collect(),
+                parkers: (0..n).map(|_| Parker::with_io(io.clone())).collect(),
                 shutdown: AtomicBool::new(false),
                 stats: (0..n).map(|_| CachePadded::default()).collect(),
                 next: (0..n)
                     .map(|_| CachePadded::new(TaskSlot(super::next::NextSlot::new())))
                     .collect(),
                 monitor: super::stranded::Monitor::new(),
+                io,
                 #[cfg(test)]
                 inject_panics: std::sync::atomic::AtomicUsize::new(0),
             };
-            (sched, locals)
+            Ok((sched, locals))
         }
 
         pub(crate) fn num_workers(&self) -> usize {

@@ -1,9 +1,52 @@
-//! A worker's parker: a one-token semaphore on a mutex and condvar.
+//! A worker's parker: a one-token semaphore on a mutex and condvar, which
+//! can also block in the I/O reactor instead of on its condvar.
 //!
 //! `unpark` leaves a token that the next (or current) `park` consumes, so an
 //! unpark that races ahead of the park is never lost.
+//!
+//! # Parking in the reactor
+//!
+//! The worker holding the duty (see `time::duty` and `io`) parks with
+//! [`Parker::park_io`]: it blocks in the reactor's poll, so that a socket
+//! becoming ready wakes it directly, with no other thread in between. An
+//! `unpark` must then interrupt that poll rather than signal the condvar:
+//!
+//! * `park_io`: store `in_io = 1` (SeqCst), then take the token lock and
+//!   read the token; if one is there, consume it and return without
+//!   polling. Otherwise poll ([`IoWait::wait`]), then store `in_io = 0` and
+//!   consume whatever token came meanwhile.
+//! * `unpark`: set the token under the lock, then load `in_io` (SeqCst);
+//!   if it is set, [`IoWait::interrupt`].
+//!
+//! # Why no unpark is lost
+//!
+//! The two critical sections on the token lock are ordered. If `park_io`'s
+//! comes second, it reads the token and does not poll. If it comes first,
+//! its `in_io = 1` (before it) happens before `unpark`'s load of `in_io`
+//! (after its own), which therefore reads 1 (or the 0 stored once the poll
+//! is over, when nothing needs interrupting) and interrupts. An interrupt
+//! is sticky (the poller's notification stays pending until a poll
+//! consumes it), so one sent before the poll starts still ends it. At worst
+//! an interrupt is spurious (the worker re-checks its queues and parks
+//! again). The loom model `loom_park_io` checks this and fails when the
+//! token is read before `in_io` is set.
 
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
+// A plain `Arc` in both builds: its count is no part of the protocol, and
+// loom's cannot hold a trait object.
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Something a parked worker can block in instead of its condvar: the I/O
+/// reactor.
+pub(crate) trait IoWait: Send + Sync + std::fmt::Debug {
+    /// Blocks until an event (handled before returning), an
+    /// [`interrupt`](IoWait::interrupt), or `deadline`.
+    fn wait(&self, deadline: Option<Instant>);
+    /// Ends the current `wait`, or the next one if none is under way.
+    fn interrupt(&self);
+}
 
 /// Blocks one worker thread until unparked.
 #[derive(Debug)]
@@ -12,6 +55,10 @@ pub(crate) struct Parker {
     notified: Mutex<bool>,
     /// Signalled by `unpark`.
     cv: Condvar,
+    /// 1 while the owner is (about to be) blocked in `io`.
+    in_io: AtomicUsize,
+    /// The reactor `park_io` blocks in, if any.
+    io: Option<Arc<dyn IoWait>>,
 }
 
 impl Parker {
@@ -19,6 +66,16 @@ impl Parker {
         Parker {
             notified: Mutex::new(false),
             cv: Condvar::new(),
+            in_io: AtomicUsize::new(0),
+            io: None,
+        }
+    }
+
+    /// A parker whose [`park_io`](Self::park_io) blocks in `io`.
+    pub(crate) fn with_io(io: Arc<dyn IoWait>) -> Parker {
+        Parker {
+            io: Some(io),
+            ..Parker::new()
         }
     }
 
@@ -41,9 +98,168 @@ impl Parker {
         *token = false;
     }
 
+    /// Blocks in the reactor until an I/O event, a token, or `deadline`
+    /// (see the module docs). May return spuriously. Without a reactor,
+    /// [`park`](Self::park).
+    pub(crate) fn park_io(&self, deadline: Option<std::time::Instant>) {
+        let Some(io) = &self.io else {
+            return self.park(deadline);
+        };
+        self.in_io.store(1, Ordering::SeqCst);
+        {
+            let mut token = self.notified.lock();
+            if *token {
+                *token = false;
+                drop(token);
+                self.in_io.store(0, Ordering::SeqCst);
+                return;
+            }
+        }
+        io.wait(deadline);
+        self.in_io.store(0, Ordering::SeqCst);
+        *self.notified.lock() = false;
+    }
+
     /// Leaves a token and wakes the parked thread, if any.
     pub(crate) fn unpark(&self) {
         *self.notified.lock() = true;
         self.cv.notify_one();
+        if self.in_io.load(Ordering::SeqCst) != 0 {
+            if let Some(io) = &self.io {
+                io.interrupt();
+            }
+        }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_park_io {
+    use super::*;
+    use crate::time::duty::Duty;
+
+    /// A stand-in for the poller: readiness is level (stays until
+    /// consumed), a notification is sticky.
+    #[derive(Debug)]
+    struct MockIo {
+        /// (socket ready, notified)
+        state: Mutex<(bool, bool)>,
+        cv: Condvar,
+        /// Readiness events handed to a worker.
+        delivered: AtomicUsize,
+    }
+
+    impl MockIo {
+        fn new() -> MockIo {
+            MockIo {
+                state: Mutex::new((false, false)),
+                cv: Condvar::new(),
+                delivered: AtomicUsize::new(0),
+            }
+        }
+
+        fn make_ready(&self) {
+            self.state.lock().0 = true;
+            self.cv.notify_one();
+        }
+
+        /// A non-blocking poll: true when it took an event.
+        fn poll_now(&self) -> bool {
+            let mut s = self.state.lock();
+            let ready = std::mem::take(&mut s.0);
+            if ready {
+                self.delivered.fetch_add(1, Ordering::SeqCst);
+            }
+            ready
+        }
+    }
+
+    impl IoWait for MockIo {
+        fn wait(&self, _deadline: Option<Instant>) {
+            let mut s = self.state.lock();
+            while !s.0 && !s.1 {
+                self.cv.wait(&mut s);
+            }
+            s.1 = false;
+            if std::mem::take(&mut s.0) {
+                self.delivered.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        fn interrupt(&self) {
+            self.state.lock().1 = true;
+            self.cv.notify_one();
+        }
+    }
+
+    /// An unpark racing a worker parking in the reactor always ends the
+    /// park: a lost one leaves the worker blocked forever (loom reports a
+    /// deadlock).
+    #[test]
+    fn an_unpark_reaches_a_worker_parked_in_the_reactor() {
+        loom::model(|| {
+            let io = Arc::new(MockIo::new());
+            let parker = Arc::new(Parker::with_io(io.clone()));
+            let flag = Arc::new(AtomicUsize::new(0));
+            let worker = {
+                let (parker, flag) = (parker.clone(), flag.clone());
+                loom::thread::spawn(move || {
+                    while flag.load(Ordering::SeqCst) == 0 {
+                        parker.park_io(None);
+                    }
+                })
+            };
+            flag.store(1, Ordering::SeqCst);
+            parker.unpark();
+            worker.join().unwrap();
+        });
+    }
+
+    /// The duty hand-off: two workers go to sleep, the one taking the duty
+    /// in the reactor, the other on its condvar, while a socket becomes
+    /// ready and a worker that has work leaves. Whoever takes the event
+    /// stops the model; the event is always taken, so nobody sleeps through
+    /// it (a lost one is a deadlock).
+    #[test]
+    fn readiness_reaches_a_sleeping_worker_through_the_duty() {
+        loom::model(|| {
+            let io = Arc::new(MockIo::new());
+            let duty = Arc::new(Duty::new());
+            let parkers: Arc<[Parker; 2]> =
+                Arc::new([Parker::with_io(io.clone()), Parker::with_io(io.clone())]);
+            let stop = Arc::new(AtomicUsize::new(0));
+            let workers: Vec<_> = (0..2)
+                .map(|id| {
+                    let (io, duty, parkers, stop) =
+                        (io.clone(), duty.clone(), parkers.clone(), stop.clone());
+                    loom::thread::spawn(move || {
+                        loop {
+                            if stop.load(Ordering::SeqCst) != 0 {
+                                return;
+                            }
+                            // Out of work: a non-blocking poll first.
+                            if !io.poll_now() {
+                                if duty.take(id) {
+                                    parkers[id].park_io(None);
+                                    duty.release(id);
+                                } else {
+                                    parkers[id].park(None);
+                                }
+                            }
+                            if io.delivered.load(Ordering::SeqCst) != 0 {
+                                stop.store(1, Ordering::SeqCst);
+                                parkers[0].unpark();
+                                parkers[1].unpark();
+                                return;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            io.make_ready();
+            for w in workers {
+                w.join().unwrap();
+            }
+            assert_eq!(io.delivered.load(Ordering::SeqCst), 1);
+        });
     }
 }

@@ -202,6 +202,8 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         }
         if core.tick % INJECTOR_INTERVAL == 0 {
             shared.poll_timers();
+            // Sockets ready by now wake their processes into our queues.
+            sched.io.poll_now();
         }
         let task = next_task(sched, w, core).or_else(|| search(sched, w, core, index));
         if let Some(task) = task {
@@ -234,6 +236,10 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         if shared.poll_timers() {
             continue;
         }
+        // So do sockets that became ready (see `io`).
+        if sched.io.poll_now() > 0 {
+            continue;
+        }
         pin = None;
         stats.running.store(0, Ordering::Relaxed);
         // Ended processes are freed before this worker sleeps, so nothing
@@ -241,7 +247,8 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         // advances are needed; a few more rounds cover a backlog.
         shared.table.reclaim(|stalled| stalled < 4);
         WorkerStats::bump(&stats.parks);
-        // One sleeper parks with the earliest timer as its deadline.
+        // One sleeper parks with the earliest timer as its deadline, in
+        // the reactor's poll (see `io`).
         let duty = shared.timers.take_duty(index);
         let deadline = if duty {
             shared.timers.next_deadline()
@@ -253,6 +260,7 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
             &sched.parkers[index],
             &mut core.searching,
             deadline,
+            duty,
             || sched.has_visible_work() || shared.timers_due(),
             || sched.is_shutdown(),
         );
