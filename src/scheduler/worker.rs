@@ -257,10 +257,15 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         };
         sched.idle.sleep(
             index,
-            &sched.parkers[index],
             &mut core.searching,
-            deadline,
-            duty,
+            || {
+                let parker = &sched.parkers[index];
+                if duty {
+                    parker.park_io(deadline)
+                } else {
+                    parker.park(deadline)
+                }
+            },
             || sched.has_visible_work() || shared.timers_due(),
             || sched.is_shutdown(),
         );
