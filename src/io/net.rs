@@ -1,7 +1,6 @@
 //! TCP sockets driven by the runtime's own reactor (see `io`).
 
 use super::reactor::{Dir, Reactor, Source};
-use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
@@ -58,24 +57,21 @@ impl<T: std::os::fd::AsRawFd> Io<T> {
         Ok(self.reg.get().expect("just set"))
     }
 
-    /// Runs `op` until it does not return `WouldBlock`; on `WouldBlock`,
-    /// waits for `dir` readiness and returns `Pending`.
+    /// Runs `op` while the socket is ready for `dir` (see `reactor`);
+    /// `drained(&r)` says a successful result shows the socket drained (a
+    /// short read or write), so the next call waits for an event instead
+    /// of asking the kernel again.
     fn poll_op<R>(
         &self,
         cx: &mut Context<'_>,
         dir: Dir,
         mut op: impl FnMut(&T) -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
-        loop {
-            match op(self.get()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return Poll::Ready(r),
-            }
-            let reg = self.registration()?;
-            reg.reactor.arm(&reg.source, dir, cx.waker())?;
-            return Poll::Pending;
-        }
+        let reg = self.registration()?;
+        let inner = self.get();
+        reg.reactor
+            .poll_op(&reg.source, dir, cx, || op(inner), drained)
     }
 }
 
@@ -147,7 +143,8 @@ impl TcpListener {
     /// Accepts a connection.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (s, addr) =
-            std::future::poll_fn(|cx| self.io.poll_op(cx, Dir::Read, |l| l.accept())).await?;
+            std::future::poll_fn(|cx| self.io.poll_op(cx, Dir::Read, |l| l.accept(), |_| false))
+                .await?;
         Ok((TcpStream::from_std(s)?, addr))
     }
 }
@@ -209,29 +206,6 @@ impl TcpStream {
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.io.get().shutdown(how)
     }
-
-    /// Waits until the stream is readable (or a read would return an error).
-    pub fn readable(&self) -> impl Future<Output = io::Result<()>> + '_ {
-        self.ready(Dir::Read)
-    }
-
-    /// Waits until the stream is writable.
-    pub fn writable(&self) -> impl Future<Output = io::Result<()>> + '_ {
-        self.ready(Dir::Write)
-    }
-
-    fn ready(&self, dir: Dir) -> impl Future<Output = io::Result<()>> + '_ {
-        let mut armed = false;
-        std::future::poll_fn(move |cx| {
-            if armed {
-                return Poll::Ready(Ok(()));
-            }
-            let reg = self.io.registration()?;
-            reg.reactor.arm(&reg.source, dir, cx.waker())?;
-            armed = true;
-            Poll::Pending
-        })
-    }
 }
 
 impl futures_io::AsyncRead for &TcpStream {
@@ -240,7 +214,9 @@ impl futures_io::AsyncRead for &TcpStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.io.poll_op(cx, Dir::Read, |mut s| s.read(buf))
+        let len = buf.len();
+        self.io
+            .poll_op(cx, Dir::Read, |mut s| s.read(buf), |&n| n > 0 && n < len)
     }
 }
 
@@ -250,7 +226,9 @@ impl futures_io::AsyncWrite for &TcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.io.poll_op(cx, Dir::Write, |mut s| s.write(buf))
+        let len = buf.len();
+        self.io
+            .poll_op(cx, Dir::Write, |mut s| s.write(buf), |&n| n < len)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

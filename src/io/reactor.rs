@@ -1,22 +1,31 @@
 //! The reactor: sockets registered with a [`polling::Poller`], and the
 //! wakers waiting on each, driven by the runtime's own threads.
 //!
-//! Interest is one-shot (`polling`'s default mode): an event disarms its
-//! source, and a waiting future re-arms it with `modify` whenever it
-//! registers a waker. `modify` checks the socket's readiness at once, so
-//! readiness that arrived between the failed read and the registration
-//! still produces an event: a future that saw `WouldBlock` and then
-//! registered cannot miss it.
+//! Sources are registered once, edge-triggered, for both directions, and
+//! each keeps a readiness cache (one flag per direction and a tick, under
+//! its lock): an event sets the flags, bumps the tick and takes the wakers.
+//! An operation is tried only while its flag is set; when it would block
+//! (or, for a read or write, comes back short, which means the socket is
+//! drained), the flag is cleared, but only if the tick has not moved since
+//! the flag was read. So no syscall re-arms a source and no syscall is
+//! spent learning what the last one said, and readiness is never lost:
+//!
+//! * an edge that comes after the operation is an event; dispatched before
+//!   the clear, it moved the tick (no clear, the operation is retried);
+//!   after it, it sets the flag again and wakes the waker;
+//! * a future stores its waker under the same lock that it read the flag
+//!   clear under, and the dispatch sets the flag and takes the waker under
+//!   that lock too: either the future sees the flag or the dispatch sees
+//!   the waker.
 //!
 //! Events are taken by whoever polls: the duty holder blocked in
-//! [`Reactor::poll`] (through [`IoWait::wait`]), a worker between tasks or
-//! before it parks, or the stall monitor when nobody polled for a whole
-//! period. The wakers are woken on that thread, so on a worker they land
-//! in its own next slot.
+//! [`IoWait::wait`], a worker between tasks or before it parks, or the
+//! stall monitor when nobody polled for a whole period (see `io`). Wakers
+//! are woken on that thread, so on a worker they land in its own next slot.
 
 use crate::scheduler::park::IoWait;
 use parking_lot::Mutex;
-use polling::{Event, Events, Poller};
+use polling::{Event, Events, PollMode, Poller};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -59,20 +68,25 @@ struct Slab {
 pub(crate) struct Source {
     key: usize,
     fd: RawFd,
-    wakers: Mutex<Wakers>,
+    state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
-struct Wakers {
-    reader: Option<Waker>,
-    writer: Option<Waker>,
+/// A source's readiness cache and waiting wakers.
+#[derive(Debug)]
+struct State {
+    /// Bumped by every event.
+    tick: u64,
+    /// Per [`Dir`]: whether the operation may succeed.
+    ready: [bool; 2],
+    /// Per [`Dir`]: the future waiting for readiness.
+    wakers: [Option<Waker>; 2],
 }
 
 /// Which readiness a future waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dir {
-    Read,
-    Write,
+    Read = 0,
+    Write = 1,
 }
 
 impl Reactor {
@@ -99,10 +113,18 @@ impl Reactor {
         let source = Arc::new(Source {
             key,
             fd,
-            wakers: Mutex::new(Wakers::default()),
+            // Nothing known yet: the first operations are tried.
+            state: Mutex::new(State {
+                tick: 0,
+                ready: [true; 2],
+                wakers: [None, None],
+            }),
         });
         // SAFETY: the caller keeps `fd` open until it deregisters it.
-        unsafe { self.poller.add(fd, Event::none(key))? };
+        unsafe {
+            self.poller
+                .add_with_mode(fd, Event::all(key), PollMode::Edge)?
+        };
         if key == slab.entries.len() {
             slab.entries.push(Some(source.clone()));
         } else {
@@ -123,34 +145,54 @@ impl Reactor {
         slab.free.push(source.key);
         drop(slab);
         self.registered.fetch_sub(1, Ordering::Relaxed);
-        let w = std::mem::take(&mut *source.wakers.lock());
-        self.drop_wakers(w.reader, w.writer);
+        let [a, b] = std::mem::take(&mut source.state.lock().wakers);
+        self.drop_wakers(a, b);
     }
 
-    /// Waits for `dir` readiness of `source`: stores the waker and re-arms
-    /// the source's interest (see the module docs for why no readiness is
-    /// missed). The caller returns `Pending`.
-    pub(crate) fn arm(&self, source: &Source, dir: Dir, waker: &Waker) -> std::io::Result<()> {
-        let mut w = source.wakers.lock();
-        let slot = match dir {
-            Dir::Read => &mut w.reader,
-            Dir::Write => &mut w.writer,
-        };
-        let old = match slot {
-            Some(cur) if cur.will_wake(waker) => None,
-            _ => slot.replace(waker.clone()),
-        };
-        let res = self.rearm(source, &w);
-        drop(w);
-        self.drop_wakers(old, None);
-        res
-    }
-
-    fn rearm(&self, source: &Source, w: &Wakers) -> std::io::Result<()> {
-        let interest = Event::new(source.key, w.reader.is_some(), w.writer.is_some());
-        // SAFETY: a registered source's socket is open (see `register`).
-        let fd = unsafe { BorrowedFd::borrow_raw(source.fd) };
-        self.poller.modify(fd, interest)
+    /// Runs `op` while `source` is ready in direction `dir`; when it is
+    /// not (or `op` would block, or `done` says it drained the socket),
+    /// stores the waker and returns `Pending` (see the module docs).
+    pub(crate) fn poll_op<R>(
+        &self,
+        source: &Source,
+        dir: Dir,
+        cx: &mut std::task::Context<'_>,
+        mut op: impl FnMut() -> std::io::Result<R>,
+        drained: impl Fn(&R) -> bool,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        let d = dir as usize;
+        loop {
+            let tick = {
+                let mut st = source.state.lock();
+                if !st.ready[d] {
+                    let old = match &st.wakers[d] {
+                        Some(w) if w.will_wake(cx.waker()) => None,
+                        _ => st.wakers[d].replace(cx.waker().clone()),
+                    };
+                    drop(st);
+                    self.drop_wakers(old, None);
+                    return std::task::Poll::Pending;
+                }
+                st.tick
+            };
+            let res = op();
+            let clear = match &res {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => false,
+                Ok(r) => drained(r),
+            };
+            if clear {
+                let mut st = source.state.lock();
+                if st.tick == tick {
+                    st.ready[d] = false;
+                }
+            }
+            match res {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return std::task::Poll::Ready(r),
+            }
+        }
     }
 
     /// Whether any socket is registered.
@@ -198,31 +240,34 @@ impl Reactor {
         // An error (EINTR is retried inside) leaves no events: the caller
         // goes round its loop and polls again.
         let _ = self.poller.wait(&mut events, timeout);
-        let mut woken = Vec::new();
+        let mut woken = 0;
+        // Wakers are woken with the event buffer still held: other pollers
+        // only give way meanwhile (a `try_lock`), and a foreign waker that
+        // polls again from here finds it held and gives way too.
         for ev in events.iter() {
             let source = self.sources.lock().entries.get(ev.key).cloned().flatten();
             let Some(source) = source else { continue };
-            let mut w = source.wakers.lock();
-            let r = if ev.readable { w.reader.take() } else { None };
-            let wr = if ev.writable { w.writer.take() } else { None };
-            if w.reader.is_some() || w.writer.is_some() {
-                // The event disarmed the source: re-arm what still waits.
-                let _ = self.rearm(&source, &w);
+            let mut st = source.state.lock();
+            st.tick += 1;
+            let mut take = [None, None];
+            for (d, on) in [ev.readable, ev.writable].into_iter().enumerate() {
+                if on {
+                    st.ready[d] = true;
+                    take[d] = st.wakers[d].take();
+                }
             }
-            drop(w);
-            woken.extend(r);
-            woken.extend(wr);
+            drop(st);
+            for waker in take.into_iter().flatten() {
+                woken += 1;
+                // A foreign waker's `wake` is user code.
+                if crate::guard::catch(move || waker.wake()).is_none() {
+                    self.unowned_panics.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         drop(events);
         self.polls.fetch_add(1, Ordering::Relaxed);
-        let n = woken.len();
-        for waker in woken {
-            // A foreign waker's `wake` is user code.
-            if crate::guard::catch(move || waker.wake()).is_none() {
-                self.unowned_panics.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        n
+        woken
     }
 
     fn drop_wakers(&self, a: Option<Waker>, b: Option<Waker>) {
