@@ -170,7 +170,9 @@ impl Reactor {
                         _ => st.wakers[d].replace(cx.waker().clone()),
                     };
                     drop(st);
-                    self.drop_wakers(old, None);
+                    if old.is_some() {
+                        self.drop_wakers(old, None);
+                    }
                     return std::task::Poll::Pending;
                 }
                 st.tick

@@ -291,6 +291,10 @@ fn spin_for_work(sched: &Scheduler, core: &mut Core) -> bool {
         if sched.has_visible_work() || sched.is_shutdown() {
             return true;
         }
+        // Sockets that became ready meanwhile wake their processes here.
+        if round % 4 == 3 && sched.io.poll_now() > 0 {
+            return true;
+        }
     }
     false
 }
