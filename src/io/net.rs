@@ -19,6 +19,9 @@ struct Registration {
 #[derive(Debug)]
 struct Io<T: std::os::fd::AsRawFd> {
     reg: OnceLock<Registration>,
+    /// Held while registering: two futures sharing the socket may both
+    /// poll it first (the poller takes an fd only once).
+    registering: parking_lot::Mutex<()>,
     /// `None` only inside `Drop`.
     inner: Option<T>,
 }
@@ -27,6 +30,7 @@ impl<T: std::os::fd::AsRawFd> Io<T> {
     fn new(inner: T) -> Io<T> {
         Io {
             reg: OnceLock::new(),
+            registering: parking_lot::Mutex::new(()),
             inner: Some(inner),
         }
     }
@@ -42,19 +46,17 @@ impl<T: std::os::fd::AsRawFd> Io<T> {
         if let Some(r) = self.reg.get() {
             return Ok(r);
         }
+        let _registering = self.registering.lock();
+        if let Some(r) = self.reg.get() {
+            return Ok(r);
+        }
         let rt = crate::runtime::current().ok_or_else(|| {
             io::Error::other("rusm_otp::net socket awaited outside a runtime's thread")
         })?;
         let reactor = rt.shared.scheduler.io.clone();
         // SAFETY: `Drop` deregisters the source before the socket closes.
         let source = unsafe { reactor.register(super::reactor::raw(self.get()))? };
-        let reg = Registration { reactor, source };
-        if let Err(reg) = self.reg.set(reg) {
-            // Only one thread can poll one future at a time, but `&Io` may
-            // be shared by two futures racing here: keep the first.
-            reg.reactor.deregister(&reg.source);
-        }
-        Ok(self.reg.get().expect("just set"))
+        Ok(self.reg.get_or_init(|| Registration { reactor, source }))
     }
 
     /// Runs `op` while the socket is ready for `dir` (see `reactor`);
