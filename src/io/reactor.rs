@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use polling::{Event, Events, PollMode, Poller};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,12 @@ pub(crate) struct Reactor {
     polls: AtomicU64,
     /// Panics from wakers woken here (foreign wakers are user code).
     unowned_panics: AtomicU64,
+    /// Set by [`IoWait::interrupt`] before it notifies the poller, and
+    /// taken by the blocking poll once it holds the event buffer: any poll
+    /// clears the poller's notification, so a non-blocking one by another
+    /// thread could take an interrupt meant for the duty holder still
+    /// waiting for the buffer (see `wait`).
+    interrupted: AtomicBool,
 }
 
 impl std::fmt::Debug for Reactor {
@@ -98,6 +104,7 @@ impl Reactor {
             registered: AtomicUsize::new(0),
             polls: AtomicU64::new(0),
             unowned_panics: AtomicU64::new(0),
+            interrupted: AtomicBool::new(false),
         })
     }
 
@@ -227,9 +234,19 @@ impl Reactor {
 
     /// Blocks until an event, an interrupt or `deadline`, and wakes the
     /// futures of the events taken.
+    ///
+    /// Holding the event buffer, nobody else polls, so the poller's
+    /// notification can only be taken by this poll. An interrupt that
+    /// stored `interrupted` before this poll read it is seen here (the poll
+    /// does not block); one that comes after notifies the poller after the
+    /// read, and that notification ends this poll.
     fn poll_blocking(&self, deadline: Option<Instant>) -> usize {
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let events = self.events.lock();
+        let timeout = if self.interrupted.swap(false, Ordering::SeqCst) {
+            Some(Duration::ZERO)
+        } else {
+            deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        };
         self.poll_with(events, timeout)
     }
 
@@ -287,6 +304,7 @@ impl IoWait for Reactor {
     }
 
     fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
         // Fails only if the poller's notification channel is broken, when
         // nothing better can be done than the caller's own timeout.
         let _ = self.poller.notify();

@@ -25,11 +25,15 @@
 //! its `in_io = 1` (before it) happens before `unpark`'s load of `in_io`
 //! (after its own), which therefore reads 1 (or the 0 stored once the poll
 //! is over, when nothing needs interrupting) and interrupts. An interrupt
-//! is sticky (the poller's notification stays pending until a poll
-//! consumes it), so one sent before the poll starts still ends it. At worst
+//! is sticky until the blocking poll takes it, so one sent before the poll
+//! starts still ends it. (The poller's own notification is not enough:
+//! any poll clears it, and another worker's non-blocking poll may run
+//! first; the reactor keeps a flag of its own for this, see
+//! `io::reactor`.) At worst
 //! an interrupt is spurious (the worker re-checks its queues and parks
-//! again). The loom model `loom_park_io` checks this and fails when the
-//! token is read before `in_io` is set.
+//! again). The loom model `loom_park_io` checks this, with a third thread
+//! polling without blocking; it fails when the token is read before
+//! `in_io` is set, and when the blocking poll ignores the reactor's flag.
 
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
@@ -137,13 +141,19 @@ mod loom_park_io {
     use super::*;
     use crate::time::duty::Duty;
 
-    /// A stand-in for the poller: readiness is level (stays until
-    /// consumed), a notification is sticky.
+    /// A stand-in for `io::reactor::Reactor` over the poller, with what
+    /// matters here: readiness is level (stays until a poll takes it); the
+    /// poller's notification is sticky, but any poll clears it, the
+    /// non-blocking ones of other threads included; polls hold the event
+    /// buffer (`events`); and the reactor's own `interrupted` flag, which
+    /// only the blocking poll takes, once it holds the buffer.
     #[derive(Debug)]
     struct MockIo {
-        /// (socket ready, notified)
+        events: Mutex<()>,
+        /// (socket ready, poller notified)
         state: Mutex<(bool, bool)>,
         cv: Condvar,
+        interrupted: AtomicUsize,
         /// Readiness events handed to a worker.
         delivered: AtomicUsize,
     }
@@ -151,8 +161,10 @@ mod loom_park_io {
     impl MockIo {
         fn new() -> MockIo {
             MockIo {
+                events: Mutex::new(()),
                 state: Mutex::new((false, false)),
                 cv: Condvar::new(),
+                interrupted: AtomicUsize::new(0),
                 delivered: AtomicUsize::new(0),
             }
         }
@@ -162,38 +174,46 @@ mod loom_park_io {
             self.cv.notify_one();
         }
 
-        /// A non-blocking poll: true when it took an event.
-        fn poll_now(&self) -> bool {
-            let mut s = self.state.lock();
+        /// Takes the events and the notification, as every poll does.
+        fn take(&self, s: &mut (bool, bool)) -> bool {
+            s.1 = false;
             let ready = std::mem::take(&mut s.0);
             if ready {
                 self.delivered.fetch_add(1, Ordering::SeqCst);
             }
             ready
         }
+
+        /// A non-blocking poll: true when it took an event.
+        fn poll_now(&self) -> bool {
+            let _events = self.events.lock();
+            let mut s = self.state.lock();
+            self.take(&mut s)
+        }
     }
 
     impl IoWait for MockIo {
         fn wait(&self, _deadline: Option<Instant>) {
+            let _events = self.events.lock();
+            let block = self.interrupted.swap(0, Ordering::SeqCst) == 0;
             let mut s = self.state.lock();
-            while !s.0 && !s.1 {
+            while block && !s.0 && !s.1 {
                 self.cv.wait(&mut s);
             }
-            s.1 = false;
-            if std::mem::take(&mut s.0) {
-                self.delivered.fetch_add(1, Ordering::SeqCst);
-            }
+            self.take(&mut s);
         }
 
         fn interrupt(&self) {
+            self.interrupted.store(1, Ordering::SeqCst);
             self.state.lock().1 = true;
             self.cv.notify_one();
         }
     }
 
     /// An unpark racing a worker parking in the reactor always ends the
-    /// park: a lost one leaves the worker blocked forever (loom reports a
-    /// deadlock).
+    /// park, even when another thread's non-blocking poll takes the
+    /// poller's notification first: a lost one leaves the worker blocked
+    /// forever (loom reports a deadlock).
     #[test]
     fn an_unpark_reaches_a_worker_parked_in_the_reactor() {
         loom::model(|| {
@@ -208,9 +228,16 @@ mod loom_park_io {
                     }
                 })
             };
+            let other = {
+                let io = io.clone();
+                loom::thread::spawn(move || {
+                    io.poll_now();
+                })
+            };
             flag.store(1, Ordering::SeqCst);
             parker.unpark();
             worker.join().unwrap();
+            other.join().unwrap();
         });
     }
 
