@@ -42,6 +42,12 @@ use std::sync::atomic::Ordering;
 const LIFO_CAP: u32 = 3;
 /// Rounds of spinning before a worker with nothing to do parks.
 const SPIN_ROUNDS: u32 = 24;
+/// The same while sockets are registered: the spin watches only the run
+/// queues, so parking (the duty holder in the reactor) serves readiness
+/// sooner, and the CPU a spin burns is taken from the peers the sockets
+/// talk to (1-connection echo p99, 2 cores: 1.3-4 ms at 24 rounds, 59-110
+/// µs at 8; see BENCHMARKS.md, "I/O").
+const IO_SPIN_ROUNDS: u32 = 8;
 /// Every this many ticks, the injector is looked at before the local deque.
 const INJECTOR_INTERVAL: u32 = 61;
 
@@ -284,7 +290,12 @@ fn spin_for_work(sched: &Scheduler, core: &mut Core) -> bool {
         }
         core.searching = true;
     }
-    for round in 0..SPIN_ROUNDS {
+    let rounds = if sched.io.has_sources() {
+        IO_SPIN_ROUNDS
+    } else {
+        SPIN_ROUNDS
+    };
+    for round in 0..rounds {
         for _ in 0..(1 << round.min(6)) {
             std::hint::spin_loop();
         }
