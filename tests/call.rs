@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use support::{
-    EXPECTED_PANIC, on_workers, run, run_for, runtime, silence_expected_panics, wait_until,
+    EXPECTED_PANIC, ended_pid, on_workers, run, run_for, runtime, silence_expected_panics,
+    wait_until,
 };
 
 /// Long enough that a call reaching it means the test failed: every call
@@ -73,9 +74,7 @@ fn request_knows_its_caller(workers: usize) {
 
 fn call_to_a_dead_or_unknown_pid_fails_noproc_at_once(workers: usize) {
     let rt = runtime(workers);
-    let p = rt.spawn(|_ctx| async {});
-    let dead = p.pid();
-    assert_eq!(run(&rt, p.join()), ExitReason::Normal);
+    let dead = ended_pid(&rt);
     assert_eq!(
         run_for(&rt, PROMPT, rt.call::<u64, u64>(dead, 1, LONG)),
         Err(CallError::NoProc)

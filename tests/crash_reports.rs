@@ -8,50 +8,10 @@ mod support;
 
 use rusm_otp::supervisor::ChildSpec;
 use rusm_otp::{ExitReason, Pid, Runtime, Strategy};
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, Once};
+use support::log_capture::{self, Rec};
 use support::{run, wait_until};
 
-/// One captured record.
-#[derive(Debug, Clone)]
-struct Rec {
-    level: log::Level,
-    target: String,
-    kv: HashMap<String, String>,
-}
-
-struct Capture(Mutex<Vec<Rec>>);
-
-struct Fields(HashMap<String, String>);
-
-impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
-    fn visit_pair(
-        &mut self,
-        key: log::kv::Key<'kvs>,
-        value: log::kv::Value<'kvs>,
-    ) -> Result<(), log::kv::Error> {
-        self.0.insert(key.to_string(), value.to_string());
-        Ok(())
-    }
-}
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        let mut fields = Fields(HashMap::new());
-        record.key_values().visit(&mut fields).unwrap();
-        self.0.lock().unwrap().push(Rec {
-            level: record.level(),
-            target: record.target().to_string(),
-            kv: fields.0,
-        });
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: Capture = Capture(Mutex::new(Vec::new()));
 /// Panics that reached the previous hook, by thread name.
 static HOOK_CALLS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -62,8 +22,7 @@ fn setup() -> MutexGuard<'static, ()> {
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        log::set_logger(&LOGGER).unwrap();
-        log::set_max_level(log::LevelFilter::Trace);
+        log_capture::install();
         // The "previous hook" of every quiet runtime in this binary: counts,
         // prints only the tests' own panics.
         std::panic::set_hook(Box::new(|info| {
@@ -78,7 +37,7 @@ fn setup() -> MutexGuard<'static, ()> {
             HOOK_CALLS.lock().unwrap().push(name);
         }));
     });
-    LOGGER.0.lock().unwrap().clear();
+    log_capture::clear();
     guard
 }
 
@@ -93,10 +52,7 @@ fn hook_calls(prefix: &str) -> usize {
 
 /// The records of `target` whose field `key` is `value`.
 fn records(target: &str, key: &str, value: &str) -> Vec<Rec> {
-    LOGGER
-        .0
-        .lock()
-        .unwrap()
+    log_capture::records()
         .iter()
         .filter(|r| r.target == target && r.kv.get(key).map(String::as_str) == Some(value))
         .cloned()

@@ -8,7 +8,7 @@ mod support;
 
 use rusm_otp::{ExitReason, MonitorRef, Received};
 use std::collections::HashSet;
-use support::{check, on_workers, recv, runtime, spawn_actor};
+use support::{check, check_trapping, on_workers, recv, recv_downs, runtime, spawn_actor};
 
 /// Monitors or links on the hub.
 const N: usize = 200_000;
@@ -42,21 +42,12 @@ fn a_hub_with_many_monitors_fires_each_kept_one_exactly_once(workers: usize) {
         rt.exit(hub_pid, ExitReason::Shutdown);
         assert_eq!(hub.join().await, ExitReason::Shutdown);
         // Teardown is complete: every Down is already in the mailbox.
-        let mut seen = HashSet::with_capacity(N / 2);
-        for _ in 0..N / 2 {
-            match recv(&mut ctx, "a Down").await {
-                Received::Down {
-                    reference,
-                    pid,
-                    reason,
-                } => {
-                    assert_eq!((pid, reason), (hub_pid, ExitReason::Shutdown));
-                    assert!(kept.contains(&reference), "a Down for a removed monitor");
-                    assert!(seen.insert(reference), "two Downs for one monitor");
-                }
-                other => panic!("expected a Down, got {other:?}"),
-            }
-        }
+        let downs = recv_downs(&mut ctx, N / 2, ExitReason::Shutdown).await;
+        assert!(downs.values().all(|&pid| pid == hub_pid));
+        assert!(
+            downs.keys().all(|r| kept.contains(r)),
+            "a Down for a removed monitor"
+        );
         assert!(ctx.try_recv().is_none(), "nothing past the kept monitors");
         assert_eq!(rt.monitor_count(), 0);
         assert!(!rt.demonitor(refs[1]), "a fired monitor cannot be removed");
@@ -80,28 +71,14 @@ fn a_watcher_of_many_targets_gets_each_down_once_and_leaves_nothing(workers: usi
         for t in &targets {
             rt.kill(t.pid());
         }
-        let mut seen = HashSet::with_capacity(N);
-        for _ in 0..N {
-            match recv(&mut ctx, "a Down").await {
-                Received::Down {
-                    reference, reason, ..
-                } => {
-                    assert_eq!(reason, ExitReason::Killed);
-                    assert!(seen.insert(reference), "two Downs for one monitor");
-                }
-                other => panic!("expected a Down, got {other:?}"),
-            }
-        }
+        recv_downs(&mut ctx, N, ExitReason::Killed).await;
         assert_eq!(rt.monitor_count(), 0);
     });
 }
 
 fn a_hub_with_many_links_unlinks_and_signals_each_exactly_once(workers: usize) {
     let rt = runtime(workers);
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
         let spokes: Vec<_> = (0..N).map(|_| spawn_actor(&rt)).collect();
         for s in &spokes {
             rt.link(me, s.pid());

@@ -4,10 +4,10 @@
 
 mod support;
 
-use rusm_otp::{ExitReason, Pid, Received};
+use rusm_otp::{Context, ExitReason, Pid, ProcessHandle, Received, Runtime};
 use support::{
-    EXPECTED_PANIC, Go, check, on_workers, race_rounds, recv, recv_msg, responds, run, runtime,
-    silence_expected_panics, spawn_actor,
+    EXPECTED_PANIC, Go, check, check_trapping, on_workers, race_rounds, recv, recv_msg, responds,
+    run, runtime, silence_expected_panics, spawn_actor,
 };
 
 fn expect_exit(r: Received, from: Pid, reason: ExitReason) {
@@ -19,6 +19,39 @@ fn expect_exit(r: Received, from: Pid, reason: ExitReason) {
     }
 }
 
+/// Tells `partner` to end as `go` says, requires it to end with `reason`,
+/// then requires `survivor` still to answer.
+async fn survives_end_of(
+    ctx: &mut Context,
+    survivor: Pid,
+    partner: ProcessHandle,
+    (go, reason): (Go, ExitReason),
+    what: &str,
+) {
+    ctx.runtime().send(partner.pid(), go);
+    assert_eq!(partner.join().await, reason);
+    // Teardown is complete: had the signal ended the survivor, it would
+    // already have been told to exit, and would never answer.
+    assert!(responds(ctx, survivor).await, "{what}");
+}
+
+/// Links the trapping tester to a fresh actor, ends the actor with `end`,
+/// and requires both the tester's Exit from it and the actor's own end to
+/// carry `reason`.
+async fn trap_end_of_linked_actor(
+    ctx: &mut Context,
+    end: impl FnOnce(&Runtime, Pid),
+    reason: ExitReason,
+) {
+    let rt = ctx.runtime().clone();
+    let actor = spawn_actor(&rt);
+    let pid = actor.pid();
+    rt.link(ctx.pid(), pid);
+    end(&rt, pid);
+    expect_exit(recv(ctx, "the Exit").await, pid, reason);
+    assert_eq!(actor.join().await, reason);
+}
+
 fn normal_exit_does_not_cascade(workers: usize) {
     let rt = runtime(workers);
     check(&rt, |mut ctx| async move {
@@ -27,14 +60,14 @@ fn normal_exit_does_not_cascade(workers: usize) {
         let leaver = spawn_actor(&rt);
         rt.link(survivor.pid(), leaver.pid());
         assert_eq!(rt.info(survivor.pid()).unwrap().links, 1);
-        rt.send(leaver.pid(), Go::Return);
-        assert_eq!(leaver.join().await, ExitReason::Normal);
-        // Teardown is complete: had the signal ended the survivor, it would
-        // already have been told to exit, and would never answer.
-        assert!(
-            responds(&mut ctx, survivor.pid()).await,
-            "a linked process survives a Normal exit"
-        );
+        survives_end_of(
+            &mut ctx,
+            survivor.pid(),
+            leaver,
+            (Go::Return, ExitReason::Normal),
+            "a linked process survives a Normal exit",
+        )
+        .await;
         assert_eq!(
             rt.info(survivor.pid()).unwrap().links,
             0,
@@ -100,20 +133,11 @@ fn shutdown_cascades_with_original_reason(workers: usize) {
 fn trapping_process_receives_exit_from_linked_crash(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
-        let child = spawn_actor(&rt);
-        let child_pid = child.pid();
-        rt.link(me, child_pid);
-        rt.send(child_pid, Go::Panic);
-        expect_exit(
-            recv(&mut ctx, "the Exit").await,
-            child_pid,
-            ExitReason::Crashed,
-        );
-        assert_eq!(child.join().await, ExitReason::Crashed);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
+        let crash = |rt: &Runtime, child| {
+            rt.send(child, Go::Panic);
+        };
+        trap_end_of_linked_actor(&mut ctx, crash, ExitReason::Crashed).await;
         assert_eq!(rt.info(me).unwrap().links, 0);
         // And the trapping process goes on running: it ends Normal.
     });
@@ -130,20 +154,9 @@ fn kill_is_untrappable(workers: usize) {
 
 fn killed_over_a_link_can_be_trapped(workers: usize) {
     let rt = runtime(workers);
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
-        let victim = spawn_actor(&rt);
-        let victim_pid = victim.pid();
-        rt.link(me, victim_pid);
-        assert!(rt.kill(victim_pid));
-        expect_exit(
-            recv(&mut ctx, "the Exit").await,
-            victim_pid,
-            ExitReason::Killed,
-        );
-        assert_eq!(victim.join().await, ExitReason::Killed);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
+        let kill = |rt: &Runtime, victim| assert!(rt.kill(victim));
+        trap_end_of_linked_actor(&mut ctx, kill, ExitReason::Killed).await;
         // Still alive and receiving: a message to ourselves comes back.
         rt.send(me, 7u32);
         assert_eq!(recv_msg::<u32>(&mut ctx, "our own message").await, 7);
@@ -163,12 +176,14 @@ fn unlinking_stops_propagation(workers: usize) {
         rt.unlink(crasher.pid(), survivor.pid());
         assert_eq!(rt.info(survivor.pid()).unwrap().links, 0);
         assert_eq!(rt.info(crasher.pid()).unwrap().links, 0);
-        rt.send(crasher.pid(), Go::Panic);
-        assert_eq!(crasher.join().await, ExitReason::Crashed);
-        assert!(
-            responds(&mut ctx, survivor.pid()).await,
-            "an unlinked process is not taken down"
-        );
+        survives_end_of(
+            &mut ctx,
+            survivor.pid(),
+            crasher,
+            (Go::Panic, ExitReason::Crashed),
+            "an unlinked process is not taken down",
+        )
+        .await;
         rt.kill(survivor.pid());
 
         // A trapping process gets no Exit once unlinked.
@@ -201,10 +216,7 @@ fn link_is_symmetric_and_at_most_one_per_pair(workers: usize) {
 
     // Symmetric: a link made from either side carries a crash either way,
     // in both directions.
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
         let x = spawn_actor(&rt);
         let y = spawn_actor(&rt);
         rt.link(me, x.pid()); // made from the watcher's side
@@ -247,10 +259,7 @@ fn link_is_symmetric_and_at_most_one_per_pair(workers: usize) {
 
 fn self_link_does_nothing(workers: usize) {
     let rt = runtime(workers);
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
         rt.link(me, me);
         let info = rt.info(me).unwrap();
         assert_eq!(info.links, 0, "no link to oneself");
@@ -277,28 +286,19 @@ fn link_to_dead_pid_keeps_no_half_link_and_trapping_caller_gets_noproc(workers: 
     assert_eq!(info.links, 0, "no half-link to a dead pid");
     assert_eq!(info.mailbox_depth, 0, "a non-trapping caller gets no Exit");
 
-    check(&rt, move |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
-        rt.link(me, dead_pid);
-        expect_exit(
-            ctx.try_recv().expect("the NoProc Exit is there at once"),
-            dead_pid,
-            ExitReason::NoProc,
-        );
-        rt.link(dead_pid, me);
-        expect_exit(
-            ctx.try_recv().expect("the NoProc Exit is there at once"),
-            dead_pid,
-            ExitReason::NoProc,
-        );
-        rt.link(me, unknown);
-        expect_exit(
-            ctx.try_recv().expect("the NoProc Exit is there at once"),
-            unknown,
-            ExitReason::NoProc,
-        );
+    check_trapping(&rt, move |mut ctx, rt, me| async move {
+        for (a, b, from) in [
+            (me, dead_pid, dead_pid),
+            (dead_pid, me, dead_pid),
+            (me, unknown, unknown),
+        ] {
+            rt.link(a, b);
+            expect_exit(
+                ctx.try_recv().expect("the NoProc Exit is there at once"),
+                from,
+                ExitReason::NoProc,
+            );
+        }
         assert_eq!(rt.info(me).unwrap().links, 0, "no half-link");
     });
     assert!(rt.kill(plain.pid()));
@@ -307,10 +307,7 @@ fn link_to_dead_pid_keeps_no_half_link_and_trapping_caller_gets_noproc(workers: 
 fn spawn_link_links_before_first_run(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
         // Repeated, so that a link made after the child could first run
         // (which would give NoProc, or nothing) has many chances to show.
         for round in 0..200 {
@@ -383,10 +380,7 @@ fn send_exit_semantics(workers: usize) {
     let sender = Pid::from_raw(u64::MAX - 1);
 
     // A trapping target receives the signal, even Normal.
-    check(&rt, move |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
+    check_trapping(&rt, move |mut ctx, rt, me| async move {
         assert!(rt.send_exit(sender, me, ExitReason::Normal));
         expect_exit(recv(&mut ctx, "Normal").await, sender, ExitReason::Normal);
         assert!(rt.send_exit(sender, me, ExitReason::Shutdown));
@@ -467,10 +461,7 @@ fn exit_ends_even_trapping_process(workers: usize) {
 fn signals_from_one_sender_keep_order(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
         for round in 0..50u32 {
             let child = rt.spawn_link(me, move |ctx| async move {
                 // Sent before the crash, so they arrive before the Exit.

@@ -13,11 +13,10 @@
 mod support;
 
 use rusm_otp::{ExitReason, Received, Runtime};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::run;
+use support::{log_capture, run};
 
 /// Runs the tests of this binary one at a time.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -148,51 +147,12 @@ fn a_spinning_process_does_not_stall_a_ping_pong_pair() {
     });
 }
 
-/// One captured record: target, level, key-values.
-type Rec = (String, log::Level, HashMap<String, String>);
-
-struct Capture(Mutex<Vec<Rec>>);
-
-struct Fields(HashMap<String, String>);
-
-impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
-    fn visit_pair(
-        &mut self,
-        key: log::kv::Key<'kvs>,
-        value: log::kv::Value<'kvs>,
-    ) -> Result<(), log::kv::Error> {
-        self.0.insert(key.to_string(), value.to_string());
-        Ok(())
-    }
-}
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        let mut fields = Fields(HashMap::new());
-        record.key_values().visit(&mut fields).unwrap();
-        self.0
-            .lock()
-            .unwrap()
-            .push((record.target().to_string(), record.level(), fields.0));
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: Capture = Capture(Mutex::new(Vec::new()));
-
 /// A long poll is counted while it runs and reported, with the process's
 /// pid, label and duration, once it ends; short polls are not.
 #[test]
 fn a_long_poll_is_counted_and_reported_with_pid_and_label() {
     let _serial = serial();
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        log::set_logger(&LOGGER).unwrap();
-        log::set_max_level(log::LevelFilter::Trace);
-    });
+    log_capture::install();
     let rt = Runtime::builder()
         .workers(1)
         .long_poll(Duration::from_millis(20))
@@ -221,17 +181,18 @@ fn a_long_poll_is_counted_and_reported_with_pid_and_label() {
     });
     let pid_text = pid.to_string();
     support::wait_until("long poll reported", || {
-        LOGGER.0.lock().unwrap().iter().any(|(target, level, kv)| {
-            target == "rusm_otp::process"
-                && *level == log::Level::Warn
-                && kv.get("pid") == Some(&pid_text)
+        log_capture::records().iter().any(|r| {
+            r.target == "rusm_otp::process"
+                && r.level == log::Level::Warn
+                && r.kv.get("pid") == Some(&pid_text)
         })
     });
-    let recs = LOGGER.0.lock().unwrap();
-    let (_, _, kv) = recs
+    let recs = log_capture::records();
+    let kv = &recs
         .iter()
-        .find(|(_, _, kv)| kv.get("pid") == Some(&pid_text))
-        .unwrap();
+        .find(|r| r.kv.get("pid") == Some(&pid_text))
+        .unwrap()
+        .kv;
     assert_eq!(kv.get("label").map(String::as_str), Some("slow-one"));
     let ms: f64 = kv["duration_ms"].parse().unwrap();
     assert!(ms >= 20.0, "reported {ms} ms, at least the threshold");

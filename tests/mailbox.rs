@@ -4,7 +4,7 @@
 
 mod support;
 
-use rusm_otp::{ExitReason, Message, Pid, Received, yield_now};
+use rusm_otp::{Context, ExitReason, Message, Pid, ProcessHandle, Received, Runtime, yield_now};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use support::{
-    DropCounter, Stop, on_workers, poll_once, poll_once_foreign, run, runtime, wait_until,
+    DropCounter, Stop, check, ended_pid, on_workers, poll_once, poll_once_foreign, run, runtime,
+    wait_until,
 };
 
 /// A sequenced message: (sender id, sequence number).
@@ -30,6 +31,79 @@ fn expect<T: 'static>(r: Received, what: &str) -> T {
             std::any::type_name::<T>()
         ),
     }
+}
+
+/// Spawns a helper that answers one `(asker, n)` by sending `n` to `asker`,
+/// then ends.
+fn spawn_echo(rt: &Runtime) -> ProcessHandle {
+    rt.spawn(|mut ctx| async move {
+        let (asker, n) = expect::<(Pid, u64)>(ctx.recv().await, "helper");
+        assert!(ctx.runtime().send(asker, n));
+    })
+}
+
+/// Runs `rounds` rounds, each of a fresh helper (made by `helper`) and a
+/// process running `body(ctx, round, the helper's pid)`; both must end
+/// `Normal`.
+fn rounds_with_a_helper<B, Fut>(
+    rt: &Runtime,
+    rounds: u64,
+    helper: impl Fn(&Runtime) -> ProcessHandle,
+    body: B,
+) where
+    B: Fn(Context, u64, Pid) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run(rt, async {
+        for round in 0..rounds {
+            let helper = helper(rt);
+            let helper_pid = helper.pid();
+            let body = body.clone();
+            let p = rt.spawn(move |ctx| body(ctx, round, helper_pid));
+            assert_eq!(p.join().await, ExitReason::Normal, "round {round}");
+            assert_eq!(helper.join().await, ExitReason::Normal);
+        }
+    });
+}
+
+/// Polls the receive `fut` once, requires it to park, sends `n` to `me`
+/// while it is parked, then drops it.
+async fn drop_a_parked_receive_after_a_send<F: Future + Unpin>(
+    mut fut: F,
+    (rt, me): (&Runtime, Pid),
+    n: u64,
+    what: &str,
+) {
+    assert!(poll_once(&mut fut).await.is_pending(), "{what}");
+    // Arrives while the receive is parked; then the receive is dropped.
+    assert!(rt.send(me, n));
+}
+
+/// Receives under the waker `wrap` makes of the process's own, as a
+/// combinator (a select, a join) polls the futures it holds, and calls
+/// `on_park` the first time the receive parks; requires that it did park.
+async fn recv_under_wrapped_waker(
+    ctx: &mut Context,
+    wrap: impl Fn(&Waker) -> Waker,
+    on_park: impl FnOnce(),
+) -> Received {
+    let mut on_park = Some(on_park);
+    let mut fut = ctx.recv();
+    let got = std::future::poll_fn(|cx| {
+        let waker = wrap(cx.waker());
+        let r = Pin::new(&mut fut).poll(&mut TaskContext::from_waker(&waker));
+        if r.is_pending() {
+            // Parked under the wrapped waker: only now may the message be
+            // sent.
+            if let Some(on_park) = on_park.take() {
+                on_park();
+            }
+        }
+        r
+    })
+    .await;
+    assert!(on_park.is_none(), "the mailbox was empty at first");
+    got
 }
 
 #[test]
@@ -214,41 +288,36 @@ fn recv_match_takes_the_first_match_and_keeps_the_rest_in_arrival_order(workers:
 /// messages; more non-matching messages arrive around it. Repeated so that
 /// both orders (arrivals before and after the receive parks) occur.
 fn recv_match_matches_later_arrivals_without_losing_deferred_ones(workers: usize) {
+    // The helper sends 4, 5, "wanted", 6 to whoever asks.
+    let helper = |rt: &Runtime| {
+        rt.spawn(|mut ctx| async move {
+            let asker = expect::<Pid>(ctx.recv().await, "helper");
+            let rt = ctx.runtime();
+            assert!(rt.send(asker, 4u64));
+            assert!(rt.send(asker, 5u64));
+            assert!(rt.send(asker, String::from("wanted")));
+            assert!(rt.send(asker, 6u64));
+        })
+    };
     let rt = runtime(workers);
-    run(&rt, async {
-        for round in 0..200u64 {
-            // The helper sends 4, 5, "wanted", 6 to whoever asks.
-            let helper = rt.spawn(|mut ctx| async move {
-                let asker = expect::<Pid>(ctx.recv().await, "helper");
-                let rt = ctx.runtime();
-                assert!(rt.send(asker, 4u64));
-                assert!(rt.send(asker, 5u64));
-                assert!(rt.send(asker, String::from("wanted")));
-                assert!(rt.send(asker, 6u64));
-            });
-            let helper_pid = helper.pid();
-            let p = rt.spawn(move |mut ctx| async move {
-                let me = ctx.pid();
-                for n in 1..=3u64 {
-                    assert!(ctx.runtime().send(me, n));
-                }
-                assert!(ctx.runtime().send(helper_pid, me));
-                let got = ctx
-                    .recv_match(|r| matches!(r, Received::Message(m) if m.is::<String>()))
-                    .await;
-                assert_eq!(expect::<String>(got, "match"), "wanted", "round {round}");
-                for n in 1..=6u64 {
-                    assert_eq!(
-                        expect::<u64>(ctx.recv().await, "deferred"),
-                        n,
-                        "round {round}"
-                    );
-                }
-                assert!(ctx.try_recv().is_none(), "round {round}: duplicates");
-            });
-            assert_eq!(helper.join().await, ExitReason::Normal);
-            assert_eq!(p.join().await, ExitReason::Normal, "round {round}");
+    rounds_with_a_helper(&rt, 200, helper, |mut ctx, round, helper_pid| async move {
+        let me = ctx.pid();
+        for n in 1..=3u64 {
+            assert!(ctx.runtime().send(me, n));
         }
+        assert!(ctx.runtime().send(helper_pid, me));
+        let got = ctx
+            .recv_match(|r| matches!(r, Received::Message(m) if m.is::<String>()))
+            .await;
+        assert_eq!(expect::<String>(got, "match"), "wanted", "round {round}");
+        for n in 1..=6u64 {
+            assert_eq!(
+                expect::<u64>(ctx.recv().await, "deferred"),
+                n,
+                "round {round}"
+            );
+        }
+        assert!(ctx.try_recv().is_none(), "round {round}: duplicates");
     });
 }
 
@@ -256,73 +325,54 @@ fn recv_match_matches_later_arrivals_without_losing_deferred_ones(workers: usize
 /// and leaves them in order.
 fn recv_match_is_cancel_safe(workers: usize) {
     let rt = runtime(workers);
-    let p = rt.spawn(|mut ctx| async move {
+    check(&rt, |mut ctx| async move {
         let me = ctx.pid();
         let rt = ctx.runtime().clone();
         for n in 1..=3u64 {
             assert!(rt.send(me, n));
         }
-        {
-            let mut fut = ctx.recv_match(|r| matches!(r, Received::Message(m) if m.is::<String>()));
-            assert!(
-                poll_once(&mut fut).await.is_pending(),
-                "nothing matches yet"
-            );
-            // Arrives while the receive is parked; then the receive is dropped.
-            assert!(rt.send(me, 4u64));
-        }
+        let fut = ctx.recv_match(|r| matches!(r, Received::Message(m) if m.is::<String>()));
+        drop_a_parked_receive_after_a_send(fut, (&rt, me), 4, "nothing matches yet").await;
         for n in 1..=4u64 {
             assert_eq!(expect::<u64>(ctx.recv().await, "after cancel"), n);
         }
         assert!(ctx.try_recv().is_none());
     });
-    assert_eq!(run(&rt, p.join()), ExitReason::Normal);
 }
 
 /// A `recv` polled once (parking the mailbox) and dropped: a message sent
 /// afterwards, by another process, still wakes and reaches the next `recv`.
 fn recv_dropped_while_parked_loses_no_later_message(workers: usize) {
     let rt = runtime(workers);
-    run(&rt, async {
-        for round in 0..100u64 {
-            let helper = rt.spawn(|mut ctx| async move {
-                let (asker, n) = expect::<(Pid, u64)>(ctx.recv().await, "helper");
-                assert!(ctx.runtime().send(asker, n));
-            });
-            let helper_pid = helper.pid();
-            let p = rt.spawn(move |mut ctx| async move {
-                {
-                    let mut fut = ctx.recv();
-                    assert!(poll_once(&mut fut).await.is_pending(), "mailbox is empty");
-                }
-                assert!(ctx.runtime().send(helper_pid, (ctx.pid(), round)));
-                assert_eq!(expect::<u64>(ctx.recv().await, "after cancel"), round);
-            });
-            assert_eq!(helper.join().await, ExitReason::Normal);
-            assert_eq!(p.join().await, ExitReason::Normal, "round {round}");
-        }
-    });
+    rounds_with_a_helper(
+        &rt,
+        100,
+        spawn_echo,
+        |mut ctx, round, helper_pid| async move {
+            {
+                let mut fut = ctx.recv();
+                assert!(poll_once(&mut fut).await.is_pending(), "mailbox is empty");
+            }
+            assert!(ctx.runtime().send(helper_pid, (ctx.pid(), round)));
+            assert_eq!(expect::<u64>(ctx.recv().await, "after cancel"), round);
+        },
+    );
 }
 
 /// A message that arrives while a `recv` is parked, with the `recv` then
 /// dropped before it is polled again, is not lost.
 fn recv_dropped_after_a_message_arrived_loses_nothing(workers: usize) {
     let rt = runtime(workers);
-    let p = rt.spawn(|mut ctx| async move {
+    check(&rt, |mut ctx| async move {
         let me = ctx.pid();
         let rt = ctx.runtime().clone();
-        {
-            let mut fut = ctx.recv();
-            assert!(poll_once(&mut fut).await.is_pending(), "mailbox is empty");
-            assert!(rt.send(me, 7u64));
-        }
+        drop_a_parked_receive_after_a_send(ctx.recv(), (&rt, me), 7, "mailbox is empty").await;
         assert_eq!(expect::<u64>(ctx.recv().await, "after cancel"), 7);
         assert!(ctx.try_recv().is_none(), "the message was duplicated");
         // And the mailbox still works normally afterwards.
         assert!(rt.send(me, 8u64));
         assert_eq!(expect::<u64>(ctx.recv().await, "later"), 8);
     });
-    assert_eq!(run(&rt, p.join()), ExitReason::Normal);
 }
 
 /// A `recv` polled under a waker that is not the process's own (as inside a
@@ -331,10 +381,7 @@ fn recv_dropped_after_a_message_arrived_loses_nothing(workers: usize) {
 /// `recv` is woken by it.
 fn recv_under_a_foreign_waker_is_cancel_safe(workers: usize) {
     let rt = runtime(workers);
-    let helper = rt.spawn(|mut ctx| async move {
-        let (asker, n) = expect::<(Pid, u64)>(ctx.recv().await, "helper");
-        assert!(ctx.runtime().send(asker, n));
-    });
+    let helper = spawn_echo(&rt);
     let helper_pid = helper.pid();
     let p = rt.spawn(move |mut ctx| async move {
         let me = ctx.pid();
@@ -383,45 +430,29 @@ impl Wake for RecordingWaker {
 /// through it the process), and the `recv` then yields the message.
 fn recv_under_a_combinators_waker_is_woken_by_a_send(workers: usize) {
     let rt = runtime(workers);
-    run(&rt, async {
-        for round in 0..50u64 {
-            let helper = rt.spawn(|mut ctx| async move {
-                let (asker, n) = expect::<(Pid, u64)>(ctx.recv().await, "helper");
-                assert!(ctx.runtime().send(asker, n));
-            });
-            let helper_pid = helper.pid();
-            let p = rt.spawn(move |mut ctx| async move {
-                let me = ctx.pid();
-                let rt = ctx.runtime().clone();
-                let woken = Arc::new(AtomicBool::new(false));
-                let mut asked = false;
-                let mut fut = ctx.recv();
-                let got = std::future::poll_fn(|cx| {
-                    let waker = Waker::from(Arc::new(RecordingWaker {
-                        inner: cx.waker().clone(),
-                        woken: woken.clone(),
-                    }));
-                    let r = Pin::new(&mut fut).poll(&mut TaskContext::from_waker(&waker));
-                    if r.is_pending() && !asked {
-                        // Parked under the combinator's waker: only now
-                        // may the message be sent.
-                        asked = true;
-                        assert!(rt.send(helper_pid, (me, round)));
-                    }
-                    r
-                })
-                .await;
-                assert!(asked, "the mailbox was empty at first");
-                assert_eq!(expect::<u64>(got, "woken"), round);
-                assert!(
-                    woken.load(Ordering::SeqCst),
-                    "the combinator's waker was not woken"
-                );
-            });
-            assert_eq!(p.join().await, ExitReason::Normal, "round {round}");
-            assert_eq!(helper.join().await, ExitReason::Normal);
-        }
-    });
+    rounds_with_a_helper(
+        &rt,
+        50,
+        spawn_echo,
+        |mut ctx, round, helper_pid| async move {
+            let me = ctx.pid();
+            let rt = ctx.runtime().clone();
+            let woken = Arc::new(AtomicBool::new(false));
+            let recording = |inner: &Waker| {
+                Waker::from(Arc::new(RecordingWaker {
+                    inner: inner.clone(),
+                    woken: woken.clone(),
+                }))
+            };
+            let ask = || assert!(rt.send(helper_pid, (me, round)));
+            let got = recv_under_wrapped_waker(&mut ctx, recording, ask).await;
+            assert_eq!(expect::<u64>(got, "woken"), round);
+            assert!(
+                woken.load(Ordering::SeqCst),
+                "the combinator's waker was not woken"
+            );
+        },
+    );
 }
 
 /// A waker a receive was once parked under is kept by the process for the
@@ -435,23 +466,15 @@ fn a_foreign_waker_a_receive_parked_under_is_released_when_the_process_ends(work
         let p = rt.spawn(move |mut ctx| async move {
             let me = ctx.pid();
             let rt = ctx.runtime().clone();
-            let mut asked = false;
-            let mut fut = ctx.recv();
-            let got = std::future::poll_fn(|cx| {
-                // Holds the process's own waker, as a combinator's does.
-                let waker = Waker::from(Arc::new(TokenWaker {
-                    inner: cx.waker().clone(),
+            // Holds the process's own waker, as a combinator's does.
+            let holding = |inner: &Waker| {
+                Waker::from(Arc::new(TokenWaker {
+                    inner: inner.clone(),
                     _token: kept.clone(),
-                }));
-                let r = Pin::new(&mut fut).poll(&mut TaskContext::from_waker(&waker));
-                if r.is_pending() && !asked {
-                    asked = true;
-                    assert!(rt.send(me, 7u64));
-                }
-                r
-            })
-            .await;
-            assert!(asked, "the mailbox was empty at first");
+                }))
+            };
+            let send = || assert!(rt.send(me, 7u64));
+            let got = recv_under_wrapped_waker(&mut ctx, holding, send).await;
             assert_eq!(expect::<u64>(got, "woken"), 7);
             drop(kept);
         });
@@ -502,9 +525,7 @@ fn try_recv_is_none_when_empty_and_some_after_a_send(workers: usize) {
 
 fn send_to_a_dead_pid_returns_false_and_drops_the_message(workers: usize) {
     let rt = runtime(workers);
-    let p = rt.spawn(|_ctx| async {});
-    let pid = p.pid();
-    assert_eq!(run(&rt, p.join()), ExitReason::Normal);
+    let pid = ended_pid(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     assert!(!rt.send(pid, DropCounter(drops.clone())));
     assert_eq!(

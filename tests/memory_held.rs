@@ -12,7 +12,7 @@ mod support;
 
 use rusm_otp::{Received, Runtime};
 use std::time::Duration;
-use support::counting::{Counting, live};
+use support::counting::{Counting, live, poll};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -29,20 +29,6 @@ const SLACK: isize = 512 << 10;
 const STEPS: u32 = 5_000;
 /// Far enough that no timer of the test fires.
 const LONG: Duration = Duration::from_secs(600);
-
-/// Waits (bounded) for `cond`; panics with `what` and the live bytes.
-fn poll(what: &str, steps: u32, mut cond: impl FnMut() -> bool) {
-    for _ in 0..steps {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    panic!(
-        "{what}: not within {steps} polling steps (live bytes {})",
-        live()
-    );
-}
 
 /// Waits (bounded) until at most `bound` bytes are live beyond `baseline`,
 /// running a short process now and then: a runtime gone idle may keep the

@@ -9,8 +9,7 @@
 mod support;
 
 use rusm_otp::Runtime;
-use std::time::Duration;
-use support::counting::{Counting, live};
+use support::counting::{Counting, live, poll};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -34,20 +33,6 @@ fn spawn_parked(rt: &Runtime, n: usize) {
             ctx.recv().await;
         });
     }
-}
-
-/// Waits (bounded) for `cond`; panics with `what` and the live bytes.
-fn poll(what: &str, steps: u32, mut cond: impl FnMut() -> bool) {
-    for _ in 0..steps {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    panic!(
-        "{what}: not within {steps} polling steps (live bytes {})",
-        live()
-    );
 }
 
 #[test]

@@ -45,16 +45,21 @@ fn kept_task_memory_is_bounded_and_freed_with_the_runtime() {
     let warm = live();
     // More churn holds no more: the workers keep a bounded amount.
     churn(&rt, 200, 500);
-    rt.shutdown();
+    // Ended tasks wait for the epoch before they are freed or kept, and the
+    // epoch advances only while workers run (on a loaded machine, a round
+    // or two behind): small bursts let it catch up. A bound on the kept
+    // blocks does not depend on them; garbage that is never freed does not
+    // shrink with them.
     let mut grown = live() - warm;
-    for _ in 0..5_000 {
+    for _ in 0..50 {
         if grown < 1 << 20 {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        churn(&rt, 1, 50);
         grown = live() - warm;
     }
     assert!(grown < 1 << 20, "{grown} more bytes after 10x the churn");
+    rt.shutdown();
     drop(rt);
     let left = live() - before;
     // A pid-table directory, the epoch's own records: a few kilobytes; the

@@ -4,10 +4,11 @@
 
 mod support;
 
-use rusm_otp::{ExitReason, MonitorRef, Pid, Received};
+use rusm_otp::{Context, ExitReason, MonitorRef, Pid, Received, Runtime};
 use std::collections::HashSet;
 use support::{
-    Go, check, on_workers, recv, responds, run, runtime, silence_expected_panics, spawn_actor,
+    Go, check, killed_pid, on_workers, recv, recv_downs, responds, run, runtime,
+    silence_expected_panics, spawn_actor,
 };
 
 fn expect_down(r: Received, reference: MonitorRef, pid: Pid, reason: ExitReason) {
@@ -25,6 +26,27 @@ fn expect_down(r: Received, reference: MonitorRef, pid: Pid, reason: ExitReason)
     }
 }
 
+/// A way to end an actor.
+type EndActor = fn(&Runtime, Pid);
+
+/// Monitors a fresh actor from the tester, ends the actor with `end`, and
+/// requires the next item received to be its `Down` with `reason`: the
+/// monitor.
+async fn monitor_the_end_of_an_actor(
+    ctx: &mut Context,
+    end: impl FnOnce(&Runtime, Pid),
+    reason: ExitReason,
+    what: &str,
+) -> MonitorRef {
+    let rt = ctx.runtime().clone();
+    let t = spawn_actor(&rt);
+    let r = rt.monitor(ctx.pid(), t.pid());
+    end(&rt, t.pid());
+    let d = recv(ctx, what).await;
+    expect_down(d, r, t.pid(), reason);
+    r
+}
+
 fn down_carries_exit_reason(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
@@ -32,29 +54,27 @@ fn down_carries_exit_reason(workers: usize) {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
 
-        let returns = spawn_actor(&rt);
-        let r = rt.monitor(me, returns.pid());
-        rt.send(returns.pid(), Go::Return);
-        let d = recv(&mut ctx, "Normal").await;
-        expect_down(d, r, returns.pid(), ExitReason::Normal);
-
-        let panics = spawn_actor(&rt);
-        let r = rt.monitor(me, panics.pid());
-        rt.send(panics.pid(), Go::Panic);
-        let d = recv(&mut ctx, "Crashed").await;
-        expect_down(d, r, panics.pid(), ExitReason::Crashed);
-
-        let killed = spawn_actor(&rt);
-        let r = rt.monitor(me, killed.pid());
-        rt.kill(killed.pid());
-        let d = recv(&mut ctx, "Killed").await;
-        expect_down(d, r, killed.pid(), ExitReason::Killed);
-
-        let shut = spawn_actor(&rt);
-        let r = rt.monitor(me, shut.pid());
-        rt.exit(shut.pid(), ExitReason::Shutdown);
-        let d = recv(&mut ctx, "Shutdown").await;
-        expect_down(d, r, shut.pid(), ExitReason::Shutdown);
+        let ends: [(EndActor, _, _); 4] = [
+            (
+                |rt, p| _ = rt.send(p, Go::Return),
+                ExitReason::Normal,
+                "Normal",
+            ),
+            (
+                |rt, p| _ = rt.send(p, Go::Panic),
+                ExitReason::Crashed,
+                "Crashed",
+            ),
+            (|rt, p| _ = rt.kill(p), ExitReason::Killed, "Killed"),
+            (
+                |rt, p| _ = rt.exit(p, ExitReason::Shutdown),
+                ExitReason::Shutdown,
+                "Shutdown",
+            ),
+        ];
+        for (end, reason, what) in ends {
+            monitor_the_end_of_an_actor(&mut ctx, end, reason, what).await;
+        }
 
         // A cascade over a link: the Down carries the original reason.
         let a = spawn_actor(&rt);
@@ -73,11 +93,8 @@ fn down_is_delivered_to_a_watcher_that_does_not_trap_exits(workers: usize) {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
         assert!(!rt.info(me).unwrap().trap_exit);
-        let t = spawn_actor(&rt);
-        let r = rt.monitor(me, t.pid());
-        rt.kill(t.pid());
-        let d = recv(&mut ctx, "the Down").await;
-        expect_down(d, r, t.pid(), ExitReason::Killed);
+        let kill = |rt: &Runtime, t| _ = rt.kill(t);
+        monitor_the_end_of_an_actor(&mut ctx, kill, ExitReason::Killed, "the Down").await;
     });
 }
 
@@ -94,21 +111,8 @@ fn two_monitors_two_downs(workers: usize) {
         assert_eq!(rt.info(t.pid()).unwrap().monitors, 2);
         rt.exit(t.pid(), ExitReason::Shutdown);
         assert_eq!(t.join().await, ExitReason::Shutdown);
-        let mut refs = HashSet::new();
-        for _ in 0..2 {
-            match recv(&mut ctx, "a Down").await {
-                Received::Down {
-                    reference,
-                    pid,
-                    reason,
-                } => {
-                    assert_eq!(reason, ExitReason::Shutdown);
-                    let _ = pid;
-                    assert!(refs.insert(reference), "one Down per monitor");
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let downs = recv_downs(&mut ctx, 2, ExitReason::Shutdown).await;
+        let refs: HashSet<_> = downs.into_keys().collect();
         assert_eq!(refs, HashSet::from([r1, r2]));
         assert!(ctx.try_recv().is_none(), "exactly two Downs");
         assert_eq!(rt.monitor_count(), 0);
@@ -117,10 +121,7 @@ fn two_monitors_two_downs(workers: usize) {
 
 fn monitor_of_dead_pid_gives_noproc_at_once(workers: usize) {
     let rt = runtime(workers);
-    let dead = spawn_actor(&rt);
-    let dead_pid = dead.pid();
-    rt.kill(dead_pid);
-    assert_eq!(run(&rt, dead.join()), ExitReason::Killed);
+    let dead_pid = killed_pid(&rt);
     check(&rt, move |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -158,11 +159,8 @@ fn demonitor_prevents_down(workers: usize) {
         assert!(ctx.try_recv().is_none(), "no Down after demonitor");
 
         // Removed after it fired: false, and the Down is there.
-        let t = spawn_actor(&rt);
-        let r = rt.monitor(me, t.pid());
-        rt.kill(t.pid());
-        let d = recv(&mut ctx, "the Down").await;
-        expect_down(d, r, t.pid(), ExitReason::Killed);
+        let kill = |rt: &Runtime, t| _ = rt.kill(t);
+        let r = monitor_the_end_of_an_actor(&mut ctx, kill, ExitReason::Killed, "the Down").await;
         assert!(!rt.demonitor(r), "false after the monitor fired");
 
         // One of two monitors removed: only the other fires.
@@ -309,10 +307,7 @@ fn monitors_of_dead_watcher_are_cleaned_up(workers: usize) {
 fn a_monitor_for_a_dead_or_unknown_watcher_is_never_stored_nor_fired(workers: usize) {
     let rt = runtime(workers);
     let live = spawn_actor(&rt);
-    let dead = spawn_actor(&rt);
-    let dead_pid = dead.pid();
-    rt.kill(dead_pid);
-    assert_eq!(run(&rt, dead.join()), ExitReason::Killed);
+    let dead_pid = killed_pid(&rt);
     let mut refs = HashSet::new();
     for watcher in [Pid::from_raw(0), Pid::from_raw(u64::MAX - 7), dead_pid] {
         for target in [live.pid(), dead_pid] {

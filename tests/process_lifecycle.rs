@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use support::{
-    DropCounter, EXPECTED_PANIC, on_workers, ping_pong, run, runtime, silence_expected_panics,
-    threads_named, wait_until,
+    DropCounter, EXPECTED_PANIC, ended_pid, join_all, on_workers, ping_pong, run, runtime,
+    silence_expected_panics, threads_named, wait_until,
 };
 
 /// Spawns a process that parks in `recv` forever (until it is ended from
@@ -217,9 +217,7 @@ fn kill_and_exit_of_a_dead_pid_return_false(workers: usize) {
 
 fn send_to_a_dead_pid_returns_false(workers: usize) {
     let rt = runtime(workers);
-    let p = rt.spawn(|_ctx| async {});
-    let pid = p.pid();
-    assert_eq!(run(&rt, p.join()), ExitReason::Normal);
+    let pid = ended_pid(&rt);
     assert!(!rt.send(pid, 1u64));
     assert!(!rt.send(pid, String::from("late")));
 }
@@ -265,11 +263,7 @@ fn counters_list_and_is_alive_track_live_processes(workers: usize) {
     for h in &killed {
         assert!(rt.kill(h.pid()));
     }
-    run(&rt, async {
-        for h in killed {
-            assert_eq!(h.join().await, ExitReason::Killed);
-        }
-    });
+    join_all(&rt, killed, ExitReason::Killed);
     assert_eq!(rt.spawned(), 10);
     assert_eq!(rt.finished(), 4);
     assert_eq!(rt.process_count(), 6);
@@ -280,11 +274,7 @@ fn counters_list_and_is_alive_track_live_processes(workers: usize) {
     for h in &rest {
         assert!(rt.send(h.pid(), ()));
     }
-    run(&rt, async {
-        for h in rest {
-            assert_eq!(h.join().await, ExitReason::Normal);
-        }
-    });
+    join_all(&rt, rest, ExitReason::Normal);
     assert_eq!(rt.spawned(), 10);
     assert_eq!(rt.finished(), 10);
     assert_eq!(rt.process_count(), 0);
@@ -420,11 +410,7 @@ fn pids_are_never_reused(workers: usize) {
             assert!(seen.insert(pid), "{pid} reused");
             first.get_or_insert(pid);
         }
-        run(&rt, async {
-            for h in handles {
-                assert_eq!(h.join().await, ExitReason::Normal);
-            }
-        });
+        join_all(&rt, handles, ExitReason::Normal);
     }
     assert_eq!(seen.len(), BATCH * BATCHES);
     assert_eq!(rt.spawned(), (BATCH * BATCHES) as u64);
@@ -501,11 +487,7 @@ fn shutdown_kills_every_process_and_returns_how_many(workers: usize) {
     handles.extend((0..2).map(|_| spawn_spinner(&rt, &started, DropCounter(drops.clone()))));
     wait_started(&started, 7);
     assert_eq!(rt.shutdown(), 7);
-    run(&rt, async {
-        for h in handles {
-            assert_eq!(h.join().await, ExitReason::Killed);
-        }
-    });
+    join_all(&rt, handles, ExitReason::Killed);
     assert_eq!(drops.load(Ordering::SeqCst), 7);
     assert_eq!(rt.process_count(), 0);
     assert!(rt.list().is_empty());

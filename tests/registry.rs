@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Wake, Waker};
 use support::{
-    Go, check, on_workers, race_rounds, recv, recv_msg, responds, run, runtime,
-    silence_expected_panics, spawn_actor, wait_until_timed,
+    Go, check, check_trapping, killed_pid, on_workers, race_rounds, recv, recv_msg, responds, run,
+    runtime, silence_expected_panics, spawn_actor, wait_until_timed,
 };
 
 fn register_whereis_unregister(workers: usize) {
@@ -54,10 +54,7 @@ fn register_of_a_taken_name_is_refused(workers: usize) {
 
 fn register_of_a_dead_pid_is_refused(workers: usize) {
     let rt = runtime(workers);
-    let p = spawn_actor(&rt);
-    let pid = p.pid();
-    rt.kill(pid);
-    assert_eq!(run(&rt, p.join()), ExitReason::Killed);
+    let pid = killed_pid(&rt);
     assert!(!rt.register("ghost", pid));
     assert_eq!(rt.whereis("ghost"), None);
     assert!(
@@ -88,10 +85,7 @@ fn names_are_released_at_exit(workers: usize) {
 fn names_are_released_before_down(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
         for round in 0..200 {
             let name = format!("short-lived-{round}");
             let p = spawn_actor(&rt);
@@ -167,10 +161,7 @@ fn names_are_released_before_the_down_or_exit_is_delivered(workers: usize) {
     // the registry must already be clean then, not merely by the time the
     // watcher gets to run.
     let rt = runtime(workers);
-    check(&rt, |mut ctx| async move {
-        let rt = ctx.runtime().clone();
-        let me = ctx.pid();
-        rt.set_trap_exit(me, true);
+    check_trapping(&rt, |mut ctx, rt, me| async move {
         for round in 0..200 {
             let name = format!("probed-{round}");
             let tag = format!("probed-tag-{round}");

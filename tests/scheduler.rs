@@ -8,7 +8,7 @@ use rusm_otp::{ExitReason, ProcessHandle, Runtime, yield_now};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
-use support::{TIMEOUT, ping_pong, run, runtime, wait_until};
+use support::{TIMEOUT, join_all, ping_pong, run, runtime, wait_until};
 
 #[test]
 fn block_on_returns_the_output_of_its_future() {
@@ -219,11 +219,7 @@ fn idle_workers_pick_up_work_spawned_from_outside() {
             rt.spawn(move |_ctx| async move { rendezvous(&running, N) })
         })
         .collect();
-    run(&rt, async {
-        for h in handles {
-            assert_eq!(h.join().await, ExitReason::Normal);
-        }
-    });
+    join_all(&rt, handles, ExitReason::Normal);
 }
 
 /// Counts this process in, then spins (never yielding: this holds the
@@ -288,9 +284,5 @@ fn wakes_from_many_threads_reach_parked_processes() {
             });
         }
     });
-    run(&rt, async {
-        for h in receivers {
-            assert_eq!(h.join().await, ExitReason::Normal);
-        }
-    });
+    join_all(&rt, receivers, ExitReason::Normal);
 }

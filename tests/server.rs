@@ -5,8 +5,10 @@
 mod support;
 
 use rusm_otp::{
-    CallError, Context, ExitReason, Flow, Received, ReplyTo, Runtime, Server, ServerRef, Strategy,
+    CallError, Context, ExitReason, Flow, Pid, ProcessHandle, Received, ReplyTo, Runtime, Server,
+    ServerRef, Strategy,
 };
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{
@@ -51,6 +53,58 @@ impl Counter {
             name: None,
         }
     }
+
+    /// This counter, trapping exits from its `init` on.
+    fn trapping(mut self) -> Counter {
+        self.trap = true;
+        self
+    }
+}
+
+/// Spawns a `Counter` logging to a fresh log: the log, the server and a
+/// reference to it.
+fn start_counter(rt: &Runtime) -> (Log, ProcessHandle, ServerRef<Counter>) {
+    let l = Log::default();
+    let h = rt.spawn_server(Counter::new(&l));
+    let s = ServerRef::new(rt, h.pid());
+    (l, h, s)
+}
+
+/// Spawns a parent process that spawns a trapping `Counter` (logging to a
+/// fresh log), then goes on as `body(its context, the server)` says: the
+/// log and the parent.
+fn spawn_parent_of_a_trapping_counter<F, Fut>(rt: &Runtime, body: F) -> (Log, ProcessHandle)
+where
+    F: FnOnce(Context, ProcessHandle) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let l = Log::default();
+    let l2 = l.clone();
+    let parent = rt.spawn(move |ctx| async move {
+        let server = ctx.runtime().spawn_server(Counter::new(&l2).trapping());
+        body(ctx, server).await
+    });
+    (l, parent)
+}
+
+/// Starts a one-for-one supervisor of one `counter` (a fresh one at each
+/// start) registered as `name`, and waits for the name: the supervisor and
+/// the first server's pid.
+fn supervise_counter(
+    rt: &Runtime,
+    name: &'static str,
+    counter: impl Fn() -> Counter + Send + Sync + 'static,
+) -> (ProcessHandle, Pid) {
+    let sup = rt
+        .supervisor(Strategy::OneForOne)
+        .child(move |rt: &Runtime| {
+            let mut c = counter();
+            c.name = Some(name);
+            rt.spawn_server(c)
+        })
+        .start();
+    wait_until("the server is registered", || rt.whereis(name).is_some());
+    (sup, rt.whereis(name).unwrap())
 }
 
 impl Server for Counter {
@@ -110,9 +164,7 @@ fn server_ref_is_clone_send_sync_debug() {
 
 fn calls_casts_and_infos_reach_their_handlers(workers: usize) {
     let rt = runtime(workers);
-    let l = Log::default();
-    let h = rt.spawn_server(Counter::new(&l));
-    let s: ServerRef<Counter> = ServerRef::new(&rt, h.pid());
+    let (l, _h, s) = start_counter(&rt);
     assert_eq!(run(&rt, s.call(Op::Add(2), LONG)), Ok(2));
     assert!(s.cast(40));
     assert!(rt.send(s.pid(), "hello"));
@@ -136,9 +188,7 @@ fn calls_casts_and_infos_reach_their_handlers(workers: usize) {
 
 fn flow_stop_runs_terminate_and_exits_with_the_reason(workers: usize) {
     let rt = runtime(workers);
-    let l = Log::default();
-    let h = rt.spawn_server(Counter::new(&l));
-    let s: ServerRef<Counter> = ServerRef::new(&rt, h.pid());
+    let (l, h, s) = start_counter(&rt);
     assert_eq!(run(&rt, s.call(Op::Add(3), LONG)), Ok(3));
     assert_eq!(run(&rt, s.call(Op::StopAfterReply, LONG)), Ok(3));
     assert_eq!(run(&rt, h.join()), ExitReason::Shutdown);
@@ -152,9 +202,7 @@ fn flow_stop_runs_terminate_and_exits_with_the_reason(workers: usize) {
 fn a_panic_in_handle_call_crashes_the_server_and_fails_the_call(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    let l = Log::default();
-    let h = rt.spawn_server(Counter::new(&l));
-    let s: ServerRef<Counter> = ServerRef::new(&rt, h.pid());
+    let (l, h, s) = start_counter(&rt);
     assert_eq!(
         run(&rt, s.call(Op::Panic, LONG)),
         Err(CallError::Exited(ExitReason::Crashed))
@@ -171,13 +219,8 @@ fn a_panic_in_handle_call_crashes_the_server_and_fails_the_call(workers: usize) 
 /// The same signal from anyone else is just information.
 fn a_trapping_server_obeys_its_parents_exit_signal_only(workers: usize) {
     let rt = runtime(workers);
-    let l = Log::default();
-    let l2 = l.clone();
     let (tx, rx) = std::sync::mpsc::channel();
-    let parent = rt.spawn(move |mut ctx| async move {
-        let mut c = Counter::new(&l2);
-        c.trap = true;
-        let server = ctx.runtime().spawn_server(c);
+    let (l, parent) = spawn_parent_of_a_trapping_counter(&rt, move |mut ctx, server| async move {
         tx.send(server.pid()).unwrap();
         // Waits for the word to stop its server.
         ctx.recv().await;
@@ -207,13 +250,8 @@ fn a_trapping_server_obeys_its_parents_exit_signal_only(workers: usize) {
 /// A trapping server linked to its parent stops when the parent is killed.
 fn a_trapping_server_stops_when_its_linked_parent_is_killed(workers: usize) {
     let rt = runtime(workers);
-    let l = Log::default();
-    let l2 = l.clone();
     let (tx, rx) = std::sync::mpsc::channel();
-    let parent = rt.spawn(move |mut ctx| async move {
-        let mut c = Counter::new(&l2);
-        c.trap = true;
-        let server = ctx.runtime().spawn_server(c);
+    let (l, parent) = spawn_parent_of_a_trapping_counter(&rt, move |mut ctx, server| async move {
         ctx.runtime().link(ctx.pid(), server.pid());
         tx.send(server).unwrap();
         loop {
@@ -232,19 +270,7 @@ fn a_server_under_a_supervisor_is_restarted_after_a_panic_in_handle_call(workers
     silence_expected_panics();
     let rt = runtime(workers);
     let l = Log::default();
-    let l2 = l.clone();
-    let sup = rt
-        .supervisor(Strategy::OneForOne)
-        .child(move |rt: &Runtime| {
-            let mut c = Counter::new(&l2);
-            c.name = Some("counter");
-            rt.spawn_server(c)
-        })
-        .start();
-    wait_until("the server is registered", || {
-        rt.whereis("counter").is_some()
-    });
-    let first = rt.whereis("counter").unwrap();
+    let (sup, first) = supervise_counter(&rt, "counter", move || Counter::new(&l));
     let s: ServerRef<Counter> = ServerRef::new(&rt, first);
     assert_eq!(run(&rt, s.call(Op::Add(5), LONG)), Ok(5));
     assert_eq!(
@@ -264,20 +290,7 @@ fn a_server_under_a_supervisor_is_restarted_after_a_panic_in_handle_call(workers
 fn a_trapping_server_child_stops_when_its_supervisor_is_killed(workers: usize) {
     let rt = runtime(workers);
     let l = Log::default();
-    let l2 = l.clone();
-    let sup = rt
-        .supervisor(Strategy::OneForOne)
-        .child(move |rt: &Runtime| {
-            let mut c = Counter::new(&l2);
-            c.trap = true;
-            c.name = Some("trapper");
-            rt.spawn_server(c)
-        })
-        .start();
-    wait_until("the server is registered", || {
-        rt.whereis("trapper").is_some()
-    });
-    let pid = rt.whereis("trapper").unwrap();
+    let (sup, pid) = supervise_counter(&rt, "trapper", move || Counter::new(&l).trapping());
     let s: ServerRef<Counter> = ServerRef::new(&rt, pid);
     assert_eq!(run(&rt, s.call(Op::Get, LONG)), Ok(0));
     assert!(rt.kill(sup.pid()));

@@ -11,7 +11,7 @@ use rusm_otp::{ExitReason, Pid, ProcessHandle, Runtime, yield_now};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use support::{DropCounter, run, runtime, wait_until};
+use support::{DropCounter, join_all, run, runtime, wait_until};
 
 /// 1,000 receivers; 10 sender processes each send `PER_PAIR` sequenced
 /// messages to every receiver, interleaved across receivers. With
@@ -147,11 +147,7 @@ fn a_token_circles_a_ring_of_a_thousand_processes() {
         assert!(rt.send(p.pid(), ring[(i + 1) % SIZE].pid()));
     }
     assert!(rt.send(ring[0].pid(), HOPS));
-    run(&rt, async {
-        for p in ring {
-            assert_eq!(p.join().await, ExitReason::Normal);
-        }
-    });
+    join_all(&rt, ring, ExitReason::Normal);
     assert_eq!(hops.load(Ordering::Relaxed), HOPS);
 }
 
@@ -265,11 +261,7 @@ fn concurrent_spawn_storms_give_distinct_pids() {
             })
         })
         .collect();
-    run(&rt, async {
-        for s in spawners {
-            assert_eq!(s.join().await, ExitReason::Normal);
-        }
-    });
+    join_all(&rt, spawners, ExitReason::Normal);
     let all = all.lock().unwrap();
     let distinct: HashSet<Pid> = all.iter().copied().collect();
     assert_eq!(all.len(), SPAWNERS * CHILDREN);

@@ -5,7 +5,7 @@
 mod support;
 
 use rusm_otp::supervisor::{Children, WhichChildren};
-use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
+use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy, Supervisor};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -59,6 +59,28 @@ async fn wait_for_change(rt: &Runtime, name: &str, old: Pid) -> Pid {
     rt.whereis(name).unwrap()
 }
 
+/// Starts `sup` with a [`named`] child for each of `names`, in that order,
+/// and waits until every one has registered: the supervisor and the
+/// children's pids.
+fn start_named<const N: usize>(
+    rt: &Runtime,
+    sup: Supervisor,
+    names: [&'static str; N],
+) -> (ProcessHandle, [Pid; N]) {
+    let sup = names
+        .iter()
+        .fold(sup, |b, &name| b.child(named(name)))
+        .start();
+    let pids = run(rt, async {
+        let mut pids = Vec::with_capacity(N);
+        for name in names {
+            pids.push(wait_for(rt, name).await);
+        }
+        pids
+    });
+    (sup, pids.try_into().unwrap())
+}
+
 /// Asks supervisor `sup` for its children.
 async fn which_children(ctx: &mut rusm_otp::Context, sup: Pid) -> Vec<Pid> {
     let me = ctx.pid();
@@ -74,16 +96,9 @@ async fn which_children(ctx: &mut rusm_otp::Context, sup: Pid) -> Vec<Pid> {
 
 fn one_for_one_restarts_only_the_failed_child(workers: usize) {
     let rt = runtime(workers);
-    let sup = rt
-        .supervisor(Strategy::OneForOne)
-        .child(named("c0"))
-        .child(named("c1"))
-        .start();
+    let (sup, [c0, c1]) = start_named(&rt, rt.supervisor(Strategy::OneForOne), ["c0", "c1"]);
     let sup_pid = sup.pid();
     run(&rt, async {
-        let c0 = wait_for(&rt, "c0").await;
-        let c1 = wait_for(&rt, "c1").await;
-
         rt.kill(c0);
         let c0b = wait_for_change(&rt, "c0", c0).await;
         assert_ne!(c0b, c0, "the failed child is restarted with a fresh pid");
@@ -107,15 +122,10 @@ fn one_for_one_restarts_only_the_failed_child(workers: usize) {
 
 fn one_for_all_restarts_every_child(workers: usize) {
     let rt = runtime(workers);
-    let sup = rt
-        .supervisor(Strategy::OneForAll)
-        .child(named("a0"))
-        .child(named("a1"))
-        .start();
+    let (sup, [mut a0, mut a1]) =
+        start_named(&rt, rt.supervisor(Strategy::OneForAll), ["a0", "a1"]);
     let sup_pid = sup.pid();
     run(&rt, async {
-        let mut a0 = wait_for(&rt, "a0").await;
-        let mut a1 = wait_for(&rt, "a1").await;
         // Twice: the supervisor survives its own terminations.
         for round in 0..2 {
             rt.kill(a0);
@@ -138,17 +148,10 @@ fn one_for_all_restarts_every_child(workers: usize) {
 
 fn rest_for_one_restarts_the_failed_and_later_children(workers: usize) {
     let rt = runtime(workers);
-    let sup = rt
-        .supervisor(Strategy::RestForOne)
-        .child(named("r0"))
-        .child(named("r1"))
-        .child(named("r2"))
-        .start();
+    let (sup, [r0, mut r1, mut r2]) =
+        start_named(&rt, rt.supervisor(Strategy::RestForOne), ["r0", "r1", "r2"]);
     let sup_pid = sup.pid();
     run(&rt, async {
-        let r0 = wait_for(&rt, "r0").await;
-        let mut r1 = wait_for(&rt, "r1").await;
-        let mut r2 = wait_for(&rt, "r2").await;
         for round in 0..2 {
             rt.kill(r1);
             let r1b = wait_for_change(&rt, "r1", r1).await;
@@ -218,13 +221,11 @@ fn restart_intensity_over_lifetime(workers: usize) {
 
 fn supervisor_gives_up_with_crashed(workers: usize) {
     let rt = runtime(workers);
-    let sup = rt
+    let budget = rt
         .supervisor(Strategy::OneForAll)
         .max_restarts(2)
-        .within(Duration::from_secs(60))
-        .child(named("victim"))
-        .child(named("bystander"))
-        .start();
+        .within(Duration::from_secs(60));
+    let (sup, [mut victim, _]) = start_named(&rt, budget, ["victim", "bystander"]);
     let sup_pid = sup.pid();
     // Nothing fails until the test kills the victim, so this monitor is in
     // place well before the supervisor can give up.
@@ -239,7 +240,6 @@ fn supervisor_gives_up_with_crashed(workers: usize) {
     });
     rt.monitor(watcher.pid(), sup_pid);
     run(&rt, async {
-        let mut victim = wait_for(&rt, "victim").await;
         // Two restarts are within budget...
         for _ in 0..2 {
             rt.kill(victim);
@@ -265,20 +265,8 @@ fn supervisor_gives_up_with_crashed(workers: usize) {
 
 fn killing_the_supervisor_kills_its_children(workers: usize) {
     let rt = runtime(workers);
-    let sup = rt
-        .supervisor(Strategy::OneForOne)
-        .child(named("k0"))
-        .child(named("k1"))
-        .child(named("k2"))
-        .start();
+    let (sup, children) = start_named(&rt, rt.supervisor(Strategy::OneForOne), ["k0", "k1", "k2"]);
     let sup_pid = sup.pid();
-    let children: Vec<Pid> = run(&rt, async {
-        let mut v = Vec::new();
-        for name in ["k0", "k1", "k2"] {
-            v.push(wait_for(&rt, name).await);
-        }
-        v
-    });
     check(&rt, move |mut ctx| async move {
         let rt = ctx.runtime().clone();
         let me = ctx.pid();
@@ -313,15 +301,7 @@ fn killing_the_supervisor_kills_its_children(workers: usize) {
 
 fn shutdown_exit_signal_terminates_the_tree_in_order(workers: usize) {
     let rt = runtime(workers);
-    let sup = rt
-        .supervisor(Strategy::OneForOne)
-        .child(named("s0"))
-        .child(named("s1"))
-        .start();
-    run(&rt, async {
-        wait_for(&rt, "s0").await;
-        wait_for(&rt, "s1").await;
-    });
+    let (sup, _) = start_named(&rt, rt.supervisor(Strategy::OneForOne), ["s0", "s1"]);
     let owner = Pid::from_raw(u64::MAX - 11);
     assert!(rt.send_exit(owner, sup.pid(), ExitReason::Shutdown));
     assert_eq!(
@@ -337,19 +317,11 @@ fn shutdown_exit_signal_terminates_the_tree_in_order(workers: usize) {
 
 fn which_children_reports_children(workers: usize) {
     let rt = runtime(workers);
-    let sup = rt
-        .supervisor(Strategy::OneForOne)
-        .child(named("w0"))
-        .child(named("w1"))
-        .child(named("w2"))
-        .start();
+    let (sup, named_pids) =
+        start_named(&rt, rt.supervisor(Strategy::OneForOne), ["w0", "w1", "w2"]);
     let sup_pid = sup.pid();
     check(&rt, move |mut ctx| async move {
         let rt = ctx.runtime().clone();
-        let mut named_pids = Vec::new();
-        for name in ["w0", "w1", "w2"] {
-            named_pids.push(wait_for(&rt, name).await);
-        }
         let listed = which_children(&mut ctx, sup_pid).await;
         assert_eq!(listed, named_pids, "its children, in start order");
 

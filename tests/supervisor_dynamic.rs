@@ -3,19 +3,14 @@
 
 mod support;
 
-use rusm_otp::supervisor::{ChildCount, ChildSpec, Restart, SupervisorError, SupervisorRef};
-use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
+use rusm_otp::supervisor::{
+    ChildCount, ChildSpec, Restart, Shutdown, SupervisorError, SupervisorRef,
+};
+use rusm_otp::{ExitReason, Pid, Runtime, Strategy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use support::supervision::{idle, supervise_stubborn};
 use support::{EXPECTED_PANIC, on_workers, run, runtime, silence_expected_panics, wait_until};
-
-fn idle(rt: &Runtime) -> ProcessHandle {
-    rt.spawn(|mut ctx| async move {
-        loop {
-            ctx.recv().await;
-        }
-    })
-}
 
 fn terminate_then_restart_then_delete(workers: usize) {
     let rt = runtime(workers);
@@ -165,23 +160,7 @@ fn a_request_to_a_supervisor_that_dies_before_answering_fails_with_noproc(worker
         let rt = ctx.runtime().clone();
         // A child that traps exits and never ends by itself: an Infinity
         // stop of it keeps the supervisor busy.
-        let sup = rt
-            .supervisor(Strategy::OneForOne)
-            .child_spec(
-                ChildSpec::new("stuck", move |rt: &Runtime| {
-                    rt.spawn(move |mut ctx| async move {
-                        let c = ctx.pid();
-                        ctx.runtime().set_trap_exit(c, true);
-                        loop {
-                            if let Received::Exit { .. } = ctx.recv().await {
-                                ctx.runtime().send(me, "stopping");
-                            }
-                        }
-                    })
-                })
-                .shutdown(rusm_otp::supervisor::Shutdown::Infinity),
-            )
-            .start();
+        let sup = supervise_stubborn(&rt, "stuck", me, Shutdown::Infinity);
         let s = sup.pid();
         let r = SupervisorRef::new(&rt, s);
         let r2 = r.clone();
@@ -189,8 +168,9 @@ fn a_request_to_a_supervisor_that_dies_before_answering_fails_with_noproc(worker
             let res = r2.terminate_child("stuck").await;
             ctx.runtime().send(me, ("terminate", res));
         });
+        // The stop has reached the child, which ignores it.
         let m = ctx.recv().await.message().unwrap();
-        assert_eq!(m.downcast::<&str>().unwrap(), "stopping");
+        m.downcast::<(Pid, ExitReason)>().unwrap();
         let r3 = r.clone();
         rt.spawn(move |ctx| async move {
             let res = r3.which_children().await.map(|v| v.len());

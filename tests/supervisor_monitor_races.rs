@@ -11,22 +11,42 @@ use rusm_otp::supervisor::{ChildSpec, Restart, Shutdown, SupervisorRef};
 use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use support::{on_workers, run, runtime, silence_expected_panics, wait_until};
-
-/// A child that idles forever.
-fn idle(rt: &Runtime) -> ProcessHandle {
-    rt.spawn(|mut ctx| async move {
-        loop {
-            ctx.recv().await;
-        }
-    })
-}
+use support::supervision::{idle, supervise_idle};
+use support::{inner_handle, on_workers, run, runtime, silence_expected_panics, wait_until};
 
 /// A child that crashes at once.
 fn crasher(rt: &Runtime) -> ProcessHandle {
     rt.spawn(|ctx| async move {
         ctx.runtime().exit(ctx.pid(), ExitReason::Crashed);
     })
+}
+
+/// A one-for-one supervisor (unlimited budget) of an idle child and one
+/// that crashes as soon as it starts, so it restarts it in a loop; and the
+/// count of that child's starts.
+fn restart_storm(rt: &Runtime) -> (ProcessHandle, Arc<AtomicU64>) {
+    let starts = Arc::new(AtomicU64::new(0));
+    let s = starts.clone();
+    let sup = rt
+        .supervisor(Strategy::OneForOne)
+        .max_restarts(0)
+        .child(idle)
+        .child_spec(ChildSpec::new("storm", move |rt: &Runtime| {
+            s.fetch_add(1, Ordering::SeqCst);
+            crasher(rt)
+        }))
+        .start();
+    (sup, starts)
+}
+
+/// Runs `start`, a supervisor's start, which must return (not panic), and
+/// requires the supervisor it started to end `Crashed` and its whole tree
+/// to be gone.
+fn starts_then_crashes(rt: &Runtime, start: impl FnOnce() -> ProcessHandle) {
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(start));
+    let sup = started.expect("start returns");
+    assert_eq!(run(rt, sup.join()), ExitReason::Crashed);
+    all_gone(rt);
 }
 
 /// The tree is gone and left no monitor behind.
@@ -59,16 +79,7 @@ fn exact(rt: &Runtime, sup: Pid) {
 fn killed_while_its_children_crash(workers: usize) {
     let rt = runtime(workers);
     for round in 0..60 {
-        let sup = rt
-            .supervisor(Strategy::OneForAll)
-            .max_restarts(0)
-            .child(idle)
-            .child(idle)
-            .child(idle)
-            .child(idle)
-            .start();
-        let kids = run(&rt, SupervisorRef::new(&rt, sup.pid()).which_children()).unwrap();
-        let kids: Vec<Pid> = kids.into_iter().filter_map(|c| c.pid).collect();
+        let (sup, kids) = supervise_idle(&rt, Strategy::OneForAll, 4);
         let (rt2, sup_pid) = (rt.clone(), sup.pid());
         let killer = std::thread::spawn(move || {
             for _ in 0..round % 40 {
@@ -91,17 +102,7 @@ fn killed_while_its_children_crash(workers: usize) {
 fn killed_in_a_restart_storm(workers: usize) {
     let rt = runtime(workers);
     for round in 0..30 {
-        let starts = Arc::new(AtomicU64::new(0));
-        let s = starts.clone();
-        let sup = rt
-            .supervisor(Strategy::OneForOne)
-            .max_restarts(0)
-            .child(idle)
-            .child_spec(ChildSpec::new("storm", move |rt: &Runtime| {
-                s.fetch_add(1, Ordering::SeqCst);
-                crasher(rt)
-            }))
-            .start();
+        let (sup, starts) = restart_storm(&rt);
         let target = 2 + round as u64 * 7;
         wait_until("some restarts", || starts.load(Ordering::SeqCst) >= target);
         rt.kill(sup.pid());
@@ -372,17 +373,7 @@ fn a_dynamic_supervisor_with_100_000_children_killed_at_once() {
 fn runtime_dropped_in_a_restart_storm() {
     for workers in [1, 2, 4] {
         let rt = runtime(workers);
-        let starts = Arc::new(AtomicU64::new(0));
-        let s = starts.clone();
-        let _sup = rt
-            .supervisor(Strategy::OneForOne)
-            .max_restarts(0)
-            .child(idle)
-            .child_spec(ChildSpec::new("storm", move |rt: &Runtime| {
-                s.fetch_add(1, Ordering::SeqCst);
-                crasher(rt)
-            }))
-            .start();
+        let (_sup, starts) = restart_storm(&rt);
         let dynamic = rt.dynamic_supervisor().max_restarts(0).start();
         let d = SupervisorRef::new(&rt, dynamic.pid());
         run(&rt, async {
@@ -391,13 +382,7 @@ fn runtime_dropped_in_a_restart_storm() {
             }
         });
         wait_until("a storm", || starts.load(Ordering::SeqCst) > 100);
-        // A handle that does not keep the runtime running.
-        let (tx, rx) = std::sync::mpsc::channel();
-        rt.spawn(move |ctx| {
-            tx.send(ctx.runtime().clone()).unwrap();
-            async {}
-        });
-        let watcher = rx.recv().unwrap();
+        let watcher = inner_handle(&rt);
         let done = Arc::new(AtomicBool::new(false));
         let d2 = done.clone();
         let dropper = std::thread::spawn(move || {
@@ -481,7 +466,7 @@ impl Drop for PanicOnDrop {
 fn a_factory_panic_whose_payload_panics_when_dropped(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    starts_then_crashes(&rt, || {
         rt.supervisor(Strategy::OneForOne)
             .child(idle)
             .child(|rt: &Runtime| -> ProcessHandle {
@@ -489,10 +474,7 @@ fn a_factory_panic_whose_payload_panics_when_dropped(workers: usize) {
                 std::panic::panic_any(PanicOnDrop)
             })
             .start()
-    }));
-    let sup = started.expect("start returns");
-    assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
-    all_gone(&rt);
+    });
     assert_eq!(rt.metrics().unowned_panics, 1);
 
     let dynamic = rt.dynamic_supervisor().start();
@@ -527,6 +509,14 @@ impl Drop for DropPanics {
     }
 }
 
+/// A factory of idle children that owns `capture`, dropped with it.
+fn idle_owning(capture: DropPanics) -> impl Fn(&Runtime) -> ProcessHandle + Send + Sync + 'static {
+    move |rt: &Runtime| {
+        let _ = &capture;
+        idle(rt)
+    }
+}
+
 /// A static child's factory fails at start, and a later child's factory
 /// (never run) owns a value whose destructor panics: that spec is dropped
 /// with the supervisor (whose end owns the panic), not inside `start`,
@@ -534,20 +524,13 @@ impl Drop for DropPanics {
 fn specs_left_unstarted_are_dropped_by_the_supervisor(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    let capture = DropPanics;
-    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    starts_then_crashes(&rt, || {
         rt.supervisor(Strategy::OneForOne)
             .child(idle)
             .child(|_: &Runtime| -> ProcessHandle { panic!("expected: a failing factory") })
-            .child(move |rt: &Runtime| {
-                let _ = &capture;
-                idle(rt)
-            })
+            .child(idle_owning(DropPanics))
             .start()
-    }));
-    let sup = started.expect("start returns");
-    assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
-    all_gone(&rt);
+    });
 }
 
 /// A static factory shuts the runtime down (every process is killed, the
@@ -558,21 +541,14 @@ fn specs_left_unstarted_are_dropped_by_the_supervisor(workers: usize) {
 fn a_supervisor_killed_while_it_starts(workers: usize) {
     silence_expected_panics();
     let rt = runtime(workers);
-    let capture = DropPanics;
-    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    // Killed; its state's destructor panicked, so it ends `Crashed`.
+    starts_then_crashes(&rt, || {
         rt.supervisor(Strategy::OneForOne)
             .child(|rt: &Runtime| {
                 rt.shutdown();
                 idle(rt)
             })
-            .child(move |rt: &Runtime| {
-                let _ = &capture;
-                idle(rt)
-            })
+            .child(idle_owning(DropPanics))
             .start()
-    }));
-    let sup = started.expect("start returns");
-    // Killed; its state's destructor panicked, so it ends `Crashed`.
-    assert_eq!(run(&rt, sup.join()), ExitReason::Crashed);
-    all_gone(&rt);
+    });
 }

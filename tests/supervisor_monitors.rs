@@ -5,40 +5,16 @@
 
 mod support;
 
-use rusm_otp::supervisor::{ChildSpec, SupervisorRef};
-use rusm_otp::{ExitReason, Pid, ProcessHandle, Received, Runtime, Strategy};
+use rusm_otp::supervisor::ChildSpec;
+use rusm_otp::{ExitReason, Pid, Received, Runtime, Strategy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use support::supervision::{idle, running, supervise_idle};
 use support::{on_workers, run, runtime, wait_until};
-
-/// A child that idles forever.
-fn idle(rt: &Runtime) -> ProcessHandle {
-    rt.spawn(|mut ctx| async move {
-        loop {
-            ctx.recv().await;
-        }
-    })
-}
-
-fn running(rt: &Runtime, sup: Pid) -> Vec<Pid> {
-    let r = SupervisorRef::new(rt, sup);
-    run(rt, r.which_children())
-        .expect("the supervisor answers")
-        .into_iter()
-        .filter_map(|c| c.pid)
-        .collect()
-}
 
 fn each_child_carries_one_monitor_and_each_death_one_down(workers: usize) {
     let rt = runtime(workers);
-    let sup = rt
-        .supervisor(Strategy::OneForOne)
-        .max_restarts(0)
-        .child(idle)
-        .child(idle)
-        .child(idle)
-        .start();
-    let kids = running(&rt, sup.pid());
+    let (sup, kids) = supervise_idle(&rt, Strategy::OneForOne, 3);
     assert_eq!(kids.len(), 3);
     for &k in &kids {
         assert_eq!(rt.info(k).unwrap().monitors, 1);

@@ -10,6 +10,7 @@ use rusm_otp::{Context, ExitReason, Pid, ProcessHandle, Received, Runtime, Strat
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::supervision::{idle, supervise_stubborn};
 use support::{EXPECTED_PANIC, on_workers, run, runtime, silence_expected_panics, wait_until};
 
 /// How a [`told`] child ends when told.
@@ -37,15 +38,6 @@ fn told(rt: &Runtime) -> ProcessHandle {
                     }
                 }
             }
-        }
-    })
-}
-
-/// A child that idles forever.
-fn idle(rt: &Runtime) -> ProcessHandle {
-    rt.spawn(|mut ctx| async move {
-        loop {
-            ctx.recv().await;
         }
     })
 }
@@ -339,34 +331,13 @@ fn children_stop_one_at_a_time_in_reverse_start_order(workers: usize) {
     assert_eq!(rt.process_count(), 0);
 }
 
-/// A child that traps exits, reports each exit signal to `tell`, and
-/// otherwise ignores it.
-fn stubborn(tell: Pid) -> impl Fn(&Runtime) -> ProcessHandle + Send + Sync + 'static {
-    move |rt: &Runtime| {
-        rt.spawn(move |mut ctx| async move {
-            let me = ctx.pid();
-            ctx.runtime().set_trap_exit(me, true);
-            loop {
-                if let Received::Exit { reason, .. } = ctx.recv().await {
-                    ctx.runtime().send(tell, (me, reason));
-                }
-            }
-        })
-    }
-}
-
 fn a_timeout_child_that_traps_and_ignores_shutdown_is_killed_after_its_timeout(workers: usize) {
     let rt = runtime(workers);
     let h = rt.spawn(|mut ctx| async move {
         let me = ctx.pid();
         let rt = ctx.runtime().clone();
-        let sup = rt
-            .supervisor(Strategy::OneForOne)
-            .child_spec(
-                ChildSpec::new("stubborn", stubborn(me))
-                    .shutdown(Shutdown::Timeout(Duration::from_millis(50))),
-            )
-            .start();
+        let timeout = Shutdown::Timeout(Duration::from_millis(50));
+        let sup = supervise_stubborn(&rt, "stubborn", me, timeout);
         let r = SupervisorRef::new(&rt, sup.pid());
         let child = r.which_children().await.unwrap()[0].pid.unwrap();
         rt.monitor(me, child);

@@ -15,7 +15,8 @@ use std::sync::mpsc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use support::{
-    DropCounter, EXPECTED_PANIC, run, run_for, runtime, silence_expected_panics, wait_until,
+    DropCounter, EXPECTED_PANIC, ended_pid, inner_handle, run, run_for, runtime,
+    silence_expected_panics, wait_until,
 };
 
 /// A bound on waits that succeed at once when the runtime is healthy.
@@ -143,9 +144,7 @@ fn timers_aimed_at_a_killed_process_are_cancelled_and_freed() {
 #[test]
 fn a_timer_aimed_at_a_dead_process_is_cancelled_at_once() {
     let rt = runtime(1);
-    let p = rt.spawn(|_| async {});
-    let pid = p.pid();
-    assert_eq!(run(&rt, p.join()), ExitReason::Normal);
+    let pid = ended_pid(&rt);
     let drops = Arc::new(AtomicUsize::new(0));
     let t = rt.send_after(pid, Duration::from_secs(3600), DropCounter(drops.clone()));
     let never = rt.send_after(pid, Duration::MAX, DropCounter(drops.clone()));
@@ -203,9 +202,7 @@ fn a_shed_timer_message_that_panics_in_drop_is_counted_not_fatal() {
     });
     assert_eq!(rt.dropped_messages(), 1);
     // The one worker is still there.
-    for _ in 0..20 {
-        assert_eq!(run(&rt, rt.spawn(|_| async {}).join()), ExitReason::Normal);
-    }
+    worker_still_runs(&rt);
     p.kill();
 }
 
@@ -220,8 +217,13 @@ fn a_timer_message_that_panics_in_drop_at_its_targets_end_is_counted_not_fatal()
         rt.metrics().unowned_panics == 1
     });
     assert_eq!(rt.pending_timers(), 0);
+    worker_still_runs(&rt);
+}
+
+/// The runtime's one worker is still there: processes run to their end.
+fn worker_still_runs(rt: &Runtime) {
     for _ in 0..20 {
-        assert_eq!(run(&rt, rt.spawn(|_| async {}).join()), ExitReason::Normal);
+        assert_eq!(run(rt, rt.spawn(|_| async {}).join()), ExitReason::Normal);
     }
 }
 
@@ -292,12 +294,7 @@ fn within_bound<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 's
 /// The owner drops the runtime; a handle taken inside a process remains.
 fn orphaned_handle() -> Runtime {
     let rt = runtime(2);
-    let (tx, rx) = mpsc::channel();
-    rt.spawn(move |ctx| {
-        tx.send(ctx.runtime().clone()).unwrap();
-        async {}
-    });
-    let handle = rx.recv_timeout(BOUND).unwrap();
+    let handle = inner_handle(&rt);
     drop(rt);
     handle
 }
@@ -345,12 +342,7 @@ fn a_handle_of_a_stopped_runtime_never_hangs() {
 #[test]
 fn a_block_on_sleeping_while_its_runtime_stops_still_wakes() {
     let rt = runtime(2);
-    let (tx, rx) = mpsc::channel();
-    rt.spawn(move |ctx| {
-        tx.send(ctx.runtime().clone()).unwrap();
-        async {}
-    });
-    let handle = rx.recv_timeout(BOUND).unwrap();
+    let handle = inner_handle(&rt);
     let (started_tx, started_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {

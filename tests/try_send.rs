@@ -3,14 +3,12 @@
 mod support;
 
 use rusm_otp::{ExitReason, Message, Received, Runtime, SendError};
-use support::{run, runtime};
+use support::{ended_pid, run, runtime};
 
 #[test]
 fn try_send_to_a_dead_pid_returns_the_exact_value() {
     let rt = runtime(1);
-    let p = rt.spawn(|_ctx| async {});
-    let pid = p.pid();
-    assert_eq!(run(&rt, p.join()), ExitReason::Normal);
+    let pid = ended_pid(&rt);
     let v = vec![1u8, 2, 3];
     let ptr = v.as_ptr();
     match rt.try_send(pid, v) {

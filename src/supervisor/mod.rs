@@ -60,8 +60,14 @@
 //!    and the children started after it) the affected running siblings are
 //!    *stopped* one at a time, last started first (temporary ones are then
 //!    dropped), and every affected child is started again in start order.
-//!    A factory that panics here is that child crashing again: the state
-//!    repeats from its charge to the budget, which bounds the loop.
+//!    A factory that fails here is that child crashing again: it stays
+//!    restarting, and the supervisor goes back to *serving*, where, once
+//!    its mailbox is empty, it yields to the worker and tries again from
+//!    the charge to the budget (OTP's `try_again_restart`). So requests and
+//!    exit signals are still handled between attempts, a request that
+//!    stops the child ends the attempts, and a factory that always fails
+//!    under an unlimited budget neither holds a worker nor makes the
+//!    supervisor deaf.
 //! 4. **Ending** with reason R (an abnormal exit signal from a process that
 //!    is not a child, the budget exhausted, a static child's factory
 //!    failing): every running child is *stopped*, last started first; then

@@ -88,6 +88,9 @@ struct Sup {
     children: Children,
     /// Children that ended lately, oldest first (see [`RECENT`]).
     recent: VecDeque<Pid>,
+    /// Children whose restart failed, to try again once the mailbox has
+    /// been looked at (OTP's `try_again_restart`).
+    retry: VecDeque<u32>,
 }
 
 /// The supervisor process's body.
@@ -108,6 +111,7 @@ pub(super) async fn run(ctx: Context, init: Init) {
         budget,
         children,
         recent: VecDeque::new(),
+        retry: VecDeque::new(),
     };
     let end = match failed {
         Some(msg) => End::Panic(msg),
@@ -137,7 +141,29 @@ impl Sup {
     /// The receive loop; returns why the supervisor must end.
     async fn serve(&mut self) -> End {
         loop {
-            let step = match self.ctx.recv().await {
+            let received = if self.retry.is_empty() {
+                self.ctx.recv().await
+            } else if let Some(r) = self.ctx.try_recv() {
+                r
+            } else {
+                // Nothing queued: give the worker away once, then try the
+                // failed restart again, unless a request stopped the child
+                // meanwhile.
+                crate::yield_now().await;
+                let Some(i) = self.retry.pop_front() else {
+                    continue;
+                };
+                if self
+                    .slot(i)
+                    .is_some_and(|c| matches!(c.state, State::Restarting))
+                {
+                    if let Err(end) = self.restart(i, None).await {
+                        return end;
+                    }
+                }
+                continue;
+            };
+            let step = match received {
                 Received::Down {
                     reference,
                     pid,
@@ -213,7 +239,7 @@ impl Sup {
             return Ok(());
         }
         self.children.set_not_running(i, State::Restarting);
-        self.restart(i, pid).await
+        self.restart(i, Some(pid)).await
     }
 
     fn note_gone(&mut self, pid: Pid) {
@@ -224,76 +250,71 @@ impl Sup {
     }
 
     /// Restarts child `i` (in `Restarting`) per the strategy, charging the
-    /// budget once per attempt; a factory that panics is that child
-    /// crashing again.
-    async fn restart(&mut self, mut i: u32, old: Pid) -> Result<(), End> {
-        // The pid child `i` last ran as; none once its factory failed.
-        let mut old = Some(old);
-        loop {
-            if self.children.get(i).spec.restart != Restart::Temporary && self.budget.over() {
-                let reason = ExitReason::Crashed;
-                report::escalated(self.ctx.pid(), &self.children.get(i).spec.id, reason);
-                return Err(End::Exit(reason));
-            }
-            let affected = match self.strategy {
-                Strategy::OneForOne => match self.start(i) {
-                    Ok(new) => {
-                        self.restarted(i, old, new);
-                        return Ok(());
-                    }
-                    Err(_) => {
-                        old = None;
-                        continue;
-                    }
-                },
-                Strategy::OneForAll => self.children.all(),
-                Strategy::RestForOne => self.children.from(i),
-            };
-            let olds: Vec<Option<Pid>> = affected
-                .iter()
-                .map(|&j| {
-                    if j == i {
-                        old
-                    } else {
-                        self.children.get(j).pid()
-                    }
-                })
-                .collect();
-            // Stop the affected siblings, last started first.
-            for &j in affected.iter().rev() {
-                if self.children.get(j).pid().is_some() {
-                    self.stop(j).await;
-                    if self.children.get(j).spec.restart == Restart::Temporary {
-                        self.children.set_not_running(j, State::Stopped);
-                        self.children.remove(j);
-                    } else {
-                        self.children.set_not_running(j, State::Restarting);
-                    }
+    /// budget once per attempt. A factory that fails is that child crashing
+    /// again: it stays `Restarting` and is queued for another attempt from
+    /// the receive loop, so what is in the mailbox (a request, an exit
+    /// signal) is seen between attempts.
+    async fn restart(&mut self, i: u32, old: Option<Pid>) -> Result<(), End> {
+        if self.children.get(i).spec.restart != Restart::Temporary && self.budget.over() {
+            let reason = ExitReason::Crashed;
+            report::escalated(self.ctx.pid(), &self.children.get(i).spec.id, reason);
+            return Err(End::Exit(reason));
+        }
+        let affected = match self.strategy {
+            Strategy::OneForOne => match self.start(i) {
+                Ok(new) => {
+                    self.restarted(i, old, new);
+                    return Ok(());
                 }
-            }
-            // Start them again, first started first; stop at a failure,
-            // which is that child crashing again.
-            let mut failed = None;
-            for (&j, &old_j) in affected.iter().zip(&olds) {
-                let Some(c) = self.slot(j) else { continue };
-                if matches!(c.state, State::Restarting) {
-                    match self.start(j) {
-                        Ok(new) => self.restarted(j, old_j, new),
-                        Err(_) => {
-                            failed = Some(j);
-                            break;
-                        }
-                    }
+                Err(_) => {
+                    self.retry.push_back(i);
+                    return Ok(());
                 }
-            }
-            match failed {
-                None => return Ok(()),
-                Some(j) => {
-                    i = j;
-                    old = None;
+            },
+            Strategy::OneForAll => self.children.all(),
+            Strategy::RestForOne => self.children.from(i),
+        };
+        let olds: Vec<Option<Pid>> = affected
+            .iter()
+            .map(|&j| {
+                if j == i {
+                    old
+                } else {
+                    self.children.get(j).pid()
+                }
+            })
+            .collect();
+        // Stop the affected siblings, last started first.
+        for &j in affected.iter().rev() {
+            if self.children.get(j).pid().is_some() {
+                self.stop(j).await;
+                if self.children.get(j).spec.restart == Restart::Temporary {
+                    self.children.set_not_running(j, State::Stopped);
+                    self.children.remove(j);
+                } else {
+                    self.children.set_not_running(j, State::Restarting);
                 }
             }
         }
+        // Start them again, first started first; stop at a failure,
+        // which is that child crashing again.
+        let mut failed = None;
+        for (&j, &old_j) in affected.iter().zip(&olds) {
+            let Some(c) = self.slot(j) else { continue };
+            if matches!(c.state, State::Restarting) {
+                match self.start(j) {
+                    Ok(new) => self.restarted(j, old_j, new),
+                    Err(_) => {
+                        failed = Some(j);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(j) = failed {
+            self.retry.push_back(j);
+        }
+        Ok(())
     }
 
     /// Reports the restart of child `i`.

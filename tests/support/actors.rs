@@ -5,7 +5,8 @@
 //! Every receive is bounded by [`TIMEOUT`](super::TIMEOUT).
 
 use super::{EXPECTED_PANIC, TIMEOUT, run};
-use rusm_otp::{Context, ExitReason, Message, Pid, ProcessHandle, Received, Runtime};
+use rusm_otp::{Context, ExitReason, Message, MonitorRef, Pid, ProcessHandle, Received, Runtime};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +65,34 @@ pub(crate) async fn recv_msg<T: 'static>(ctx: &mut Context, what: &str) -> T {
     }
 }
 
+/// Receives `n` `Down`s, each with `reason` and each for a monitor not seen
+/// before (one `Down` per monitor), failing the test on anything else: the
+/// pid each names, by monitor.
+pub(crate) async fn recv_downs(
+    ctx: &mut Context,
+    n: usize,
+    reason: ExitReason,
+) -> HashMap<MonitorRef, Pid> {
+    let mut seen = HashMap::with_capacity(n);
+    for _ in 0..n {
+        match recv(ctx, "a Down").await {
+            Received::Down {
+                reference,
+                pid,
+                reason: r,
+            } => {
+                assert_eq!(r, reason, "the Down's reason");
+                assert!(
+                    seen.insert(reference, pid).is_none(),
+                    "two Downs for one monitor"
+                );
+            }
+            other => panic!("expected a Down, got {other:?}"),
+        }
+    }
+    seen
+}
+
 /// Runs `f` as a process (the *tester*) and requires it to end `Normal`:
 /// its assertions are the test's. Its panic message, if any, is reported.
 /// (Waits by `join` only: no timer is involved, so tests may count the
@@ -87,6 +116,21 @@ where
         "tester {pid} ended {reason:?}; panic: {:?}",
         panic.lock().unwrap()
     );
+}
+
+/// [`check`] with a tester that traps exits from before its first line runs,
+/// so no exit signal sent to it (or over a link it makes) can end it. The
+/// body is given the runtime and the tester's pid along with its context.
+pub(crate) fn check_trapping<F, Fut>(rt: &Runtime, f: F)
+where
+    F: FnOnce(Context, Runtime, Pid) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    check(rt, |ctx| async move {
+        let (rt, me) = (ctx.runtime().clone(), ctx.pid());
+        rt.set_trap_exit(me, true);
+        f(ctx, rt, me).await
+    })
 }
 
 /// Records the panic message of the future it wraps, then lets the panic
@@ -152,6 +196,15 @@ pub(crate) fn spawn_actor(rt: &Runtime) -> ProcessHandle {
             }
         }
     })
+}
+
+/// The pid of an actor that has been killed (and has ended `Killed`).
+pub(crate) fn killed_pid(rt: &Runtime) -> Pid {
+    let p = spawn_actor(rt);
+    let pid = p.pid();
+    rt.kill(pid);
+    assert_eq!(run(rt, p.join()), ExitReason::Killed);
+    pid
 }
 
 /// Whether `pid` is alive *and running*: it answers a [`Ping`] before it

@@ -2,6 +2,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
 
 /// The system allocator, counting the bytes live. A test binary installs
 /// it with `#[global_allocator] static GLOBAL: Counting = Counting;`.
@@ -42,4 +43,19 @@ unsafe impl GlobalAlloc for Counting {
 /// Bytes allocated and not yet freed, by every thread of the binary.
 pub(crate) fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// Waits for `cond`, checking it `steps` times 1 ms apart at the most;
+/// panics with `what` and the live bytes if it never holds.
+pub(crate) fn poll(what: &str, steps: u32, mut cond: impl FnMut() -> bool) {
+    for _ in 0..steps {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!(
+        "{what}: not within {steps} polling steps (live bytes {})",
+        live()
+    );
 }

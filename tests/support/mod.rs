@@ -5,13 +5,17 @@
 //! through [`wait_until`] / [`wait_until_async`], which panic on their
 //! deadline. Wall-clock time is only ever used as such a bound, never
 //! asserted on. Helpers for tests written as processes (bounded receives,
-//! a tester process, a ping-answering actor) are in [`actors`].
+//! a tester process, a ping-answering actor) are in [`actors`]; a logger
+//! that keeps every record is in [`log_capture`]; children for supervisor
+//! tests are in [`supervision`].
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
 mod actors;
 pub(crate) mod counting;
+pub(crate) mod log_capture;
+pub(crate) mod supervision;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub(crate) use actors::*;
 
@@ -128,6 +132,40 @@ impl<F> Drop for Timeout<F> {
             let _ = t.join();
         }
     }
+}
+
+/// Waits for each of `handles`, in order, requiring each to end with
+/// `reason`.
+pub(crate) fn join_all(
+    rt: &Runtime,
+    handles: impl IntoIterator<Item = ProcessHandle>,
+    reason: ExitReason,
+) {
+    run(rt, async {
+        for h in handles {
+            assert_eq!(h.join().await, reason);
+        }
+    });
+}
+
+/// The pid of a process that has ended `Normal`.
+pub(crate) fn ended_pid(rt: &Runtime) -> Pid {
+    let p = rt.spawn(|_ctx| async {});
+    let pid = p.pid();
+    assert_eq!(run(rt, p.join()), ExitReason::Normal);
+    pid
+}
+
+/// A handle on `rt` taken inside a process: unlike a clone of the owner's,
+/// it does not keep the runtime running once the owner is dropped.
+pub(crate) fn inner_handle(rt: &Runtime) -> Runtime {
+    let mut handle = None;
+    // `spawn` calls the closure at once, on this thread.
+    rt.spawn(|ctx| {
+        handle = Some(ctx.runtime().clone());
+        async {}
+    });
+    handle.expect("spawn calls its closure at once")
 }
 
 /// Polls until `cond` holds, sleeping a millisecond between checks; panics
