@@ -10,7 +10,7 @@
 //! runs there and puts the process in that worker's own next slot, which it
 //! runs as soon as it is back in its loop. Other workers take ready events
 //! without blocking: every few dozen ticks between tasks (as they look at
-//! the timers) and whenever they run out of work, before parking.
+//! the timers), while they spin for work, and before parking.
 //!
 //! # Why no readiness is slept through
 //!
@@ -27,7 +27,10 @@
 //!   in the poll. Readiness arriving then ends that poll.
 //! * An `unpark` aimed at the duty holder (new work, an earlier timer, the
 //!   stop) interrupts its poll: the hand-off between the token and the
-//!   poll is argued in `scheduler::park` (loom model `loom_park_io`).
+//!   poll is argued in `scheduler::park` (loom model `loom_park_io`). The
+//!   interrupt is the reactor's own flag, taken only by the blocking poll,
+//!   because any poll (another worker's non-blocking one too) clears the
+//!   poller's notification.
 //! * While some worker is awake, it polls between tasks; should every
 //!   awake worker be stuck in one long poll, the stall monitor (which runs
 //!   on a timer, not on wakes) polls the reactor itself when nobody did for
