@@ -25,7 +25,7 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use std::time::Duration;
 
 /// The scaled-down sizes.
-const LOADS: [Workload; 19] = [
+const LOADS: [Workload; 20] = [
     Workload::Spawn { n: 100_000 },
     Workload::Skynet { leaves: 100_000 },
     Workload::Pingpong { n: 100_000 },
@@ -45,6 +45,10 @@ const LOADS: [Workload; 19] = [
     Workload::YieldMany {
         procs: 200,
         yields: 1_000,
+    },
+    Workload::Latency {
+        spinners: 4,
+        rounds: 10_000,
     },
     Workload::RestartStorm {
         children: 100,

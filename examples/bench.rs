@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Workloads: `spawn`, `skynet`, `pingpong`, `call`, `parallel_pingpong`, `ring`,
-//! `fanin`, `yield_many`, `idle_memory`, `restart_storm`, `link_cascade`,
+//! `fanin`, `yield_many`, `latency`, `idle_memory`, `restart_storm`, `link_cascade`,
 //! `monitor_churn`, `hub_monitors`, `hub_links`, `hub_cascade`, `send_named`,
 //! `timers_fire`, `timers_cancel` (`all` runs these, in this order),
 //! `spawn_parallel` (2 drivers spawning `n/2` processes each; `--drivers D`),
@@ -32,7 +32,9 @@
 //! `--n`: `restart_storm` and `restart_storm_windowed` n = restarts (1,000
 //! children, n/1,000 crashes each), `send_named` n = messages (2 senders),
 //! `hub_*` n = monitors or links on the one hub (default 100,000),
-//! `dynamic_children` n = children.
+//! `dynamic_children` n = children, `latency` n = probe round trips (4
+//! spinners; its line adds `p50_ns`, `p99_ns`, `p999_ns`, `max_ns` of the
+//! round trip and the spinners' `slices` and `slices_per_s`).
 //!
 //! When more than one (workload, runtime) pair is asked for, each runs in a
 //! fresh child process of this same binary, so that no run inherits another's
@@ -46,7 +48,7 @@ use common::{Outcome, Workload};
 use std::process::{Command, ExitCode};
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 18] = [
+const ALL: [&str; 19] = [
     "spawn",
     "skynet",
     "pingpong",
@@ -55,6 +57,7 @@ const ALL: [&str; 18] = [
     "ring",
     "fanin",
     "yield_many",
+    "latency",
     "idle_memory",
     "restart_storm",
     "link_cascade",
@@ -167,6 +170,10 @@ fn workload(name: &str, n: Option<u64>, drivers: u64) -> Workload {
         "yield_many" => Workload::YieldMany {
             procs: 200,
             yields: (n.unwrap_or(200_000) / 200).max(1),
+        },
+        "latency" => Workload::Latency {
+            spinners: 4,
+            rounds: n.unwrap_or(100_000),
         },
         "idle_memory" => Workload::IdleMemory {
             n: n.unwrap_or(1_000_000),

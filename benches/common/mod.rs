@@ -27,7 +27,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a driver reports.
@@ -98,6 +98,9 @@ pub(crate) enum Workload {
     Fanin { senders: u64, per: u64 },
     /// 9. `procs` processes yield `yields` times each.
     YieldMany { procs: u64, yields: u64 },
+    /// 11. a probe pair does `rounds` round trips beside `spinners`
+    ///     processes that spin [`SLICE`] and yield, in a loop.
+    Latency { spinners: u64, rounds: u64 },
     /// 10. bytes per idle process, with `n` idle processes.
     IdleMemory { n: u64 },
     /// `drivers` processes spawn `per` children each, in parallel.
@@ -143,6 +146,7 @@ impl Workload {
             Workload::Ring { .. } => "ring",
             Workload::Fanin { .. } => "fanin",
             Workload::YieldMany { .. } => "yield_many",
+            Workload::Latency { .. } => "latency",
             Workload::IdleMemory { .. } => "idle_memory",
             Workload::SpawnParallel { .. } => "spawn_parallel",
             Workload::RestartStorm { .. } => "restart_storm",
@@ -177,6 +181,7 @@ impl Workload {
             Workload::Ring { hops, .. } => hops,
             Workload::Fanin { senders, per } => senders * per,
             Workload::YieldMany { procs, yields } => procs * yields,
+            Workload::Latency { rounds, .. } => rounds,
             Workload::SpawnParallel { drivers, per } => drivers * per,
             Workload::RestartStorm { children, crashes }
             | Workload::RestartStormWindowed { children, crashes } => children * crashes,
@@ -224,6 +229,7 @@ impl Workload {
             Workload::Ring { procs, hops } => rusm::ring(rt, procs, hops),
             Workload::Fanin { senders, per } => rusm::fanin(rt, senders, per),
             Workload::YieldMany { procs, yields } => rusm::yield_many(rt, procs, yields),
+            Workload::Latency { spinners, rounds } => rusm::latency(rt, spinners, rounds),
             Workload::IdleMemory { n } => rusm::idle_memory(rt, n),
             Workload::SpawnParallel { drivers, per } => rusm::spawn_parallel(rt, drivers, per),
             Workload::RestartStorm { children, crashes } => {
@@ -260,6 +266,7 @@ impl Workload {
             Workload::Ring { procs, hops } => tok::ring(rt, procs, hops),
             Workload::Fanin { senders, per } => tok::fanin(rt, senders, per),
             Workload::YieldMany { procs, yields } => tok::yield_many(rt, procs, yields),
+            Workload::Latency { spinners, rounds } => tok::latency(rt, spinners, rounds),
             Workload::IdleMemory { n } => tok::idle_memory(rt, n),
             Workload::SpawnParallel { drivers, per } => tok::spawn_parallel(rt, drivers, per),
             Workload::LinkCascade { procs } => tok::link_cascade(rt, procs),
@@ -329,6 +336,49 @@ pub(crate) fn cpu_time() -> Duration {
     };
     let ticks = next() + next(); // utime, stime
     Duration::from_millis(ticks * 1000 / TICKS_PER_SEC)
+}
+
+/// How long a spinner of the latency workload holds its worker per slice.
+pub(crate) const SLICE: Duration = Duration::from_micros(20);
+
+/// Holds the thread for `d` without yielding (a slice of CPU-bound work).
+fn spin_for(d: Duration) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
+/// The latency workload's outcome: the probe window as the elapsed time,
+/// the round-trip percentiles and the spinners' progress as notes. The
+/// spinners must have progressed while the probe ran.
+fn latency_outcome(elapsed: Duration, mut rtts: Vec<u32>, slices: u64) -> Outcome {
+    let n = rtts.len() as u64;
+    rtts.sort_unstable();
+    let pct = |p: f64| -> u32 {
+        if rtts.is_empty() {
+            0
+        } else {
+            rtts[((rtts.len() - 1) as f64 * p).round() as usize]
+        }
+    };
+    let per_s = slices as f64 / elapsed.as_secs_f64().max(1e-9);
+    Outcome::new(elapsed, n)
+        .with_note(format!(
+            "p50_ns={} p99_ns={} p999_ns={} max_ns={} slices={} slices_per_s={:.0}",
+            pct(0.50),
+            pct(0.99),
+            pct(0.999),
+            rtts.last().copied().unwrap_or(0),
+            slices,
+            per_s
+        ))
+        .verify(slices > 0, || "the spinners made no progress".to_string())
+}
+
+/// A round trip's duration in nanoseconds, saturated.
+fn rtt_ns(d: Duration) -> u32 {
+    u32::try_from(d.as_nanos()).unwrap_or(u32::MAX)
 }
 
 /// splitmix64: a tiny deterministic generator for the timer delays.
@@ -641,6 +691,50 @@ pub(crate) mod rusm {
                 total += recv_as::<u64>(&mut ctx).await;
             }
             Outcome::new(t0.elapsed(), total)
+        })
+    }
+
+    /// latency: the driver is the probe's pinger; its pong and `spinners`
+    /// spinners (spin a slice, count it, `yield_now`, until told to stop)
+    /// run beside it. Each round trip is timed on its own.
+    pub(crate) fn latency(rt: &Runtime, spinners: u64, rounds: u64) -> Outcome {
+        drive(rt, move |mut ctx| async move {
+            let me = ctx.pid();
+            let stop = Arc::new(AtomicBool::new(false));
+            let slices = Arc::new(AtomicU64::new(0));
+            for _ in 0..spinners {
+                let (stop, slices) = (stop.clone(), slices.clone());
+                ctx.runtime().spawn(move |c| async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        spin_for(SLICE);
+                        slices.fetch_add(1, Ordering::Relaxed);
+                        rusm_otp::yield_now().await;
+                    }
+                    c.runtime().send(me, Done);
+                });
+            }
+            let pong = spawn_pong(ctx.runtime(), me);
+            // Untimed: every spinner is under way.
+            while slices.load(Ordering::Relaxed) < spinners {
+                rusm_otp::yield_now().await;
+            }
+            let mut rtts = Vec::with_capacity(rounds as usize);
+            let s0 = slices.load(Ordering::Relaxed);
+            let t0 = Instant::now();
+            for _ in 0..rounds {
+                let t = Instant::now();
+                ctx.runtime().send(pong, Ping);
+                let Pong = recv_as::<Pong>(&mut ctx).await;
+                rtts.push(rtt_ns(t.elapsed()));
+            }
+            let elapsed = t0.elapsed();
+            let slices = slices.load(Ordering::Relaxed) - s0;
+            stop.store(true, Ordering::Relaxed);
+            ctx.runtime().send(pong, Stop);
+            for _ in 0..spinners {
+                let Done = recv_as::<Done>(&mut ctx).await;
+            }
+            latency_outcome(elapsed, rtts, slices)
         })
     }
 
@@ -1525,6 +1619,49 @@ pub(crate) mod tok {
                 total += recv(&mut rx).await;
             }
             Outcome::new(t0.elapsed(), total)
+        })
+    }
+
+    /// latency: as on rusm-otp; the spinners yield with
+    /// `tokio::task::yield_now`, which defers them behind the tasks woken
+    /// meanwhile.
+    pub(crate) fn latency(rt: &Runtime, spinners: u64, rounds: u64) -> Outcome {
+        drive(rt, move |me: Addr<()>, mut rx| async move {
+            let stop = Arc::new(AtomicBool::new(false));
+            let slices = Arc::new(AtomicU64::new(0));
+            for _ in 0..spinners {
+                let (stop, slices, me) = (stop.clone(), slices.clone(), me.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        spin_for(SLICE);
+                        slices.fetch_add(1, Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                    }
+                    let _ = me.send(());
+                });
+            }
+            let (pong_tx, mut pong_rx) = unbounded_channel::<Pong>();
+            let pong = spawn_pong(pong_tx);
+            while slices.load(Ordering::Relaxed) < spinners {
+                tokio::task::yield_now().await;
+            }
+            let mut rtts = Vec::with_capacity(rounds as usize);
+            let s0 = slices.load(Ordering::Relaxed);
+            let t0 = Instant::now();
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let _ = pong.send(PongMsg::Ping);
+                let Pong = recv(&mut pong_rx).await;
+                rtts.push(rtt_ns(t.elapsed()));
+            }
+            let elapsed = t0.elapsed();
+            let slices = slices.load(Ordering::Relaxed) - s0;
+            stop.store(true, Ordering::Relaxed);
+            let _ = pong.send(PongMsg::Stop);
+            for _ in 0..spinners {
+                recv(&mut rx).await;
+            }
+            latency_outcome(elapsed, rtts, slices)
         })
     }
 

@@ -1,9 +1,12 @@
 //! The M:N work-stealing scheduler.
 //!
-//! Each worker thread owns a FIFO [`crossbeam_deque::Worker`] and a one-task
-//! *next slot*; all workers share an [`Injector`] for work posted from
-//! outside (non-worker threads, other runtimes) and one [`Stealer`] per
-//! worker. See [`worker`] for the run loop and the search order, and
+//! Each worker thread owns two FIFO [`crossbeam_deque::Worker`]s, the
+//! *local* deque (woken and spawned processes) and the *yielded* deque
+//! (processes that gave their turn up: `yield_now`, an exhausted budget),
+//! and a one-task *next slot*; all workers share an [`Injector`] for work
+//! posted from outside (non-worker threads, other runtimes) and a
+//! [`Stealer`] of each deque of every worker. See [`worker`] for the run
+//! loop and the search order (woken work before yielded work), and
 //! [`idle`] for the sleep/wake protocol and why no wakeup is lost.
 //!
 //! Where a scheduled task goes:
@@ -12,11 +15,17 @@
 //! | --- | --- | --- |
 //! | a worker of this runtime | a wake (a message, a signal) | the next slot; the task it displaces goes to the local deque |
 //! | a worker of this runtime | a spawn | the local deque |
-//! | a worker of this runtime | its own task, woken during its poll (yield, budget) | the back of the local deque, without waking anyone |
+//! | a worker of this runtime | its own task, after it yielded (`yield_now`, budget) | the back of the yielded deque, without waking anyone |
+//! | a worker of this runtime | its own task, woken during its poll otherwise | the back of the local deque, without waking anyone |
 //! | anyone else | anything | the injector |
 //!
 //! Every push that another worker could take (local deque, injector) is
-//! followed by [`Scheduler::notify`], posting steps 2-4 of [`idle`].
+//! followed by [`Scheduler::notify`], posting steps 2-4 of [`idle`]. The
+//! pushes that wake no one (a task requeued after its own poll) go to a
+//! deque that is just as stealable and that every sleeper re-checks
+//! ([`Scheduler::has_visible_work`] covers both deques), onto a worker that
+//! is awake and will get to it: so the yielded deque needs no wake/park
+//! protocol of its own, it is the local deque's, unchanged.
 
 pub(crate) mod idle;
 pub(crate) mod next;
@@ -88,8 +97,10 @@ mod imp {
     pub(crate) struct Scheduler {
         /// Work posted from outside the workers.
         pub(crate) injector: Injector<Notified>,
-        /// One per worker, by index.
+        /// Each worker's local deque, by index.
         pub(crate) stealers: Vec<Stealer<Notified>>,
+        /// Each worker's yielded deque, by index.
+        pub(crate) yielders: Vec<Stealer<Notified>>,
         /// Sleep/wake bookkeeping.
         pub(crate) idle: Idle,
         /// One per worker, by index.
@@ -111,16 +122,18 @@ mod imp {
 
     impl Scheduler {
         /// A scheduler for `n` workers, and the deques the workers will own.
-        pub(crate) fn new(
-            n: usize,
-        ) -> std::io::Result<(Scheduler, Vec<crossbeam_deque::Worker<Notified>>)> {
+        pub(crate) fn new(n: usize) -> std::io::Result<(Scheduler, Vec<worker::Deques>)> {
             let io = std::sync::Arc::new(crate::io::reactor::Reactor::new()?);
             let locals: Vec<_> = (0..n)
-                .map(|_| crossbeam_deque::Worker::new_fifo())
+                .map(|_| worker::Deques {
+                    local: crossbeam_deque::Worker::new_fifo(),
+                    yielded: crossbeam_deque::Worker::new_fifo(),
+                })
                 .collect();
             let sched = Scheduler {
                 injector: Injector::new(),
-                stealers: locals.iter().map(|w| w.stealer()).collect(),
+                stealers: locals.iter().map(|w| w.local.stealer()).collect(),
+                yielders: locals.iter().map(|w| w.yielded.stealer()).collect(),
                 idle: Idle::new(n),
                 parkers: (0..n).map(|_| Parker::with_io(io.clone())).collect(),
                 shutdown: AtomicBool::new(false),
@@ -168,7 +181,14 @@ mod imp {
 
         /// Whether any queue another worker could take from is non-empty.
         pub(crate) fn has_visible_work(&self) -> bool {
-            !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+            !self.injector.is_empty()
+                || self.stealers.iter().any(|s| !s.is_empty())
+                || self.yielders.iter().any(|s| !s.is_empty())
+        }
+
+        /// Whether worker `i` has tasks queued in either of its deques.
+        pub(crate) fn has_queued(&self, i: usize) -> bool {
+            !self.stealers[i].is_empty() || !self.yielders[i].is_empty()
         }
 
         pub(crate) fn is_shutdown(&self) -> bool {
@@ -186,11 +206,15 @@ mod imp {
             }
         }
 
-        /// Run-queue lengths: (injector, per-worker local deque).
+        /// Run-queue lengths: (injector, per-worker deques).
         pub(crate) fn queue_lengths(&self) -> (usize, Vec<usize>) {
             (
                 self.injector.len(),
-                self.stealers.iter().map(|s| s.len()).collect(),
+                self.stealers
+                    .iter()
+                    .zip(&self.yielders)
+                    .map(|(s, y)| s.len() + y.len())
+                    .collect(),
             )
         }
     }

@@ -5,8 +5,9 @@
 //! CPU-heavy call, a `thread::sleep`) therefore holds its worker, and with
 //! it whatever only that worker would run:
 //!
-//! * its local deque: no problem, other workers steal from it (every push
-//!   there that another worker could take wakes one, see `idle`);
+//! * its local and yielded deques: no problem, other workers steal from
+//!   them (every push there that another worker could take wakes one, see
+//!   `idle`; for the pushes that wake no one, see step 2 below);
 //! * its **next slot**: the process the blocked one woke last. Searching
 //!   workers do not steal from next slots (that would split every
 //!   ping-pong pair across cores), so without help it waits for the poll
@@ -33,7 +34,7 @@
 //!    worker at most about two periods after the runtime was last idle
 //!    (an [`IDLE_PERIOD`] and an [`ACTIVE_PERIOD`]); nothing in this relies
 //!    on a wake reaching the monitor, since it polls on a timer;
-//! 2. if its deque holds tasks, a sleeping worker is woken to steal them
+//! 2. if its deques hold tasks, a sleeping worker is woken to steal them
 //!    (pushes that another worker would take wake one, but a task that
 //!    yielded, or one moved off the next slot at the LIFO cap, wakes no
 //!    one: its worker was expected to get back to it);
@@ -187,10 +188,10 @@ fn look(shared: &Shared, seen: &mut [Seen], now: Instant) {
             // sleeping worker if nobody searches.
             sched.schedule(task);
         }
-        // Its deque is stealable, but a task yielded or moved there during
+        // Its deques are stealable, but a task yielded or moved there during
         // the poll woke no one (see `Placement::Yield`): wake a sleeper to
-        // search, so the rest of its queue runs elsewhere too.
-        if !sched.stealers[i].is_empty() {
+        // search, so the rest of its queues runs elsewhere too.
+        if sched.has_queued(i) {
             sched.notify();
         }
         if s.long.is_none() && now.duration_since(s.since) >= long_poll {

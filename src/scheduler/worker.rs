@@ -9,14 +9,45 @@
 //!    moved to the back of the local deque.
 //! 2. Every [`INJECTOR_INTERVAL`] ticks, the injector first, so work posted
 //!    from outside is never starved by a busy local queue.
-//! 3. The local deque (FIFO), then a batch from the injector.
-//! 4. Search (if fewer than half the workers already do): the injector, then every other worker's stealer,
-//!    starting at a random victim, retrying on `Steal::Retry`. The last
-//!    searcher to find work wakes another worker, so wake-ups pipeline when a
-//!    burst of work arrives.
-//! 5. Nothing anywhere: spin briefly as a searcher (a poster wakes nobody
+//! 3. Once [`YIELD_INTERVAL`] ticks have passed since a yielded task last
+//!    ran, the yielded deque's first task.
+//! 4. The local deque (FIFO), then a batch from the injector, then the
+//!    yielded deque (FIFO).
+//! 5. Search (if fewer than half the workers already do): every other
+//!    worker's local deque, starting at a random victim, retrying on
+//!    `Steal::Retry`; the injector; every other worker's yielded deque. The
+//!    last searcher to find work wakes another worker, so wake-ups pipeline
+//!    when a burst of work arrives.
+//! 6. Nothing anywhere: spin briefly as a searcher (a poster wakes nobody
 //!    while someone searches, so work arriving now needs no futex wake),
 //!    then fall asleep by the protocol in [`super::idle`].
+//!
+//! # Woken before yielded
+//!
+//! A process that yields (`yield_now`, or a receive out of budget, see
+//! [`crate::coop`]) says it can wait; a process woken by a message, a
+//! signal or a timer has something to answer. So they queue apart: a
+//! yielder goes to the back of the *yielded* deque, and a worker takes from
+//! it only when it has nothing woken (next slot, local deque, injector),
+//! or when a yielder has waited [`YIELD_INTERVAL`] ticks. A woken process
+//! therefore waits for at most one yielder's turn (the one running when it
+//! was woken, or the one the interval lets in), however many yielders are
+//! queued; that is what keeps a message's latency low while other processes
+//! burn CPU in slices. No class starves: woken work always comes first but
+//! for one yielder every [`YIELD_INTERVAL`] ticks, so even a ping-pong pair
+//! that is never idle (and that the LIFO cap sends through the local deque
+//! every few polls) lets the yielders progress, one turn per interval, and
+//! each yielder in FIFO order. tokio defers a yielded task likewise, until
+//! its worker has run out of woken work or every 61 ticks (then all of them
+//! at once); BEAM reaches a similar effect through priorities and
+//! reductions.
+//!
+//! The yielded deque is a work-stealing deque like the local one, with a
+//! [`Stealer`](crossbeam_deque::Stealer) in the scheduler: searching
+//! workers steal from it (after woken work), the sleep protocol's re-check
+//! looks at it, and the stall monitor wakes a sleeper to steal it when its
+//! owner is stuck in one poll. So a deferred yielder is never stranded, and
+//! needs no wake/park protocol of its own (see [`super`]).
 //!
 //! The worker's deque and next slot are reachable through the thread-local
 //! [`CURRENT`], so that wakes and spawns made during a poll on this thread go
@@ -40,6 +71,8 @@ use std::sync::atomic::Ordering;
 
 /// Consecutive next-slot runs before the slot's task goes to the back.
 const LIFO_CAP: u32 = 3;
+/// Ticks a yielded task waits at most while woken tasks run.
+const YIELD_INTERVAL: u32 = 61;
 /// Rounds of spinning before a worker with nothing to do parks.
 const SPIN_ROUNDS: u32 = 24;
 /// The same while sockets are registered: the spin watches only the run
@@ -51,12 +84,23 @@ const IO_SPIN_ROUNDS: u32 = 8;
 /// Every this many ticks, the injector is looked at before the local deque.
 const INJECTOR_INTERVAL: u32 = 61;
 
+/// A worker's two deques (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Deques {
+    /// Woken and spawned tasks (FIFO).
+    pub(crate) local: Worker<Notified>,
+    /// Tasks that yielded (FIFO), run after the woken ones.
+    pub(crate) yielded: Worker<Notified>,
+}
+
 /// What a worker thread shares with code running on it.
 struct WorkerLocal<'a> {
     /// The scheduler this worker belongs to (identity check for wakes).
     sched: *const Scheduler,
-    /// The worker's FIFO deque.
+    /// The worker's FIFO deque of woken and spawned tasks.
     local: Worker<Notified>,
+    /// The worker's FIFO deque of yielded tasks.
+    yielded: Worker<Notified>,
     /// The next slot: the task to run after the current one.
     next: &'a TaskSlot,
 }
@@ -73,7 +117,9 @@ pub(crate) enum Placement {
     Next,
     /// The back of the local deque, waking a sleeper if needed (a spawn).
     Back,
-    /// The back of the local deque, waking no one (the task yielded).
+    /// The task that just ran, woken during its poll: the back of the
+    /// yielded deque if the poll yielded (see [`crate::coop`]), else of the
+    /// local deque; waking no one (this worker gets back to it).
     Yield,
 }
 
@@ -108,7 +154,13 @@ pub(crate) fn schedule_local(
             w.local.push(task);
             sched.notify();
         }
-        Placement::Yield => w.local.push(task),
+        Placement::Yield => {
+            if crate::coop::take_yielded() {
+                w.yielded.push(task);
+            } else {
+                w.local.push(task);
+            }
+        }
     }
     Ok(())
 }
@@ -119,6 +171,8 @@ struct Core {
     tick: u32,
     /// Consecutive runs from the next slot.
     lifo_polls: u32,
+    /// Ticks since a yielded task last ran (or was looked for).
+    since_yielded: u32,
     /// Whether this worker is counted in `num_searching`.
     searching: bool,
     /// xorshift state for picking victims.
@@ -156,12 +210,13 @@ impl Core {
 /// that died while counted as searching would stop posters from ever waking
 /// a sleeper again. The unwinding run leaves the search count as it found
 /// it (see [`Core::leave_search`]).
-pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
+pub(crate) fn run(shared: Arc<Shared>, index: usize, deques: Deques) {
     let sched = &shared.scheduler;
     let _current = crate::runtime::enter(&crate::runtime::Runtime::from_shared(shared.clone()));
     let w = WorkerLocal {
         sched,
-        local,
+        local: deques.local,
+        yielded: deques.yielded,
         next: &sched.next[index],
     };
     // The lifetime is erased: CURRENT is cleared before `w` goes.
@@ -171,6 +226,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>) {
     let mut core = Core {
         tick: 0,
         lifo_polls: 0,
+        since_yielded: 0,
         searching: false,
         rng: 0x9E37_79B9 ^ (index as u32).wrapping_mul(0x85EB_CA6B) | 1,
     };
@@ -324,7 +380,33 @@ fn next_task(sched: &Scheduler, w: &WorkerLocal, core: &mut Core) -> Option<Noti
             return Some(task);
         }
     }
-    w.local.pop().or_else(|| steal_injector(sched, w))
+    core.since_yielded += 1;
+    if core.since_yielded >= YIELD_INTERVAL {
+        // A yielder's turn, owed or not: an empty deque restarts the count,
+        // so a yielder arriving later waits its interval like the others.
+        core.since_yielded = 0;
+        if let Some(task) = w.yielded.pop() {
+            return Some(task);
+        }
+    }
+    // The emptiness checks first (two loads each, inlined): a worker with
+    // only yielders gets past both on every turn, and a steal attempt on
+    // the injector costs a SeqCst fence even when it is empty.
+    if !w.local.is_empty() {
+        if let Some(task) = w.local.pop() {
+            return Some(task);
+        }
+    }
+    if !sched.injector.is_empty() {
+        if let Some(task) = steal_injector(sched, w) {
+            return Some(task);
+        }
+    }
+    let task = w.yielded.pop();
+    if task.is_some() {
+        core.since_yielded = 0;
+    }
+    task
 }
 
 fn steal_injector(sched: &Scheduler, w: &WorkerLocal) -> Option<Notified> {
@@ -346,23 +428,40 @@ fn search(sched: &Scheduler, w: &WorkerLocal, core: &mut Core, index: usize) -> 
     }
     let n = sched.stealers.len();
     let start = core.next_random(n);
+    // Woken work anywhere comes before yielded work: a yielder stolen into
+    // our yielded deque stays a yielder.
+    let task = steal_from(&sched.stealers, &w.local, start, index)
+        .or_else(|| steal_injector(sched, w))
+        .or_else(|| steal_from(&sched.yielders, &w.yielded, start, index));
+    if task.is_some() {
+        WorkerStats::bump(&sched.stats[index].steals);
+    }
+    task
+}
+
+/// Steals a batch from the first non-empty deque of `victims` (all but
+/// worker `me`'s, starting at `start`) into `dest`, and pops one.
+fn steal_from(
+    victims: &[crossbeam_deque::Stealer<Notified>],
+    dest: &Worker<Notified>,
+    start: usize,
+    me: usize,
+) -> Option<Notified> {
+    let n = victims.len();
     for i in 0..n {
         let victim = (start + i) % n;
-        if victim == index {
+        if victim == me {
             continue;
         }
         loop {
-            match sched.stealers[victim].steal_batch_and_pop(&w.local) {
-                Steal::Success(task) => {
-                    WorkerStats::bump(&sched.stats[index].steals);
-                    return Some(task);
-                }
+            match victims[victim].steal_batch_and_pop(dest) {
+                Steal::Success(task) => return Some(task),
                 Steal::Empty => break,
                 Steal::Retry => continue,
             }
         }
     }
-    steal_injector(sched, w)
+    None
 }
 
 #[cfg(test)]
