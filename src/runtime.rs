@@ -568,7 +568,8 @@ impl Runtime {
             }
         }
         let guard = Unwinding(&task);
-        let future = f(Context::new(task.clone()));
+        // SAFETY: the task was made just above; this is its one context.
+        let future = f(unsafe { Context::new(task.clone()) });
         std::mem::forget(guard);
         // A supervisor starting a child monitors it here, before it can run.
         crate::supervisor::on_spawn(self, crate::process::task::Runnable::header(&*task));

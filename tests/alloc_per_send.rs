@@ -2,9 +2,11 @@
 //! that counts only on threads that asked it to (so other tests, workers
 //! and the receiver do not blur the figure).
 //!
-//! A small message (at most 16 bytes) costs exactly one allocation: the
+//! A small message (at most 16 bytes) costs at most one allocation: the
 //! mailbox node, with the value stored inline in the `Message`. A larger
-//! one costs two (node and box).
+//! one costs at most two (node and box). Nodes are recycled (the mailbox's
+//! node pool), so a steady stream of messages, even from one thread to a
+//! receiver on another, costs far fewer than one allocation each.
 
 use rusm_otp::{ExitReason, Runtime};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -65,19 +67,56 @@ fn allocations_for<M: Send + 'static>(n: u64, make: fn(u64) -> M) -> u64 {
     rx.recv().unwrap()
 }
 
+/// Allocations made by the test's own thread sending `n` small messages to
+/// a process on a worker thread, in bursts, waiting after each burst until
+/// the receiver has taken it (so its nodes are free again).
+fn allocations_streaming(n: u64) -> u64 {
+    const BURST: u64 = 256;
+    let rt = Runtime::builder().workers(1).build();
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+    let sink = rt.spawn(move |mut ctx| async move {
+        let mut got = 0u64;
+        loop {
+            ctx.recv().await;
+            got += 1;
+            if got % BURST == 0 {
+                ack_tx.send(()).unwrap();
+            }
+        }
+    });
+    // Warm up this thread's channel and the runtime's queues.
+    for i in 0..BURST {
+        assert!(rt.send(sink.pid(), i));
+    }
+    ack_rx.recv().unwrap();
+    ALLOCS.store(0, Ordering::Relaxed);
+    COUNT_HERE.with(|c| c.set(true));
+    for _ in 0..n / BURST {
+        for i in 0..BURST {
+            assert!(rt.send(sink.pid(), i));
+        }
+        ack_rx.recv().unwrap();
+    }
+    COUNT_HERE.with(|c| c.set(false));
+    rt.kill(sink.pid());
+    ALLOCS.load(Ordering::Relaxed)
+}
+
 #[test]
-fn small_messages_cost_one_allocation_each_and_large_ones_two() {
+fn small_messages_cost_at_most_one_allocation_each_and_large_ones_two() {
     // One test, so the global counter is never shared between tests.
     let n = 10_000;
-    assert_eq!(allocations_for(n, |i| i), n, "a u64: the node only");
-    assert_eq!(
-        allocations_for(n, |i| (i, i as u32)),
-        n,
-        "a 16-byte tuple is still inline"
+    let a = allocations_for(n, |i| i);
+    assert!(a <= n, "a u64: the node only ({a})");
+    let a = allocations_for(n, |i| (i, i as u32));
+    assert!(a <= n, "a 16-byte tuple is still inline ({a})");
+    let a = allocations_for(n, |i| [i; 8]);
+    assert!(
+        (n..=2 * n).contains(&a),
+        "a 64-byte array: its box, and the node ({a})"
     );
-    assert_eq!(
-        allocations_for(n, |i| [i; 8]),
-        2 * n,
-        "a 64-byte array: the node and its box"
-    );
+    // Nodes freed by the receiver's thread come back to the sender's.
+    let n = 256 * 80;
+    let a = allocations_streaming(n);
+    assert!(a < n / 10, "{a} allocations for {n} messages");
 }

@@ -25,6 +25,8 @@
 //!   crashes the process like any other.
 
 pub(crate) mod message;
+#[cfg(not(loom))]
+mod pool;
 pub(crate) mod queue;
 #[cfg(not(loom))]
 mod teardown;

@@ -12,8 +12,7 @@ use crate::process::task::Header;
 /// ended. Returns the reason the process ends with: `reason`,
 /// or `Crashed` if a message's destructor panicked.
 pub(crate) fn close_at_teardown(h: &Header, reason: ExitReason) -> ExitReason {
-    // SAFETY: teardown runs once per process, so this is the one close.
-    let closed = unsafe { h.mailbox.close() };
+    let closed = h.mailbox.close();
     // Taken whether or not a receive is parked under it now: a waker kept
     // from an earlier receive usually holds this process's own waker, and
     // left in the aux data (dropped only with the task) it would keep the

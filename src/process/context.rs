@@ -1,7 +1,12 @@
 //! [`Context`]: the process body's handle on itself, and its receives.
 //!
-//! The context is the mailbox's single consumer: it is not `Clone`, and every
-//! receive borrows it mutably, so at most one receive runs at a time. A
+//! The context owns the mailbox's single consumer (a
+//! [`Consumer`], made once per process, in [`Context::new`]): it is not
+//! `Clone`, and every receive borrows it mutably, so at most one receive
+//! runs at a time. All three receive futures (`Recv`, `RecvMatch`,
+//! `RecvTimeout`) are polled by one function, [`poll_receive`], and differ
+//! only in how they take an item ([`Source`]) and when they give up
+//! ([`Limit`]). A
 //! receive that finds nothing parks the mailbox (see
 //! [`crate::mailbox::queue`]) and returns `Pending`; the send that finds the
 //! park tag wakes the process. When the receive is polled under the
@@ -25,9 +30,9 @@
 //! woken by the teardown so that it sees this.
 
 use super::Pid;
-use super::task::TaskRef;
+use super::task::{Header, TaskPtr, TaskRef};
 use crate::mailbox::Received;
-use crate::mailbox::queue::{Cursor, Park};
+use crate::mailbox::queue::{Consumer, Drain, Owner, Park, Scan};
 use crate::runtime::Runtime;
 use std::fmt;
 use std::future::Future;
@@ -38,8 +43,32 @@ use std::task::{Poll, Waker};
 /// The process body's handle on its own process: its pid, its runtime and
 /// its mailbox. Owned by the body; exactly one per process.
 pub struct Context {
-    /// The process itself.
-    task: TaskRef,
+    /// The mailbox's one consumer, which also holds the process.
+    mailbox: Consumer<Process>,
+}
+
+/// The context's reference to its process: a strong reference like a
+/// [`TaskRef`], in one word rather than two, since the context lives in
+/// the process's future and so counts in every process's size.
+pub(crate) struct Process(TaskPtr);
+
+impl Process {
+    pub(crate) fn header(&self) -> &Header {
+        self.0.header()
+    }
+}
+
+// SAFETY: the reference is as shareable as the `TaskRef` it came from.
+unsafe impl Send for Process {}
+// SAFETY: as above.
+unsafe impl Sync for Process {}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Arc::into_raw` (`Context::new`),
+        // and this is its one release.
+        unsafe { TaskPtr::from_raw(self.0.header()).release() }
+    }
 }
 
 impl fmt::Debug for Context {
@@ -48,19 +77,23 @@ impl fmt::Debug for Context {
     }
 }
 
-impl Drop for Context {
-    fn drop(&mut self) {
-        let h = self.task.header();
-        // SAFETY: the context is the mailbox's consumer and gives the role
-        // up here, for good.
-        let left = unsafe { h.mailbox.release_consumer() };
-        // Non-empty only if the process has ended already (the queue was
-        // closed with this context still holding deferred messages). Its
-        // teardown has settled its exit reason by then, so a destructor that
-        // panics here has no process left to crash: count it.
+// SAFETY: a reference to a task keeps its header, and so its mailbox,
+// alive, and `header()` always returns that one header.
+unsafe impl Owner for Process {
+    type Item = Received;
+
+    fn queue(&self) -> &crate::mailbox::queue::Queue<Received> {
+        &self.header().mailbox
+    }
+
+    /// Reached only when the process has ended already (the queue was
+    /// closed with the context still holding deferred messages). Its
+    /// teardown has settled its exit reason by then, so a destructor that
+    /// panics here has no process left to crash: count it.
+    fn drop_left(&self, left: Drain<Received>) {
         for item in left {
             if !crate::guard::drop_caught(item) {
-                h.rt.shared.note_unowned_panic();
+                self.header().rt.shared.note_unowned_panic();
             }
         }
     }
@@ -74,19 +107,30 @@ fn ended(pid: Pid) -> ! {
 }
 
 impl Context {
-    pub(crate) fn new(task: TaskRef) -> Context {
-        Context { task }
+    /// The context of `task`, its mailbox's consumer.
+    ///
+    /// # Safety
+    /// Made once per process: no other context of `task` ever exists.
+    pub(crate) unsafe fn new(task: TaskRef) -> Context {
+        let header = Arc::into_raw(task).cast::<Header>();
+        // SAFETY: a live task's header (`repr(C)`, first in the task),
+        // holding the reference `into_raw` gave up, released by `Process`.
+        let process = Process(unsafe { TaskPtr::from_raw(header) });
+        Context {
+            // SAFETY: the one context is the one consumer (our contract).
+            mailbox: unsafe { Consumer::new(process) },
+        }
     }
 
     /// This process's pid.
     pub fn pid(&self) -> Pid {
-        self.task.header().pid
+        self.mailbox.owner().header().pid
     }
 
     /// The runtime this process runs on. This handle does not keep the
     /// runtime running once every handle its owner holds is dropped.
     pub fn runtime(&self) -> &Runtime {
-        &self.task.header().rt
+        &self.mailbox.owner().header().rt
     }
 
     /// Receives the oldest message or signal, parking at no CPU cost until
@@ -121,7 +165,9 @@ impl Context {
     /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
     /// ```
     pub fn recv(&mut self) -> Recv<'_> {
-        Recv { ctx: self }
+        Recv {
+            mailbox: &mut self.mailbox,
+        }
     }
 
     /// Takes the oldest message or signal if there is one, without waiting.
@@ -142,8 +188,7 @@ impl Context {
     /// assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
     /// ```
     pub fn try_recv(&mut self) -> Option<Received> {
-        // SAFETY: `&mut self` makes this the mailbox's only consumer now.
-        unsafe { self.task.header().mailbox.pop() }
+        self.mailbox.pop()
     }
 
     /// Selective receive: the oldest item `pred` accepts. Items it rejects
@@ -179,59 +224,157 @@ impl Context {
         P: FnMut(&Received) -> bool,
     {
         RecvMatch {
-            ctx: self,
-            pred,
-            cursor: Cursor::start(),
+            scan: self.mailbox.scan(pred),
         }
     }
 
-    /// Parks the mailbox under `waker`, unless something arrived first or
-    /// the process has ended.
-    pub(crate) fn park(&self, waker: &Waker) -> Park {
-        let h = self.task.header();
-        let own = std::ptr::eq(waker.data(), Arc::as_ptr(&self.task).cast::<()>());
+    /// A selective receive's scan of this mailbox, for receives defined
+    /// elsewhere (with a timeout).
+    pub(crate) fn scan<P>(&mut self, pred: P) -> Scan<'_, Process, P>
+    where
+        P: FnMut(&Received) -> bool,
+    {
+        self.mailbox.scan(pred)
+    }
+}
+
+/// How a receive takes its item from the mailbox: the oldest one (the
+/// consumer itself) or the first its predicate accepts (a scan).
+pub(crate) trait Source {
+    /// Takes the item, if there is one now.
+    fn take(&mut self) -> Option<Received>;
+    /// [`Consumer::park`].
+    fn park(&mut self, foreign: bool) -> Park;
+    /// [`Consumer::unpark`].
+    fn unpark(&mut self);
+    /// The process.
+    fn task(&self) -> &Header;
+}
+
+impl Source for Consumer<Process> {
+    fn take(&mut self) -> Option<Received> {
+        self.pop()
+    }
+    fn park(&mut self, foreign: bool) -> Park {
+        Consumer::park(self, foreign)
+    }
+    fn unpark(&mut self) {
+        Consumer::unpark(self)
+    }
+    fn task(&self) -> &Header {
+        self.owner().header()
+    }
+}
+
+impl<P> Source for Scan<'_, Process, P>
+where
+    P: FnMut(&Received) -> bool,
+{
+    fn take(&mut self) -> Option<Received> {
+        self.find()
+    }
+    fn park(&mut self, foreign: bool) -> Park {
+        Scan::park(self, foreign)
+    }
+    fn unpark(&mut self) {
+        Scan::unpark(self)
+    }
+    fn task(&self) -> &Header {
+        self.owner().header()
+    }
+}
+
+/// When a receive gives up waiting.
+pub(crate) trait Limit {
+    /// Called before each park: arms a wake of `waker` at the deadline, or
+    /// says the receive must end now with nothing (false).
+    fn arm(&mut self, rt: &Runtime, waker: &Waker) -> bool;
+    /// The receive is over (an item, nothing, or dropped): cancels any wake
+    /// armed.
+    fn disarm(&mut self, rt: &Runtime);
+}
+
+/// No limit: wait for ever.
+pub(crate) struct Forever;
+
+impl Limit for Forever {
+    fn arm(&mut self, _: &Runtime, _: &Waker) -> bool {
+        true
+    }
+    fn disarm(&mut self, _: &Runtime) {}
+}
+
+/// How a receive ended.
+pub(crate) enum Outcome {
+    /// The item it took.
+    Item(Received),
+    /// Its limit passed first.
+    TimedOut,
+    /// The process has ended: nothing can ever arrive.
+    Ended,
+}
+
+/// The one poll of every receive (`Recv`, `RecvMatch`, `RecvTimeout`):
+/// take an item if there is one, else park the mailbox under this poll's
+/// waker, unless something arrived meanwhile, the limit has passed, or the
+/// process has ended. Under the process's own waker nothing is stored (the
+/// sender schedules the process); under any other the waker is kept in the
+/// aux data and the park tag says so.
+pub(crate) fn poll_receive(
+    src: &mut impl Source,
+    limit: &mut impl Limit,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Outcome> {
+    if !crate::coop::consume() {
+        cx.waker().wake_by_ref();
+        return Poll::Pending;
+    }
+    loop {
+        if let Some(item) = src.take() {
+            limit.disarm(&src.task().rt);
+            return Poll::Ready(Outcome::Item(item));
+        }
+        let waker = cx.waker();
+        let h = src.task();
+        if !limit.arm(&h.rt, waker) {
+            limit.disarm(&h.rt);
+            src.unpark();
+            return Poll::Ready(Outcome::TimedOut);
+        }
+        let own = std::ptr::eq(waker.data(), std::ptr::from_ref(h).cast::<()>());
         if !own {
             h.with_aux(|a| match &mut a.foreign_waker {
                 Some(w) => w.clone_from(waker),
                 slot => *slot = Some(waker.clone()),
             });
         }
-        // SAFETY: the caller holds `&mut Context`: the only consumer.
-        unsafe { h.mailbox.park(!own) }
+        match src.park(!own) {
+            Park::Parked => return Poll::Pending,
+            Park::Arrived => {}
+            Park::Closed => {
+                limit.disarm(&src.task().rt);
+                return Poll::Ready(Outcome::Ended);
+            }
+        }
     }
+}
 
-    /// Clears the park tag of a receive that ends without an item.
-    pub(crate) fn unpark(&self) {
-        // SAFETY: the caller holds `&mut Context`: the only consumer.
-        unsafe { self.task.header().mailbox.unpark() }
-    }
-
-    pub(crate) fn pop(&mut self) -> Option<Received> {
-        // SAFETY: `&mut self` makes this the mailbox's only consumer now.
-        unsafe { self.task.header().mailbox.pop() }
-    }
-
-    pub(crate) fn find(
-        &mut self,
-        cursor: &mut Cursor,
-        pred: impl FnMut(&Received) -> bool,
-    ) -> Option<Received> {
-        // SAFETY: `&mut self` makes this the only consumer; `cursor` belongs
-        // to the one receive that borrows `self` (see `RecvMatch`).
-        unsafe { self.task.header().mailbox.find(cursor, pred) }
-    }
+/// What a receive's `Drop` does: nothing left parked, no wake left armed.
+pub(crate) fn drop_receive(src: &mut impl Source, limit: &mut impl Limit) {
+    limit.disarm(&src.task().rt);
+    src.unpark();
 }
 
 /// The future of [`Context::recv`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Recv<'a> {
-    ctx: &'a mut Context,
+    mailbox: &'a mut Consumer<Process>,
 }
 
 impl fmt::Debug for Recv<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recv")
-            .field("pid", &self.ctx.pid())
+            .field("pid", &self.mailbox.owner().header().pid)
             .finish()
     }
 }
@@ -240,43 +383,31 @@ impl Future for Recv<'_> {
     type Output = Received;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Received> {
-        let ctx = &mut *self.get_mut().ctx;
-        if !crate::coop::consume() {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        loop {
-            if let Some(item) = ctx.pop() {
-                return Poll::Ready(item);
-            }
-            match ctx.park(cx.waker()) {
-                Park::Parked => return Poll::Pending,
-                Park::Arrived => {}
-                Park::Closed => ended(ctx.pid()),
-            }
-        }
+        let mailbox = &mut *self.get_mut().mailbox;
+        poll_receive(mailbox, &mut Forever, cx).map(|o| match o {
+            Outcome::Item(item) => item,
+            Outcome::TimedOut | Outcome::Ended => ended(mailbox.owner().header().pid),
+        })
     }
 }
 
 impl Drop for Recv<'_> {
     fn drop(&mut self) {
-        self.ctx.unpark();
+        drop_receive(self.mailbox, &mut Forever);
     }
 }
 
 /// The future of [`Context::recv_match`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct RecvMatch<'a, P> {
-    ctx: &'a mut Context,
-    pred: P,
-    /// The last item this receive rejected; valid while it borrows `ctx`.
-    cursor: Cursor,
+    /// Holds the mailbox, and where this receive stopped scanning.
+    scan: Scan<'a, Process, P>,
 }
 
 impl<P> fmt::Debug for RecvMatch<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecvMatch")
-            .field("pid", &self.ctx.pid())
+            .field("pid", &self.scan.owner().header().pid)
             .finish()
     }
 }
@@ -290,26 +421,16 @@ where
     type Output = Received;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Received> {
-        let this = self.get_mut();
-        if !crate::coop::consume() {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        loop {
-            if let Some(item) = this.ctx.find(&mut this.cursor, &mut this.pred) {
-                return Poll::Ready(item);
-            }
-            match this.ctx.park(cx.waker()) {
-                Park::Parked => return Poll::Pending,
-                Park::Arrived => {}
-                Park::Closed => ended(this.ctx.pid()),
-            }
-        }
+        let scan = &mut self.get_mut().scan;
+        poll_receive(scan, &mut Forever, cx).map(|o| match o {
+            Outcome::Item(item) => item,
+            Outcome::TimedOut | Outcome::Ended => ended(scan.owner().header().pid),
+        })
     }
 }
 
 impl<P> Drop for RecvMatch<'_, P> {
     fn drop(&mut self) {
-        self.ctx.unpark();
+        self.scan.unpark();
     }
 }

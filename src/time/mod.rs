@@ -20,8 +20,10 @@ pub use imp::{RecvTimeout, Sleep, TimerRef, sleep};
 mod imp {
 
     use super::wheel::{Action, Entry};
-    use crate::mailbox::queue::{Cursor, Park};
+    use crate::mailbox::queue::Scan;
     use crate::mailbox::{Message, Received};
+    use crate::process::context::Process;
+    use crate::process::context::{Outcome, poll_receive};
     use crate::process::{Context, Pid};
     use crate::runtime::{Runtime, Shared};
     use std::fmt;
@@ -350,11 +352,39 @@ mod imp {
                 deadline_after(timeout).map_or(Limit::Never, Limit::At)
             };
             RecvTimeout {
-                ctx: self,
-                pred,
-                cursor: Cursor::start(),
-                limit,
-                timer: None,
+                scan: self.scan(pred),
+                timeout: Timeout { limit, timer: None },
+            }
+        }
+    }
+
+    /// The time limit of a [`RecvTimeout`] and its armed wake.
+    struct Timeout {
+        /// When it gives up.
+        limit: Limit,
+        /// The armed wake, if any.
+        timer: Option<Arc<Entry>>,
+    }
+
+    impl crate::process::context::Limit for Timeout {
+        fn arm(&mut self, rt: &Runtime, waker: &std::task::Waker) -> bool {
+            let deadline = match self.limit {
+                Limit::Now => return false,
+                Limit::Never => None,
+                Limit::At(d) if Instant::now() >= d => return false,
+                Limit::At(d) => Some(d),
+            };
+            match &self.timer {
+                // Armed: make sure it wakes the waker of this poll.
+                Some(e) if e.is_pending() => e.set_waker(waker),
+                _ => self.timer = rt.shared.add_wake(deadline, waker),
+            }
+            true
+        }
+
+        fn disarm(&mut self, rt: &Runtime) {
+            if let Some(entry) = self.timer.take() {
+                drop(rt.shared.timers.cancel(&entry));
             }
         }
     }
@@ -362,34 +392,22 @@ mod imp {
     /// The future of [`Context::recv_timeout`] and [`Context::recv_match_timeout`].
     #[must_use = "futures do nothing unless awaited"]
     pub struct RecvTimeout<'a, P> {
-        ctx: &'a mut Context,
-        pred: P,
-        /// The last item this receive rejected.
-        cursor: Cursor,
+        /// Holds the mailbox, and where this receive stopped scanning.
+        scan: Scan<'a, Process, P>,
         /// When it gives up.
-        limit: Limit,
-        /// The armed wake, if any.
-        timer: Option<Arc<Entry>>,
+        timeout: Timeout,
     }
 
     impl<P> fmt::Debug for RecvTimeout<'_, P> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("RecvTimeout")
-                .field("pid", &self.ctx.pid())
-                .field("limit", &self.limit)
+                .field("pid", &self.scan.owner().header().pid)
+                .field("limit", &self.timeout.limit)
                 .finish()
         }
     }
 
     impl<P> Unpin for RecvTimeout<'_, P> {}
-
-    impl<P> RecvTimeout<'_, P> {
-        fn disarm(&mut self) {
-            if let Some(entry) = self.timer.take() {
-                drop(self.ctx.runtime().shared.timers.cancel(&entry));
-            }
-        }
-    }
 
     impl<P> Future for RecvTimeout<'_, P>
     where
@@ -399,51 +417,21 @@ mod imp {
 
         fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Received>> {
             let this = self.get_mut();
-            if !crate::coop::consume() {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            loop {
-                if let Some(item) = this.ctx.find(&mut this.cursor, &mut this.pred) {
-                    this.disarm();
-                    return Poll::Ready(Some(item));
-                }
-                let deadline = match this.limit {
-                    Limit::Now => return Poll::Ready(None),
-                    Limit::Never => None,
-                    Limit::At(d) if Instant::now() >= d => {
-                        this.disarm();
-                        this.ctx.unpark();
-                        return Poll::Ready(None);
-                    }
-                    Limit::At(d) => Some(d),
-                };
-                match &this.timer {
-                    // Armed: make sure it wakes the waker of this poll.
-                    Some(e) if e.is_pending() => e.set_waker(cx.waker()),
-                    _ => {
-                        let shared = &this.ctx.runtime().shared;
-                        this.timer = shared.add_wake(deadline, cx.waker());
-                    }
-                }
-                match this.ctx.park(cx.waker()) {
-                    Park::Parked => return Poll::Pending,
-                    Park::Arrived => {}
-                    // The process has ended: nothing can arrive, so waiting
-                    // out the timeout would only hang the caller.
-                    Park::Closed => {
-                        this.disarm();
-                        return Poll::Ready(None);
-                    }
-                }
-            }
+            // The process having ended answers `None` too: nothing can
+            // arrive, so waiting out the timeout would only hang the caller.
+            poll_receive(&mut this.scan, &mut this.timeout, cx).map(|o| match o {
+                Outcome::Item(item) => Some(item),
+                Outcome::TimedOut | Outcome::Ended => None,
+            })
         }
     }
 
     impl<P> Drop for RecvTimeout<'_, P> {
         fn drop(&mut self) {
-            self.disarm();
-            self.ctx.unpark();
+            if let Some(entry) = self.timeout.timer.take() {
+                drop(self.scan.owner().header().rt.shared.timers.cancel(&entry));
+            }
+            self.scan.unpark();
         }
     }
 }
