@@ -3,18 +3,21 @@
 //! tokio, in the same run. Loopback only; every run stops by itself.
 //!
 //! ```text
-//! cargo run --release --example tcp_echo -- [--peer rusm|tokio|both]
+//! cargo run --release --example tcp_echo -- [--peer rusm|rusm-asyncio|tokio|both|all]
 //!     [--conns N] [--msgs M] [--size BYTES] [--workers W]
 //! ```
 //!
 //! Defaults: `--peer both --conns 100 --msgs 2000 --size 64 --workers 2`.
+//! `rusm` serves on `rusm_otp::net` sockets (driven by the workers, see
+//! the crate's `io` module), `rusm-asyncio` on `async-io`'s (driven by
+//! async-io's own thread); `both` is `rusm` and `tokio`, `all` all three.
 //! Each of the N client connections sends M messages of SIZE bytes, one at
 //! a time, waiting for each echo (a round trip). The client is the same
 //! for both servers: a single-threaded tokio runtime on its own thread,
 //! driving all N connections. Prints one line per server:
 //!
 //! ```text
-//! echo peer=<rusm|tokio> conns=N msgs=M size=S workers=W msgs_per_s=<float> p50_us=<float> p99_us=<float>
+//! echo peer=<rusm|rusm-asyncio|tokio> conns=N msgs=M size=S workers=W msgs_per_s=<float> p50_us=<float> p99_us=<float>
 //! ```
 //!
 //! The rusm server: an acceptor process accepts connections and starts a
@@ -61,17 +64,23 @@ fn main() {
         }
     }
     assert!(opts.size >= 1);
-    if peer == "rusm" || peer == "both" {
-        rusm_server(opts);
+    if peer == "rusm" || peer == "both" || peer == "all" {
+        rusm_server::<rusm_otp::net::TcpListener>(opts, "rusm");
     }
-    if peer == "tokio" || peer == "both" {
+    if peer == "rusm-asyncio" || peer == "all" {
+        rusm_server::<Async<TcpListener>>(opts, "rusm-asyncio");
+    }
+    if peer == "tokio" || peer == "both" || peer == "all" {
         tokio_server(opts);
     }
 }
 
 /// Echoes until the peer closes; panics on a message starting with
 /// `poison` (the crash the supervisor must contain).
-async fn handle(mut stream: Async<TcpStream>) {
+async fn handle<S>(mut stream: S)
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -88,18 +97,50 @@ async fn handle(mut stream: Async<TcpStream>) {
     }
 }
 
-fn rusm_server(opts: Opts) {
+/// The listener of one rusm flavour.
+trait Listener: Sized + Send + Sync + 'static {
+    type Stream: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + Send + 'static;
+    fn bind() -> (Self, SocketAddr);
+    fn accept(&self) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for rusm_otp::net::TcpListener {
+    type Stream = rusm_otp::net::TcpStream;
+    fn bind() -> (Self, SocketAddr) {
+        let l = rusm_otp::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+        let addr = l.local_addr().expect("addr");
+        (l, addr)
+    }
+    async fn accept(&self) -> std::io::Result<Self::Stream> {
+        let (s, _) = rusm_otp::net::TcpListener::accept(self).await?;
+        Ok(s)
+    }
+}
+
+impl Listener for Async<TcpListener> {
+    type Stream = Async<TcpStream>;
+    fn bind() -> (Self, SocketAddr) {
+        let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).expect("bind");
+        let addr = l.get_ref().local_addr().expect("addr");
+        (l, addr)
+    }
+    async fn accept(&self) -> std::io::Result<Self::Stream> {
+        let (s, _) = Async::<TcpListener>::accept(self).await?;
+        Ok(s)
+    }
+}
+
+fn rusm_server<L: Listener>(opts: Opts, name: &str) {
     let rt = Runtime::builder()
         .workers(opts.workers)
         .quiet_panics(true)
         .build();
     let sup = SupervisorRef::new(&rt, rt.dynamic_supervisor().start().pid());
-    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).expect("bind");
-    let addr = listener.get_ref().local_addr().expect("addr");
+    let (listener, addr) = L::bind();
     let acceptor = rt.spawn(move |ctx| async move {
         let rt = ctx.runtime().clone();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok(stream) = listener.accept().await else {
                 return;
             };
             // A child factory is `Fn`: the one stream is taken out once.
@@ -129,7 +170,7 @@ fn rusm_server(opts: Opts) {
         "exactly the poisoned handler crashed"
     );
     println!(
-        "echo peer=rusm conns={} msgs={} size={} workers={} msgs_per_s={msgs_per_s:.0} p50_us={p50:.1} p99_us={p99:.1}",
+        "echo peer={name} conns={} msgs={} size={} workers={} msgs_per_s={msgs_per_s:.0} p50_us={p50:.1} p99_us={p99:.1}",
         opts.conns, opts.msgs, opts.size, opts.workers
     );
     acceptor.kill();

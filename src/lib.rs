@@ -103,6 +103,7 @@ mod scheduler;
 mod blocking;
 mod coop;
 mod guard;
+mod io;
 mod registry;
 mod report;
 mod runtime;
@@ -122,6 +123,8 @@ pub use process::{ExitReason, Pid};
 pub use async_io;
 pub use blocking::Blocking;
 pub use call::{Call, CallError, ReplyTo, Request};
+#[cfg(not(loom))]
+pub use io::net;
 pub use process::{Context, Join, ProcessHandle, Recv, RecvMatch};
 pub use runtime::{Builder, Metrics, ProcessInfo, Runtime, WorkerMetrics};
 pub use send_error::SendError;

@@ -155,7 +155,7 @@ impl Builder {
             // Before any worker runs, so no worker panic meets the old hook.
             crate::report::install_hook();
         }
-        let (scheduler, locals) = Scheduler::new(self.workers);
+        let (scheduler, locals) = Scheduler::new(self.workers)?;
         scheduler.monitor.set_long_poll(self.long_poll);
         let shared = Arc::new(Shared {
             scheduler,

@@ -75,7 +75,8 @@ impl Runtime {
             finished: self.finished(),
             panics: self.shared.panics.load(Ordering::Relaxed),
             unowned_panics: self.shared.unowned_panics.load(Ordering::Relaxed)
-                + self.shared.blocking.unowned_panics(),
+                + self.shared.blocking.unowned_panics()
+                + self.shared.scheduler.io.unowned_panics(),
             blocking_threads: self.shared.blocking.threads(),
             long_polls: sched.monitor.long_polls.load(Ordering::Relaxed),
             rescued: sched.monitor.rescued.load(Ordering::Relaxed),

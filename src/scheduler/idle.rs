@@ -3,7 +3,7 @@
 //! A worker is in one of three conditions: *running* tasks, *searching* for
 //! work to steal (counted in `num_searching`, at most [`Idle::max_searching`]
 //! at once), or *sleeping* (listed in `sleepers`, counted in `num_sleeping`,
-//! blocked on its [`Parker`]).
+//! blocked on its [`Parker`](super::park::Parker)).
 //!
 //! # Posting work (a spawn, a wake, a reschedule onto a shared queue)
 //!
@@ -56,7 +56,6 @@
 //! The loom model `loom_idle` runs this protocol with two workers and a
 //! poster on a stand-in queue.
 
-use super::park::Parker;
 use crate::loom::sync::Mutex;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
 
@@ -134,13 +133,13 @@ impl Idle {
     /// Falling asleep, steps 1-4, for worker `id`. `searching` is the
     /// worker's searching flag, updated to what it is on return. `has_work`
     /// looks at every queue; `stop` says the runtime is shutting down.
-    /// Returns when the worker should look for work again.
+    /// `park` blocks on the worker's [`Parker`](super::park::Parker) (in the reactor, for the
+    /// duty holder). Returns when the worker should look for work again.
     pub(crate) fn sleep(
         &self,
         id: usize,
-        parker: &Parker,
         searching: &mut bool,
-        deadline: Option<std::time::Instant>,
+        park: impl FnOnce(),
         has_work: impl Fn() -> bool,
         stop: impl Fn() -> bool,
     ) {
@@ -155,7 +154,7 @@ impl Idle {
         *searching = false;
         fence(Ordering::SeqCst);
         if !has_work() && !stop() {
-            parker.park(deadline);
+            park();
         }
         // Still listed: we left on our own (work seen, timeout, spurious
         // wake). Not listed: a poster popped us and counted us as searching.
@@ -180,6 +179,7 @@ impl Idle {
 
 #[cfg(all(test, loom))]
 mod loom_idle {
+    use super::super::park::Parker;
     use super::*;
     use crate::loom::sync::Arc;
     use crate::loom::sync::atomic::AtomicUsize;
@@ -228,9 +228,8 @@ mod loom_idle {
                             }
                             idle.sleep(
                                 id,
-                                &parkers[id],
                                 &mut searching,
-                                None,
+                                || parkers[id].park(None),
                                 || !queue.lock().is_empty(),
                                 || stop.load(Ordering::SeqCst),
                             );

@@ -109,6 +109,8 @@ mod imp {
         pub(crate) next: Vec<CachePadded<TaskSlot>>,
         /// The stall monitor's settings and counters (see `stranded`).
         pub(crate) monitor: super::stranded::Monitor,
+        /// The reactor the duty holder parks in (see `io`).
+        pub(crate) io: std::sync::Arc<crate::io::reactor::Reactor>,
         /// Tests: panics to inject into workers' loops while they search.
         #[cfg(test)]
         pub(crate) inject_panics: std::sync::atomic::AtomicUsize,
@@ -116,7 +118,8 @@ mod imp {
 
     impl Scheduler {
         /// A scheduler for `n` workers, and the deques the workers will own.
-        pub(crate) fn new(n: usize) -> (Scheduler, Vec<worker::Deques>) {
+        pub(crate) fn new(n: usize) -> std::io::Result<(Scheduler, Vec<worker::Deques>)> {
+            let io = std::sync::Arc::new(crate::io::reactor::Reactor::new()?);
             let locals: Vec<_> = (0..n)
                 .map(|_| worker::Deques {
                     local: crate::loom::deque::Worker::new_fifo(),
@@ -128,6 +131,9 @@ mod imp {
                 stealers: locals.iter().map(|w| w.local.stealer()).collect(),
                 yielders: locals.iter().map(|w| w.yielded.stealer()).collect(),
                 idle: Idle::new(n),
+                #[cfg(not(loom))]
+                parkers: (0..n).map(|_| Parker::with_io(io.clone())).collect(),
+                #[cfg(loom)]
                 parkers: (0..n).map(|_| Parker::new()).collect(),
                 shutdown: AtomicBool::new(false),
                 stats: (0..n).map(|_| CachePadded::default()).collect(),
@@ -135,10 +141,11 @@ mod imp {
                     .map(|_| CachePadded::new(TaskSlot(super::next::NextSlot::new())))
                     .collect(),
                 monitor: super::stranded::Monitor::new(),
+                io,
                 #[cfg(test)]
                 inject_panics: std::sync::atomic::AtomicUsize::new(0),
             };
-            (sched, locals)
+            Ok((sched, locals))
         }
 
         pub(crate) fn num_workers(&self) -> usize {

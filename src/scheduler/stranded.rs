@@ -129,6 +129,7 @@ pub(crate) fn run(shared: &Shared) {
         })
         .collect();
     let mut period = ACTIVE_PERIOD;
+    let mut io_polls = sched.io.polls();
     while !sched.is_shutdown() {
         sched.monitor.parker.park(Some(Instant::now() + period));
         if sched.is_shutdown() {
@@ -139,6 +140,13 @@ pub(crate) fn run(shared: &Shared) {
         if crate::guard::catch(|| look(shared, &mut seen, Instant::now())).is_none() {
             shared.note_unowned_panic();
         }
+        // Nobody took the reactor's events for a whole period (every
+        // awake worker is stuck, see `io`): take them here; the processes
+        // woken go to the injector.
+        if sched.io.polls() == io_polls {
+            sched.io.poll_now();
+        }
+        io_polls = sched.io.polls();
         period = if sched.idle.num_sleeping() == n {
             (period * 2).min(IDLE_PERIOD)
         } else {

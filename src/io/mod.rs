@@ -1,0 +1,55 @@
+//! I/O driven by the runtime's own workers: the reactor and the socket
+//! types on it ([`net`]).
+//!
+//! # The I/O duty
+//!
+//! The worker holding the timer duty (`time::duty`: one sleeper at a time)
+//! parks in the reactor's poll instead of on its condvar, with the earliest
+//! timer deadline as the poll's timeout ([`Parker::park_io`]). A socket
+//! becoming ready ends that poll on the worker itself: its future's waker
+//! runs there and puts the process in that worker's own next slot, which it
+//! runs as soon as it is back in its loop. Other workers take ready events
+//! without blocking: every few dozen ticks between tasks (as they look at
+//! the timers), while they spin for work, and before parking.
+//!
+//! # Why no readiness is slept through
+//!
+//! Readiness is recorded by the kernel in the poller (level, until a poll
+//! takes it), never by us, so the question is only whether some thread
+//! polls after it, within bounded time:
+//!
+//! * Every worker polls without blocking before it parks, after it last
+//!   ran a task, so readiness from before that point is taken then.
+//! * A worker parking takes the duty if nobody holds it
+//!   (`Duty::take`, a SeqCst CAS) and then parks in the poll. So when every
+//!   worker is parked, one of them is in the poll: each parked worker
+//!   either holds the duty or saw a holder, and that holder is parked too,
+//!   in the poll. Readiness arriving then ends that poll.
+//! * An `unpark` aimed at the duty holder (new work, an earlier timer, the
+//!   stop) interrupts its poll: the hand-off between the token and the
+//!   poll is argued in `scheduler::park` (loom model `loom_park_io`). The
+//!   interrupt is the reactor's own flag, taken only by the blocking poll,
+//!   because any poll (another worker's non-blocking one too) clears the
+//!   poller's notification.
+//! * While some worker is awake, it polls between tasks; should every
+//!   awake worker be stuck in one long poll, the stall monitor (which runs
+//!   on a timer, not on wakes) polls the reactor itself when nobody did for
+//!   a whole period of its own, and the processes it wakes go to the
+//!   injector, which wakes a parked worker by the posting protocol.
+//!
+//! The loom model `loom_park_io` also runs the hand-off between two workers
+//! going to sleep (one with the duty, in the poll) and a socket becoming
+//! ready.
+//!
+//! `async-io`'s sockets keep working as before, on async-io's own thread;
+//! only sockets of [`net`] are driven here.
+//!
+//! [`Parker::park_io`]: crate::scheduler::park::Parker::park_io
+
+#[cfg(not(loom))]
+pub mod net;
+#[cfg(not(loom))]
+pub(crate) mod reactor;
+#[cfg(loom)]
+#[path = "reactor_loom.rs"]
+pub(crate) mod reactor;
