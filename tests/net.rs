@@ -275,3 +275,33 @@ fn readiness_lands_while_the_duty_holder_is_stuck_in_a_long_poll() {
         );
     }
 }
+
+/// A stream first awaited in one runtime, which is then dropped, and
+/// awaited again in a second runtime: its registration stays with the
+/// first runtime's reactor, which nobody polls any more, so the read fails
+/// with an error instead of staying pending forever.
+#[test]
+fn a_stream_outliving_its_first_runtime_fails_instead_of_hanging() {
+    let (l, addr) = listener();
+    let mut c = client(addr);
+    let rt1 = support::runtime(1);
+    let s = run(&rt1, async move {
+        let (s, _) = l.accept().await.expect("accept");
+        s
+    });
+    c.write_all(b"a").unwrap();
+    let s = run(&rt1, async move {
+        // A short read: the stream is drained, its readiness cleared.
+        let mut buf = [0u8; 8];
+        assert_eq!((&s).read(&mut buf).await.expect("first byte"), 1);
+        s
+    });
+    drop(rt1);
+    let rt2 = support::runtime(1);
+    let mut s = s;
+    let err = support::run_for(&rt2, Duration::from_secs(5), async move {
+        let mut buf = [0u8; 1];
+        s.read(&mut buf).await.unwrap_err()
+    });
+    assert_eq!(err.kind(), std::io::ErrorKind::Other);
+}

@@ -91,7 +91,8 @@ impl<T: std::os::fd::AsRawFd> Drop for Io<T> {
 ///
 /// Created anywhere; awaited in a process (or a runtime's `block_on`),
 /// where it registers with that runtime's reactor. Awaiting it outside a
-/// runtime's thread fails with an error.
+/// runtime's thread fails with an error, and so does waiting on it once
+/// that runtime has been dropped (it is not moved to another runtime).
 ///
 /// # Examples
 ///

@@ -53,6 +53,9 @@ pub(crate) struct Reactor {
     /// thread could take an interrupt meant for the duty holder still
     /// waiting for the buffer (see `wait`).
     interrupted: AtomicBool,
+    /// Set once the runtime has stopped: nobody polls any more, so a
+    /// future that would wait here fails instead (see [`close`](Self::close)).
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Reactor {
@@ -105,6 +108,7 @@ impl Reactor {
             polls: AtomicU64::new(0),
             unowned_panics: AtomicU64::new(0),
             interrupted: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -172,6 +176,15 @@ impl Reactor {
             let tick = {
                 let mut st = source.state.lock();
                 if !st.ready[d] {
+                    // Read under the source's lock, which `close` takes
+                    // after setting the flag: either this sees it, or
+                    // `close` sees the waker stored below and wakes it.
+                    if self.closed.load(Ordering::SeqCst) {
+                        return std::task::Poll::Ready(Err(std::io::Error::other(
+                            "rusm_otp::net socket awaited after the runtime it was first \
+                             awaited in was dropped",
+                        )));
+                    }
                     let old = match &st.wakers[d] {
                         Some(w) if w.will_wake(cx.waker()) => None,
                         _ => st.wakers[d].replace(cx.waker().clone()),
@@ -200,6 +213,31 @@ impl Reactor {
             match res {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 r => return std::task::Poll::Ready(r),
+            }
+        }
+    }
+
+    /// Called once the runtime's threads are gone: a socket still
+    /// registered here (it outlived the runtime, or moved to another one)
+    /// would wait for events nobody takes any more. Its waiting futures are
+    /// woken, and they and any later ones that would wait fail instead.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let sources: Vec<Arc<Source>> = self
+            .sources
+            .lock()
+            .entries
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for source in sources {
+            let [a, b] = std::mem::take(&mut source.state.lock().wakers);
+            for waker in [a, b].into_iter().flatten() {
+                // A foreign waker's `wake` is user code.
+                if crate::guard::catch(move || waker.wake()).is_none() {
+                    self.unowned_panics.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

@@ -225,6 +225,8 @@ impl Shared {
             }
         }
         crate::time::stop(self);
+        // Sockets that outlive the runtime fail rather than wait on it.
+        self.scheduler.io.close();
         // After the processes ended: the jobs they awaited are abandoned.
         self.blocking.shutdown();
         while !self.scheduler.injector.is_empty() {
