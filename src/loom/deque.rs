@@ -29,24 +29,41 @@ mod imp {
         Retry,
     }
 
-    type Queue<T> = Arc<Mutex<VecDeque<T>>>;
+    /// A queue's contents, with what both a stealer and the injector offer.
+    pub(crate) struct Shared<T>(Mutex<VecDeque<T>>);
 
-    /// Takes the front of `from` and half of the rest into `to`. The two
-    /// locks are never held together (two workers may steal from each
-    /// other at once).
-    fn steal_batch_and_pop<T>(from: &Mutex<VecDeque<T>>, to: &Worker<T>) -> Steal<T> {
-        let (first, batch) = {
-            let mut q = from.lock().unwrap();
-            let Some(first) = q.pop_front() else {
-                return Steal::Empty;
-            };
-            let n = q.len() / 2;
-            (first, q.drain(..n).collect::<Vec<_>>())
-        };
-        if !batch.is_empty() {
-            to.q.lock().unwrap().extend(batch);
+    type Queue<T> = Arc<Shared<T>>;
+
+    impl<T> Shared<T> {
+        fn new() -> Self {
+            Shared(Mutex::new(VecDeque::new()))
         }
-        Steal::Success(first)
+
+        /// Takes the front of this queue and half of the rest into `to`.
+        /// The two locks are never held together (two workers may steal
+        /// from each other at once).
+        pub(crate) fn steal_batch_and_pop(&self, to: &Worker<T>) -> Steal<T> {
+            let (first, batch) = {
+                let mut q = self.0.lock().unwrap();
+                let Some(first) = q.pop_front() else {
+                    return Steal::Empty;
+                };
+                let n = q.len() / 2;
+                (first, q.drain(..n).collect::<Vec<_>>())
+            };
+            if !batch.is_empty() {
+                to.q.0.lock().unwrap().extend(batch);
+            }
+            Steal::Success(first)
+        }
+
+        pub(crate) fn is_empty(&self) -> bool {
+            self.0.lock().unwrap().is_empty()
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
     }
 
     /// A worker's own end of its queue.
@@ -63,7 +80,7 @@ mod imp {
     impl<T> Worker<T> {
         pub(crate) fn new_fifo() -> Self {
             Worker {
-                q: Arc::new(Mutex::new(VecDeque::new())),
+                q: Arc::new(Shared::new()),
             }
         }
 
@@ -72,15 +89,15 @@ mod imp {
         }
 
         pub(crate) fn push(&self, t: T) {
-            self.q.lock().unwrap().push_back(t);
+            self.q.0.lock().unwrap().push_back(t);
         }
 
         pub(crate) fn pop(&self) -> Option<T> {
-            self.q.lock().unwrap().pop_front()
+            self.q.0.lock().unwrap().pop_front()
         }
 
         pub(crate) fn is_empty(&self) -> bool {
-            self.q.lock().unwrap().is_empty()
+            self.q.is_empty()
         }
     }
 
@@ -95,23 +112,16 @@ mod imp {
         }
     }
 
-    impl<T> Stealer<T> {
-        pub(crate) fn steal_batch_and_pop(&self, to: &Worker<T>) -> Steal<T> {
-            steal_batch_and_pop(&self.q, to)
-        }
-
-        pub(crate) fn is_empty(&self) -> bool {
-            self.q.lock().unwrap().is_empty()
-        }
-
-        pub(crate) fn len(&self) -> usize {
-            self.q.lock().unwrap().len()
+    impl<T> std::ops::Deref for Stealer<T> {
+        type Target = Shared<T>;
+        fn deref(&self) -> &Shared<T> {
+            &self.q
         }
     }
 
     /// The queue shared by all workers, for work posted from outside.
     pub(crate) struct Injector<T> {
-        q: Mutex<VecDeque<T>>,
+        q: Shared<T>,
     }
 
     impl<T> fmt::Debug for Injector<T> {
@@ -122,32 +132,25 @@ mod imp {
 
     impl<T> Injector<T> {
         pub(crate) fn new() -> Self {
-            Injector {
-                q: Mutex::new(VecDeque::new()),
-            }
+            Injector { q: Shared::new() }
         }
 
         pub(crate) fn push(&self, t: T) {
-            self.q.lock().unwrap().push_back(t);
+            self.q.0.lock().unwrap().push_back(t);
         }
 
         pub(crate) fn steal(&self) -> Steal<T> {
-            match self.q.lock().unwrap().pop_front() {
+            match self.q.0.lock().unwrap().pop_front() {
                 Some(t) => Steal::Success(t),
                 None => Steal::Empty,
             }
         }
+    }
 
-        pub(crate) fn steal_batch_and_pop(&self, to: &Worker<T>) -> Steal<T> {
-            steal_batch_and_pop(&self.q, to)
-        }
-
-        pub(crate) fn is_empty(&self) -> bool {
-            self.q.lock().unwrap().is_empty()
-        }
-
-        pub(crate) fn len(&self) -> usize {
-            self.q.lock().unwrap().len()
+    impl<T> std::ops::Deref for Injector<T> {
+        type Target = Shared<T>;
+        fn deref(&self) -> &Shared<T> {
+            &self.q
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Processes: the task that runs one, its state word, its [`Context`] and
 //! [`ProcessHandle`], and the table that maps pids to live processes.
 
+pub(crate) mod alive;
 pub(crate) mod context;
 pub(crate) mod handle;
 pub(crate) mod recycle;

@@ -20,9 +20,8 @@
 use super::Pid;
 use super::task::OwnedTask;
 use crate::loom::epoch::{Guard, pinned};
-use crate::loom::lock::{MappedMutexGuard, MutexGuard};
 use crate::loom::sync::Mutex;
-use crate::runtime::{Aux, Header, Runtime, TaskPtr, TaskRef};
+use crate::runtime::{Header, Runtime, TaskPtr, TaskRef};
 use std::collections::BTreeMap;
 
 /// The table's strong reference to a process, as `Arc::into_raw` made it.
@@ -35,23 +34,6 @@ impl Owned {
     fn release(self) {
         // SAFETY: the table's reference, taken out of the table once.
         unsafe { self.0.release() }
-    }
-}
-
-/// A process's aux data, locked, with the process found alive under the
-/// lock ([`Table::lock_alive`]).
-pub(crate) struct LiveAux<'a>(MappedMutexGuard<'a, Aux>);
-
-impl std::ops::Deref for LiveAux<'_> {
-    type Target = Aux;
-    fn deref(&self) -> &Aux {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for LiveAux<'_> {
-    fn deref_mut(&mut self) -> &mut Aux {
-        &mut self.0
     }
 }
 
@@ -142,25 +124,6 @@ impl Table {
         let r = f(&unsafe { TaskPtr::from_raw(h) });
         drop(task);
         Some(r)
-    }
-
-    /// Locks `h`'s aux data if its process is alive, checked under the
-    /// lock (the real table's liveness rule, see its docs).
-    pub(crate) fn lock_alive<'a>(&self, h: &'a Header) -> Option<LiveAux<'a>> {
-        let aux = h.aux.lock();
-        if !self.contains(h.pid) {
-            return None;
-        }
-        Some(LiveAux(MutexGuard::map(aux, |a| {
-            &mut **a.get_or_insert_with(Default::default)
-        })))
-    }
-
-    /// Runs `f` on `pid`'s aux data under [`lock_alive`](Self::lock_alive);
-    /// `None` if it is not alive.
-    pub(crate) fn with_alive<R>(&self, pid: Pid, f: impl FnOnce(&mut Aux) -> R) -> Option<R> {
-        self.with(pid, |t| self.lock_alive(t.header()).map(|mut a| f(&mut a)))
-            .flatten()
     }
 
     /// The live process `pid`, as a new reference.
