@@ -305,3 +305,98 @@ fn a_stream_outliving_its_first_runtime_fails_instead_of_hanging() {
     });
     assert_eq!(err.kind(), std::io::ErrorKind::Other);
 }
+
+/// A connect to a port nobody listens on fails with the kernel's error
+/// (from a process: the connect runs on the blocking pool), no hang.
+#[test]
+fn a_refused_connection_is_an_error() {
+    let rt = support::runtime(1);
+    // Bound then closed: nothing listens there now.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = run(
+        &rt,
+        async move { TcpStream::connect(addr).await.unwrap_err() },
+    );
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+/// The runtime dropped while a process waits on a read: the drop returns,
+/// and the socket is closed (the client sees EOF), as is the listener.
+#[test]
+fn dropping_the_runtime_closes_the_sockets_its_processes_wait_on() {
+    let rt = support::runtime(2);
+    let (l, addr) = listener();
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(move |_| async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 8];
+        let _ = s.read(&mut buf).await;
+        unreachable!("nothing is ever written");
+    });
+    let mut c = client(addr);
+    rx.recv_timeout(support::TIMEOUT).expect("accepted");
+    drop(rt);
+    let mut buf = [0u8; 8];
+    assert_eq!(c.read(&mut buf).expect("EOF, not a timeout"), 0);
+    assert_eq!(
+        std::net::TcpStream::connect(addr).unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+}
+
+/// Tells `tx` once, the first time its inner future is pending.
+struct TellPending<F> {
+    inner: Pin<Box<F>>,
+    tx: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl<F: Future> Future for TellPending<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let r = self.inner.as_mut().poll(cx);
+        if r.is_pending() {
+            if let Some(tx) = self.tx.take() {
+                tx.send(()).unwrap();
+            }
+        }
+        r
+    }
+}
+
+/// Two acceptor processes waiting on one listener (an acceptor pool):
+/// two connections reach both, not only the one that waited last.
+#[test]
+fn two_processes_waiting_to_accept_on_one_listener_both_accept() {
+    let rt = support::runtime(2);
+    let (l, addr) = listener();
+    let l = Arc::new(l);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let acceptors: Vec<_> = (0..2)
+        .map(|_| {
+            let l = l.clone();
+            let tx = tx.clone();
+            rt.spawn(move |_| async move {
+                let accept = TellPending {
+                    inner: Box::pin(async { l.accept().await.expect("accept") }),
+                    tx: Some(tx),
+                };
+                let (_s, _) = accept.await;
+            })
+        })
+        .collect();
+    for _ in 0..2 {
+        rx.recv_timeout(support::TIMEOUT).expect("acceptor waiting");
+    }
+    let _c1 = client(addr);
+    let _c2 = client(addr);
+    for a in acceptors {
+        assert_eq!(
+            support::run_for(&rt, Duration::from_secs(5), a.join()),
+            ExitReason::Normal
+        );
+    }
+}

@@ -156,8 +156,8 @@ impl TcpListener {
 /// workers: `futures_io::AsyncRead` and `AsyncWrite` (for `&TcpStream`
 /// too, so one process can read while another writes).
 ///
-/// One reader and one writer may wait at a time: a second future waiting
-/// in the same direction replaces the first one's waker.
+/// Several futures may wait in one direction (each is woken by the next
+/// event, and those that find nothing to do wait again).
 #[derive(Debug)]
 pub struct TcpStream {
     io: Io<std::net::TcpStream>,

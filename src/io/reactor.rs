@@ -87,8 +87,10 @@ struct State {
     tick: u64,
     /// Per [`Dir`]: whether the operation may succeed.
     ready: [bool; 2],
-    /// Per [`Dir`]: the future waiting for readiness.
-    wakers: [Option<Waker>; 2],
+    /// Per [`Dir`]: the futures waiting for readiness. Several processes
+    /// may wait on one socket (an acceptor pool on one listener); an event
+    /// wakes them all, and those that find nothing wait again.
+    wakers: [Vec<Waker>; 2],
 }
 
 /// Which readiness a future waits for.
@@ -128,7 +130,7 @@ impl Reactor {
             state: Mutex::new(State {
                 tick: 0,
                 ready: [true; 2],
-                wakers: [None, None],
+                wakers: [Vec::new(), Vec::new()],
             }),
         });
         // SAFETY: the caller keeps `fd` open until it deregisters it.
@@ -157,7 +159,7 @@ impl Reactor {
         drop(slab);
         self.registered.fetch_sub(1, Ordering::Relaxed);
         let [a, b] = std::mem::take(&mut source.state.lock().wakers);
-        self.drop_wakers(a, b);
+        self.drop_wakers(a.into_iter().chain(b));
     }
 
     /// Runs `op` while `source` is ready in direction `dir`; when it is
@@ -185,13 +187,9 @@ impl Reactor {
                              awaited in was dropped",
                         )));
                     }
-                    let old = match &st.wakers[d] {
-                        Some(w) if w.will_wake(cx.waker()) => None,
-                        _ => st.wakers[d].replace(cx.waker().clone()),
-                    };
-                    drop(st);
-                    if old.is_some() {
-                        self.drop_wakers(old, None);
+                    // A task waits once however often it is polled.
+                    if !st.wakers[d].iter().any(|w| w.will_wake(cx.waker())) {
+                        st.wakers[d].push(cx.waker().clone());
                     }
                     return std::task::Poll::Pending;
                 }
@@ -233,7 +231,7 @@ impl Reactor {
             .collect();
         for source in sources {
             let [a, b] = std::mem::take(&mut source.state.lock().wakers);
-            for waker in [a, b].into_iter().flatten() {
+            for waker in a.into_iter().chain(b) {
                 // A foreign waker's `wake` is user code.
                 if crate::guard::catch(move || waker.wake()).is_none() {
                     self.unowned_panics.fetch_add(1, Ordering::Relaxed);
@@ -306,11 +304,11 @@ impl Reactor {
             let Some(source) = source else { continue };
             let mut st = source.state.lock();
             st.tick += 1;
-            let mut take = [None, None];
+            let mut take = [Vec::new(), Vec::new()];
             for (d, on) in [ev.readable, ev.writable].into_iter().enumerate() {
                 if on {
                     st.ready[d] = true;
-                    take[d] = st.wakers[d].take();
+                    take[d] = std::mem::take(&mut st.wakers[d]);
                 }
             }
             drop(st);
@@ -327,8 +325,8 @@ impl Reactor {
         woken
     }
 
-    fn drop_wakers(&self, a: Option<Waker>, b: Option<Waker>) {
-        for w in [a, b].into_iter().flatten() {
+    fn drop_wakers(&self, wakers: impl IntoIterator<Item = Waker>) {
+        for w in wakers {
             if !crate::guard::drop_caught(w) {
                 self.unowned_panics.fetch_add(1, Ordering::Relaxed);
             }
