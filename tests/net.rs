@@ -41,6 +41,26 @@ async fn echo(mut s: TcpStream) -> usize {
 }
 
 /// A plain-thread client socket with a generous read timeout.
+/// A process that accepts one connection and then waits on a read that
+/// never completes, and the client end of that connection, returned once the
+/// process has accepted it.
+fn connected_to_a_stuck_reader(
+    rt: &rusm_otp::Runtime,
+) -> (rusm_otp::ProcessHandle, std::net::TcpStream) {
+    let (l, addr) = listener();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = rt.spawn(move |_| async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 8];
+        let _ = s.read(&mut buf).await;
+        unreachable!("nothing is ever written");
+    });
+    let c = client(addr);
+    rx.recv_timeout(support::TIMEOUT).expect("accepted");
+    (reader, c)
+}
+
 fn client(addr: SocketAddr) -> std::net::TcpStream {
     let c = std::net::TcpStream::connect(addr).expect("connect");
     c.set_read_timeout(Some(support::TIMEOUT)).unwrap();
@@ -118,17 +138,7 @@ fn a_thousand_concurrent_connections_echo_without_loss() {
 fn a_process_killed_while_awaiting_a_read_releases_its_socket() {
     for workers in [1, 2] {
         let rt = support::runtime(workers);
-        let (l, addr) = listener();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let reader = rt.spawn(move |_| async move {
-            let (mut s, _) = l.accept().await.expect("accept");
-            tx.send(()).unwrap();
-            let mut buf = [0u8; 8];
-            let _ = s.read(&mut buf).await;
-            unreachable!("nothing is ever written");
-        });
-        let mut c = client(addr);
-        rx.recv_timeout(support::TIMEOUT).expect("accepted");
+        let (reader, mut c) = connected_to_a_stuck_reader(&rt);
         reader.kill();
         assert_eq!(run(&rt, reader.join()), ExitReason::Killed);
         let mut buf = [0u8; 8];
@@ -328,17 +338,8 @@ fn a_refused_connection_is_an_error() {
 #[test]
 fn dropping_the_runtime_closes_the_sockets_its_processes_wait_on() {
     let rt = support::runtime(2);
-    let (l, addr) = listener();
-    let (tx, rx) = std::sync::mpsc::channel();
-    rt.spawn(move |_| async move {
-        let (mut s, _) = l.accept().await.expect("accept");
-        tx.send(()).unwrap();
-        let mut buf = [0u8; 8];
-        let _ = s.read(&mut buf).await;
-        unreachable!("nothing is ever written");
-    });
-    let mut c = client(addr);
-    rx.recv_timeout(support::TIMEOUT).expect("accepted");
+    let (_reader, mut c) = connected_to_a_stuck_reader(&rt);
+    let addr = c.peer_addr().expect("connected");
     drop(rt);
     let mut buf = [0u8; 8];
     assert_eq!(c.read(&mut buf).expect("EOF, not a timeout"), 0);
