@@ -30,6 +30,8 @@ mod pool;
 pub(crate) mod queue;
 mod teardown;
 
+#[cfg(not(loom))]
+pub(crate) use pool::release_depot as release_message_memory;
 pub(crate) use teardown::close_at_teardown;
 
 pub use message::Message;

@@ -82,6 +82,21 @@ static DEPOT: parking_lot::Mutex<Vec<Magazine>> = parking_lot::Mutex::new(Vec::n
 /// sends with nothing freed yet would take it once per send).
 static DEPOT_LEN: AtomicUsize = AtomicUsize::new(0);
 
+/// Returns every magazine the depot holds to the system allocator. Called
+/// when a runtime stops, after its workers (whose own magazines go with
+/// their threads) are joined, so the memory its messages used goes back
+/// with it; threads that still send refill the depot as they free.
+pub(crate) fn release_depot() {
+    let all = {
+        let mut depot = DEPOT.lock();
+        DEPOT_LEN.store(0, Ordering::Relaxed);
+        std::mem::take(&mut *depot)
+    };
+    for m in all {
+        m.release();
+    }
+}
+
 /// A thread's two magazines.
 struct Cache {
     /// Blocks are taken from and returned to this one.

@@ -248,6 +248,9 @@ impl Shared {
         for _ in 0..64 {
             crate::loom::epoch::pin().flush();
         }
+        // The message nodes the workers passed on for reuse.
+        #[cfg(not(loom))]
+        crate::mailbox::release_message_memory();
     }
 }
 
