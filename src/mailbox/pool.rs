@@ -209,7 +209,9 @@ struct Cache {
     /// A full magazine (`BATCH` blocks), or empty.
     spare: Cell<*mut Free>,
     /// The current chunk (null if none): blocks `carved..PER_CHUNK` of it
-    /// are this thread's to hand out.
+    /// are this thread's to hand out. Null again once its last block is
+    /// handed out: the thread then owns nothing of it, and the chunk may be
+    /// freed by whoever releases its last block.
     chunk: Cell<*mut u8>,
     /// Blocks of `chunk` handed out so far.
     carved: Cell<usize>,
@@ -227,7 +229,8 @@ impl Drop for Cache {
         .release();
         let c = self.chunk.get();
         if !c.is_null() {
-            // SAFETY: the blocks never handed out are ours alone.
+            // SAFETY: the blocks never handed out (at least one: a chunk
+            // whose last block went is no longer named here) are ours alone.
             unsafe { release_blocks(c.cast(), PER_CHUNK - self.carved.get()) };
         }
     }
@@ -275,10 +278,15 @@ pub(super) fn alloc<U>() -> *mut U {
 fn carve(c: &Cache) -> *mut Free {
     let mut chunk = c.chunk.get();
     let mut i = c.carved.get();
-    if chunk.is_null() || i == PER_CHUNK {
+    if chunk.is_null() {
         chunk = new_chunk();
         c.chunk.set(chunk);
         i = 0;
+    }
+    if i + 1 == PER_CHUNK {
+        // The last block: from here on its releases alone decide when the
+        // chunk goes, so the thread must not name it again.
+        c.chunk.set(ptr::null_mut());
     }
     c.carved.set(i + 1);
     block_at(chunk, i)
@@ -422,6 +430,23 @@ mod tests {
             unsafe { free(p) };
         }
         release_depot();
+    }
+
+    /// A thread that hands out the last block of its chunk no longer owns
+    /// any of it: once those blocks are all released (here, before the
+    /// thread ends) the chunk is freed, and the thread's exit must not
+    /// touch it (Miri reports the use after free, glibc a corrupted heap).
+    #[test]
+    fn a_chunk_used_up_and_released_is_not_touched_at_thread_exit() {
+        std::thread::spawn(|| {
+            let blocks: Vec<*mut Free> = (0..PER_CHUNK).map(|_| CACHE.with(carve)).collect();
+            for p in blocks {
+                // SAFETY: carved above, unused, released once.
+                unsafe { release_blocks(header_of(p), 1) };
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     /// Blocks allocated on one thread and freed on another that then ends
