@@ -53,3 +53,5 @@ pub(crate) mod reactor;
 #[cfg(loom)]
 #[path = "reactor_loom.rs"]
 pub(crate) mod reactor;
+#[cfg(not(loom))]
+mod sys;

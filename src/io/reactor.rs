@@ -23,9 +23,10 @@
 //! stall monitor when nobody polled for a whole period (see `io`). Wakers
 //! are woken on that thread, so on a worker they land in its own next slot.
 
+use super::sys::{Events, Notifier};
 use crate::scheduler::park::IoWait;
 use parking_lot::Mutex;
-use polling::{Event, Events, PollMode, Poller};
+use polling::{Event, PollMode, Poller};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +36,8 @@ use std::time::{Duration, Instant};
 /// One poller per runtime, with the sources registered on it.
 pub(crate) struct Reactor {
     poller: Poller,
+    /// Interrupts a wait (see `sys`).
+    notifier: Notifier,
     /// The event buffer; held for the whole of a poll, so one thread polls
     /// at a time and the others' non-blocking polls give way.
     events: Mutex<Events>,
@@ -102,8 +105,10 @@ pub(crate) enum Dir {
 
 impl Reactor {
     pub(crate) fn new() -> std::io::Result<Reactor> {
+        let poller = Poller::new()?;
         Ok(Reactor {
-            poller: Poller::new()?,
+            notifier: Notifier::new(&poller)?,
+            poller,
             events: Mutex::new(Events::new()),
             sources: Mutex::new(Slab::default()),
             registered: AtomicUsize::new(0),
@@ -291,21 +296,20 @@ impl Reactor {
         mut events: parking_lot::MutexGuard<'_, Events>,
         timeout: Option<Duration>,
     ) -> usize {
-        events.clear();
-        // An error (EINTR is retried inside) leaves no events: the caller
-        // goes round its loop and polls again.
-        let _ = self.poller.wait(&mut events, timeout);
+        // An error leaves no events: the caller goes round its loop and
+        // polls again.
+        events.wait(&self.poller, timeout);
         let mut woken = 0;
         // Wakers are woken with the event buffer still held: other pollers
         // only give way meanwhile (a `try_lock`), and a foreign waker that
         // polls again from here finds it held and gives way too.
-        for ev in events.iter() {
-            let source = self.sources.lock().entries.get(ev.key).cloned().flatten();
+        for (key, readable, writable) in events.iter() {
+            let source = self.sources.lock().entries.get(key).cloned().flatten();
             let Some(source) = source else { continue };
             let mut st = source.state.lock();
             st.tick += 1;
             let mut take = [Vec::new(), Vec::new()];
-            for (d, on) in [ev.readable, ev.writable].into_iter().enumerate() {
+            for (d, on) in [readable, writable].into_iter().enumerate() {
                 if on {
                     st.ready[d] = true;
                     take[d] = std::mem::take(&mut st.wakers[d]);
@@ -341,9 +345,7 @@ impl IoWait for Reactor {
 
     fn interrupt(&self) {
         self.interrupted.store(true, Ordering::SeqCst);
-        // Fails only if the poller's notification channel is broken, when
-        // nothing better can be done than the caller's own timeout.
-        let _ = self.poller.notify();
+        self.notifier.notify(&self.poller);
     }
 }
 
