@@ -119,13 +119,15 @@ impl Reactor {
         })
     }
 
-    /// Registers `fd` with no interest yet.
+    /// Registers `fd` with no interest yet. The flag is true when no other
+    /// source was registered: the caller must then move the duty holder
+    /// into the reactor (see `io`).
     ///
     /// # Safety
     ///
     /// `fd` must stay open until [`deregister`](Self::deregister) is called
     /// with the returned source.
-    pub(crate) unsafe fn register(&self, fd: RawFd) -> std::io::Result<Arc<Source>> {
+    pub(crate) unsafe fn register(&self, fd: RawFd) -> std::io::Result<(Arc<Source>, bool)> {
         let mut slab = self.sources.lock();
         let key = slab.free.pop().unwrap_or(slab.entries.len());
         let source = Arc::new(Source {
@@ -148,8 +150,11 @@ impl Reactor {
         } else {
             slab.entries[key] = Some(source.clone());
         }
-        self.registered.fetch_add(1, Ordering::Relaxed);
-        Ok(source)
+        // Then the caller reads the duty holder: the fence orders the two
+        // (see `io`; the holder has its own after taking the duty).
+        let first = self.registered.fetch_add(1, Ordering::SeqCst) == 0;
+        std::sync::atomic::fence(Ordering::SeqCst);
+        Ok((source, first))
     }
 
     /// Removes `source` from the poller; its wakers are dropped (a pending
@@ -245,9 +250,10 @@ impl Reactor {
         }
     }
 
-    /// Whether any socket is registered.
+    /// Whether any socket is registered. SeqCst: the duty holder reads it
+    /// after taking the duty, to choose where to park (see `io`).
     pub(crate) fn has_sources(&self) -> bool {
-        self.registered.load(Ordering::Relaxed) != 0
+        self.registered.load(Ordering::SeqCst) != 0
     }
 
     /// Polls completed so far.
@@ -352,4 +358,24 @@ impl IoWait for Reactor {
 /// The raw descriptor of a socket type.
 pub(crate) fn raw(s: &impl AsRawFd) -> RawFd {
     s.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ExitReason;
+
+    /// With no socket registered the duty holder parks on its condvar, not
+    /// in the reactor's wait: a runtime without sockets, waking and parking
+    /// its workers on every `spawn_blocking` round trip, never polls.
+    #[test]
+    fn without_sockets_nobody_waits_in_the_reactor() {
+        let rt = crate::Runtime::builder().workers(2).build();
+        let h = rt.spawn(|ctx| async move {
+            for i in 0..50 {
+                assert_eq!(ctx.runtime().spawn_blocking(move || i).await, i);
+            }
+        });
+        assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+        assert_eq!(rt.shared.scheduler.io.polls(), 0);
+    }
 }

@@ -315,7 +315,7 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         shared.table.reclaim(|stalled| stalled < 4);
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline, in
-        // the reactor's poll (see `io`).
+        // the reactor's poll while sockets are registered (see `io`).
         let duty = shared.timers.take_duty(index);
         let deadline = if duty {
             shared.timers.next_deadline()
@@ -327,7 +327,7 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
             &mut core.searching,
             || {
                 let parker = &sched.parkers[index];
-                if duty {
+                if duty && sched.io.has_sources() {
                     parker.park_io(deadline)
                 } else {
                     parker.park(deadline)
