@@ -14,7 +14,8 @@
 //! runs there and puts the process in that worker's own next slot, which it
 //! runs as soon as it is back in its loop. Other workers take ready events
 //! without blocking: every few dozen ticks between tasks (as they look at
-//! the timers), while they spin for work, and before parking.
+//! the timers), and before parking (with sockets registered, a worker out
+//! of work parks at once rather than spinning first).
 //!
 //! # Why no readiness is slept through
 //!
