@@ -38,7 +38,8 @@
 //! [`PER_CHUNK`] exactly once and only when no block is in use: the
 //! `AcqRel` of each release orders every use of a block before the free,
 //! as an `Arc`'s last drop does. The price: a block still in use (a
-//! message left queued) keeps its whole chunk allocated.
+//! message left queued, or a block kept in a magazine) keeps its whole chunk
+//! allocated.
 //!
 //! Blocks have one size and alignment, that of a node holding a
 //! [`Received`](super::Received); a node that does not fit (only in tests)
@@ -60,8 +61,11 @@ const DEPOT_MAX: usize = 64;
 /// The one block layout: room for a node of the runtime's mailboxes.
 const BLOCK: Layout = Layout::new::<super::queue::Node<super::Received>>();
 
-/// Bytes of a chunk, and its alignment.
-const CHUNK: usize = 4096;
+/// Bytes of a chunk, and its alignment. Small, because a block still in
+/// use or kept in a magazine keeps its whole chunk allocated: the pool's
+/// bound in blocks is also its bound in chunks (about 30 blocks a chunk,
+/// as tokio's channel has 32 slots a block).
+const CHUNK: usize = 1024;
 /// Where a chunk's first block starts: the header has a cache line of its
 /// own, so releases (by receivers) do not bounce the line a sender writes
 /// its first message into.
@@ -74,7 +78,7 @@ const CHUNK_LAYOUT: Layout = match Layout::from_size_align(CHUNK, CHUNK) {
     Err(_) => panic!("a chunk's layout"),
 };
 
-const _: () = assert!(BLOCK.align() <= HEADER && PER_CHUNK >= BATCH);
+const _: () = assert!(BLOCK.align() <= HEADER && PER_CHUNK >= 16);
 
 /// The start of a chunk: the count of its blocks released.
 struct ChunkHeader {
