@@ -591,8 +591,7 @@ impl Drop for Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::task::Task;
-    use std::sync::Arc;
+    use crate::process::task::Spawning;
 
     type Idle = std::future::Pending<()>;
 
@@ -613,8 +612,9 @@ mod tests {
 
     /// A process that never runs, for the table alone.
     fn task(rt: &crate::Runtime, pid: Pid) -> OwnedTask<Runtime> {
-        let t: Arc<Task<Idle, Runtime>> = Arc::new(Task::new(pid, rt.weak_handle()));
-        Task::into_owned(t)
+        Spawning::<Idle, Runtime>::new(pid, rt.weak_handle())
+            .to_ref()
+            .into_owned()
     }
 
     /// Pages retire once all their pids are gone (page 0 included, whose
