@@ -46,14 +46,13 @@
 //!
 //! | field | who | when |
 //! | --- | --- | --- |
-//! | `Task::stage` (the future) | the thread holding `RUNNING` | only: the spawner from birth to [`Spawning::launch`], a worker from `start_poll` to `end_poll`/`finish`, the runtime's stop after `claim` |
+//! | `Task::stage` (the future) | the thread holding `RUNNING` | only: the spawner from birth to [`Spawning::launch`], a worker from `start_poll` to `end_poll`/`finish`, the runtime's stop after `claim`; present from the launch until `finish`, which the state word tells (no tag of its own) |
 //! | `Header::state` | anyone | atomically, by its transitions |
 //! | `Header::vtable`, `pid`, `rt` | anyone | immutable after birth |
 //! | the reference count (in `Header::state`) | holders of a reference | `ref_inc` from a held reference, `ref_dec` giving one up; the holder of the last one frees the task |
 //! | `Header::mailbox` | producers: anyone; the consumer side: the process's `Context` | the queue's own protocol (`mailbox::queue`); closed by `finish` holding `RUNNING` |
-//! | `Header::aux` | anyone | under its lock; additions of what teardown releases only with the process found alive under that lock (`Table::lock_alive`); teardown takes the lists after leaving the table |
-//! | `Header::spawn_monitor` | the spawner, before launch (holding `RUNNING`); teardown | `swap`, see `signal::spawn` |
-//!
+//! | `Header::aux` (the aux data and the spawn monitor) | anyone | under its lock; additions of what teardown releases only with the process found alive under that lock (`Table::lock_alive`); teardown takes the lists after leaving the table |
+//! //!
 //! A run-queue entry ([`Notified`]) is made only by the transitions that
 //! allow one: a wake or exit request that set `NOTIFIED` on an idle process,
 //! the launch, and a poll that ends owing a requeue.
@@ -85,7 +84,8 @@
 //! Queued messages dropped when the mailbox closes are the mailbox's to
 //! guard; timer payloads the timer wheel's.
 
-use super::state::{EndPoll, StartPoll, State};
+pub(crate) use super::aux::{Aux, AuxSlot};
+use super::state::{COMPLETE, EndPoll, RUNNING, StartPoll, State};
 use super::{ExitReason, Pid};
 use crate::loom::lock::Mutex;
 use crate::mailbox::Received;
@@ -93,11 +93,10 @@ use crate::mailbox::queue::{Queue, Wake};
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
 use std::task::{Poll, RawWaker, RawWakerVTable, Waker};
 
 /// What a task needs of the runtime that runs it: the one seam between
@@ -126,38 +125,6 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// What the runtime keeps for a process in its aux data (links,
     /// monitors, names, ...), released by [`release`](Self::release).
     type Held: Default + Send + 'static;
-}
-
-/// Rarely used per-process data, allocated on first use: the task's own
-/// part, and what the runtime keeps for the process ([`Schedule::Held`]),
-/// reached through `Deref`.
-#[derive(Default)]
-pub(crate) struct Aux<E> {
-    /// The waker of a `join` waiting for the process to end.
-    pub(crate) join_waker: Option<Waker>,
-    /// A receive parked under a waker that is not the process's own.
-    pub(crate) foreign_waker: Option<Waker>,
-    /// The panic message, when the body panicked.
-    pub(crate) panic: Option<String>,
-    /// Whether exit signals arrive as `Received::Exit` messages.
-    pub(crate) trap_exit: bool,
-    /// A free-form label, for observability.
-    pub(crate) label: Option<String>,
-    /// The runtime's part.
-    pub(crate) held: E,
-}
-
-impl<E> std::ops::Deref for Aux<E> {
-    type Target = E;
-    fn deref(&self) -> &E {
-        &self.held
-    }
-}
-
-impl<E> std::ops::DerefMut for Aux<E> {
-    fn deref_mut(&mut self) -> &mut E {
-        &mut self.held
-    }
 }
 
 /// The operations on a process that need its future's type, reached from
@@ -357,12 +324,9 @@ pub(crate) struct Header<S: Schedule> {
     /// The runtime (a handle that does not keep it running), seen through
     /// [`Schedule`].
     pub(crate) rt: S,
-    /// Rarely used data.
-    pub(crate) aux: Mutex<Option<Box<Aux<S::Held>>>>,
-    /// The monitor its spawner placed on it before it ran (0: none), kept
-    /// here rather than in the aux data so that a supervised child needs
-    /// none (see `crate::signal::spawn`).
-    pub(crate) spawn_monitor: AtomicU64,
+    /// Rarely used data, and the monitor its spawner placed on it before
+    /// it ran (see [`super::aux`] and `crate::signal::spawn`).
+    pub(crate) aux: Mutex<AuxSlot<S::Held>>,
 }
 
 impl<S: Schedule> std::fmt::Debug for Header<S> {
@@ -523,24 +487,20 @@ impl<S: Schedule> Header<S> {
     }
 }
 
-/// Where the future lives.
-enum Stage<F> {
-    /// Not yet stored (between allocation and the spawn closure's return).
-    Empty,
-    /// Alive; dropped in place by [`Harness::finish`].
-    Running(ManuallyDrop<F>),
-    /// Dropped.
-    Done,
-}
-
 /// One process: header and future in a single allocation. `repr(C)` keeps
 /// the header at offset 0, so a header pointer is also a task pointer.
 #[repr(C)]
 pub(crate) struct Task<F, S: Schedule> {
     /// The type-independent part.
     header: Header<S>,
-    /// The future; guarded by `RUNNING` in the state word.
-    stage: UnsafeCell<Stage<F>>,
+    /// The future; guarded by `RUNNING` in the state word. No tag of its
+    /// own says whether it is there (a word per process): the state word
+    /// does. It is stored by [`Spawning::launch`], before the state word
+    /// lets anyone but the spawner hold `RUNNING`, and dropped in place by
+    /// [`Harness::finish`], before `COMPLETE`; so it is alive exactly when
+    /// the process has been launched and is not complete (see `Task::drop`
+    /// for the one place that must tell from outside).
+    stage: UnsafeCell<MaybeUninit<F>>,
 }
 
 /// The typed view of a process: the operations that need its future's
@@ -599,7 +559,8 @@ where
         let h = this.header();
         h.rt.run_as(h.pid, || {
             if h.state.claim() {
-                this.finish(ExitReason::Killed);
+                // Claimed: launched, not complete, so the future is there.
+                this.finish(ExitReason::Killed, true);
             } else {
                 h.exit(ExitReason::Killed);
             }
@@ -623,17 +584,21 @@ where
         let h = self.header();
         match h.state.start_poll() {
             StartPoll::Complete => {}
-            StartPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
+            StartPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed), true),
             StartPoll::Poll => match self.poll_future() {
                 Ok(Poll::Pending) => match h.state.end_poll() {
                     EndPoll::Idle => {}
                     // Woken during the poll: the wake left its entry to us.
                     EndPoll::Reschedule => h.rt.yield_now(Notified::of(h)),
-                    EndPoll::Kill => self.finish(h.kill_reason().unwrap_or(ExitReason::Killed)),
+                    EndPoll::Kill => {
+                        self.finish(h.kill_reason().unwrap_or(ExitReason::Killed), true)
+                    }
                 },
                 // A process that asked for its own exit and then returned
                 // ends with the reason it asked for.
-                Ok(Poll::Ready(())) => self.finish(h.kill_reason().unwrap_or(ExitReason::Normal)),
+                Ok(Poll::Ready(())) => {
+                    self.finish(h.kill_reason().unwrap_or(ExitReason::Normal), true)
+                }
                 Err(payload) => {
                     let msg = crate::report::panic_message(&*payload);
                     // The payload is user data: its destructor may panic too.
@@ -646,7 +611,7 @@ where
                     );
                     h.with_aux(|a| a.panic = Some(msg));
                     h.rt.note_panic();
-                    self.finish(ExitReason::Crashed)
+                    self.finish(ExitReason::Crashed, true)
                 }
             },
         }
@@ -660,32 +625,31 @@ where
             let mut cx = std::task::Context::from_waker(waker);
             panic::catch_unwind(AssertUnwindSafe(|| {
                 // SAFETY: we hold RUNNING, so we have exclusive access to the
-                // stage.
-                match unsafe { &mut *task.stage.get() } {
-                    Stage::Running(fut) => {
-                        // SAFETY: the future lives inside the task's block and
-                        // is only ever dropped in place, never moved.
-                        unsafe { Pin::new_unchecked(&mut **fut) }.poll(&mut cx)
-                    }
-                    _ => Poll::Ready(()),
-                }
+                // stage, and a process is polled only once launched and
+                // before `finish`, so the future is there (`Task::stage`).
+                let fut = unsafe { (*task.stage.get()).assume_init_mut() };
+                // SAFETY: the future lives inside the task's block and is
+                // only ever dropped in place, never moved.
+                unsafe { Pin::new_unchecked(fut) }.poll(&mut cx)
             }))
         })
     }
 
-    /// Ends the process: drops the future, runs the runtime's teardown, and
-    /// publishes the exit reason. The caller holds RUNNING.
-    fn finish(&self, reason: ExitReason) {
+    /// Ends the process: drops the future (`stored`: there is one, which
+    /// only a spawn that failed before its launch lacks), runs the
+    /// runtime's teardown, and publishes the exit reason. The caller holds
+    /// RUNNING.
+    fn finish(&self, reason: ExitReason, stored: bool) {
         let h = self.header();
-        // SAFETY: we hold RUNNING, so we have exclusive access to the stage.
-        let stage = unsafe { &mut *self.task().stage.get() };
         let mut reason = reason;
-        if let Stage::Running(fut) = stage {
-            let fut: *mut F = &mut **fut;
+        if stored {
+            // SAFETY: we hold RUNNING, so we have exclusive access to the
+            // stage, where the caller says a future is.
+            let fut: *mut F = unsafe { (*self.task().stage.get()).as_mut_ptr() };
             // A panic in the future's destructor must not take the worker
             // down: it crashes the process, as a panic in its body would.
             // SAFETY: the future is alive and is dropped in place exactly once:
-            // the stage becomes `Done` right after, whatever happens.
+            // `complete` below marks it gone, whatever happens.
             let dropped =
                 panic::catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
             if let Err(payload) = dropped {
@@ -700,7 +664,6 @@ where
                 }
             }
         }
-        *stage = Stage::Done;
         // Our own reference: we may be running a queue entry, which owns
         // none, and the table's reference goes in `release`.
         let me = h.to_ref();
@@ -742,10 +705,9 @@ where
                 pid,
                 mailbox: Queue::new(),
                 rt,
-                aux: Mutex::new(None),
-                spawn_monitor: AtomicU64::new(0),
+                aux: Mutex::new(AuxSlot::default()),
             },
-            stage: UnsafeCell::new(Stage::Empty),
+            stage: UnsafeCell::new(MaybeUninit::uninit()),
         });
         // `repr(C)`, header first: the task's address is its header's.
         // SAFETY: `Box::into_raw` never returns null.
@@ -783,7 +745,7 @@ where
     pub(crate) unsafe fn launch(self, future: F, stopped: bool) -> TaskRef<S> {
         let this = self.harness();
         // SAFETY: the spawner holds RUNNING, so it alone touches the stage.
-        unsafe { *this.task().stage.get() = Stage::Running(ManuallyDrop::new(future)) };
+        unsafe { (*this.task().stage.get()).write(future) };
         let h = this.header();
         // On a stopped runtime, keep RUNNING and end it here.
         let launched = if stopped {
@@ -799,7 +761,7 @@ where
                 } else {
                     h.kill_reason().unwrap_or(ExitReason::Killed)
                 };
-                this.finish(reason);
+                this.finish(reason, true);
                 // Off a worker, nothing else flushes this thread's deferred
                 // release of the process.
                 crate::loom::epoch::pin().flush();
@@ -811,7 +773,7 @@ where
     /// Ends a process whose spawn closure panicked: no future was stored.
     /// The caller is the spawner, which holds `RUNNING`.
     pub(crate) fn abandon(&self) {
-        self.harness().finish(ExitReason::Crashed);
+        self.harness().finish(ExitReason::Crashed, false);
         crate::loom::epoch::pin().flush();
     }
 }
@@ -824,11 +786,15 @@ impl<F, S: Schedule> Drop for Task<F, S> {
         // (`finish` drops every other one), and wakers parked in the aux
         // data. The process is over, so a panic is counted, not propagated.
         let mut clean = true;
-        if let Stage::Running(fut) = self.stage.get_mut() {
-            // SAFETY: we own the task; the future is dropped once, here, and
-            // the stage is marked `Done` right after.
-            clean &= crate::guard::catch(|| unsafe { ManuallyDrop::drop(fut) }).is_some();
-            *self.stage.get_mut() = Stage::Done;
+        // With the last reference gone, no one holds `RUNNING` but a
+        // spawner that gave up before launching (every other holder keeps a
+        // reference while it does): so the future is here exactly when the
+        // process was launched (`RUNNING` clear) and never finished.
+        if self.header.state.load() & (RUNNING | COMPLETE) == 0 {
+            let fut = self.stage.get_mut().as_mut_ptr();
+            // SAFETY: the future is alive (above), we own the task, and the
+            // task is never touched again.
+            clean &= crate::guard::catch(|| unsafe { std::ptr::drop_in_place(fut) }).is_some();
         }
         if let Some(aux) = self.header.aux.get_mut().take() {
             clean &= crate::guard::drop_caught(aux);

@@ -1,9 +1,9 @@
 //! [`Runtime`], the handle, and the owner token whose last drop stops the
 //! runtime (see the module docs of [`crate::runtime`]).
 
-use super::TaskRef;
 use super::context;
 use super::{Builder, Shared};
+use super::{RtRef, TaskRef};
 use crate::coop;
 use crate::loom::thread;
 use crate::mailbox::Message;
@@ -202,11 +202,11 @@ impl Runtime {
         // closure can use its pid (register it, link it, send to it). The
         // spawner holds RUNNING until `launch`, so no one else can poll or
         // finish it meanwhile: a kill only marks it, and messages queue up.
-        let task = Spawning::<Fut, Runtime>::new(pid, self.weak_handle());
+        let task = Spawning::<Fut, RtRef>::new(pid, RtRef(shared.clone()));
         shared.table.insert(pid, task.to_ref().into_owned());
         // A panicking spawn closure ends the process it was setting up:
         // teardown releases whatever it registered and counts it finished.
-        struct Unwinding<'a, Fut: Future<Output = ()> + Send + 'static>(&'a Spawning<Fut, Runtime>);
+        struct Unwinding<'a, Fut: Future<Output = ()> + Send + 'static>(&'a Spawning<Fut, RtRef>);
         impl<Fut: Future<Output = ()> + Send + 'static> Drop for Unwinding<'_, Fut> {
             fn drop(&mut self) {
                 self.0.abandon();
