@@ -35,9 +35,10 @@
 //! a woken process goes, the runtime's part of teardown, the counters, the
 //! "which process runs here" mark, and the type of what the runtime keeps
 //! in aux data). The runtime implements it for its handle, which each
-//! [`Header`] holds as `rt: S`; every call is static. So this module names
-//! neither the runtime nor the scheduler, signals, calls or timers: the
-//! runtime instantiates it (`runtime::{Header, TaskRef, Notified}`).
+//! [`Header`] holds as `rt: S` (one word: `runtime::RtRef`); every call is
+//! static. So this module names neither the runtime nor the scheduler,
+//! signals, calls or timers: the runtime instantiates it
+//! (`runtime::{Header, TaskRef, Notified, OwnedTask}`).
 //!
 //! # Fields
 //!
@@ -52,7 +53,7 @@
 //! | the reference count (in `Header::state`) | holders of a reference | `ref_inc` from a held reference, `ref_dec` giving one up; the holder of the last one frees the task |
 //! | `Header::mailbox` | producers: anyone; the consumer side: the process's `Context` | the queue's own protocol (`mailbox::queue`); closed by `finish` holding `RUNNING` |
 //! | `Header::aux` (the aux data and the spawn monitor) | anyone | under its lock; additions of what teardown releases only with the process found alive under that lock (`Table::lock_alive`); teardown takes the lists after leaving the table |
-//! //!
+//!
 //! A run-queue entry ([`Notified`]) is made only by the transitions that
 //! allow one: a wake or exit request that set `NOTIFIED` on an idle process,
 //! the launch, and a poll that ends owing a requeue.
@@ -247,7 +248,11 @@ impl<S: Schedule> TaskRef<S> {
 
 impl<S: Schedule> Clone for TaskRef<S> {
     fn clone(&self) -> TaskRef<S> {
-        self.header().to_ref()
+        self.header().state.ref_inc();
+        // SAFETY: we hold a reference, and just counted the new one. The
+        // pointer is copied rather than made again from the header, so that
+        // it keeps the allocation's own provenance.
+        unsafe { TaskRef::from_raw(self.0) }
     }
 }
 
@@ -284,7 +289,10 @@ impl<S: Schedule> TaskPtr<S> {
 
     /// A new counted reference.
     pub(crate) fn to_ref(&self) -> TaskRef<S> {
-        self.header().to_ref()
+        self.header().state.ref_inc();
+        // SAFETY: the pointer is valid (constructor contract), so the
+        // process is alive, and we just counted the new reference.
+        unsafe { TaskRef::from_raw(self.0) }
     }
 
     /// Gives up the reference this pointer carries.
@@ -573,10 +581,16 @@ where
     /// `p` is the header of a `Task<F, S>` whose last reference was just
     /// given up: nothing else can reach it.
     unsafe fn dealloc(p: NonNull<Header<S>>) {
-        // SAFETY: the task was allocated as a `Box<Task<F, S>>`
-        // (`Spawning::new`) and is ours alone now (contract). The block may
-        // be kept for the next spawn on this worker.
-        super::recycle::release(unsafe { Box::from_raw(p.cast::<Task<F, S>>().as_ptr()) });
+        // The pointer we were given may have been made from a `&Header`
+        // (a wake, a delivery, a clone reach the process through shared
+        // borrows), which grants no write to the header's plain fields; the
+        // free is the one such write. So it goes through the allocation's
+        // own pointer, exposed when it was made (`Spawning::new`).
+        let task = std::ptr::with_exposed_provenance_mut::<Task<F, S>>(p.as_ptr().addr());
+        // SAFETY: the task was allocated as a `Box<Task<F, S>>` at this
+        // address (`Spawning::new`) and is ours alone now (contract). The
+        // block may be kept for the next spawn on this worker.
+        super::recycle::release(unsafe { Box::from_raw(task) });
     }
 
     /// [`run`](Self::run), with the process marked as running.
@@ -709,9 +723,12 @@ where
             },
             stage: UnsafeCell::new(MaybeUninit::uninit()),
         });
+        let raw = Box::into_raw(task);
+        // For the free, whatever pointer reaches it (`Harness::dealloc`).
+        let _ = raw.expose_provenance();
         // `repr(C)`, header first: the task's address is its header's.
         // SAFETY: `Box::into_raw` never returns null.
-        let p = unsafe { NonNull::new_unchecked(Box::into_raw(task)) }.cast::<Header<S>>();
+        let p = unsafe { NonNull::new_unchecked(raw) }.cast::<Header<S>>();
         Spawning {
             // SAFETY: a live task, born with the one reference handed over.
             task: unsafe { TaskRef::from_raw(p) },
