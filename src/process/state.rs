@@ -246,8 +246,8 @@ impl State {
         true
     }
 
-    /// References counted now (for tests and assertions).
-    #[cfg(test)]
+    /// References counted now (for tests).
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn refs(&self) -> u64 {
         self.0.load(Ordering::Acquire) >> REF_SHIFT
     }

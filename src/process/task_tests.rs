@@ -10,10 +10,13 @@ use crate::loom::lock::Mutex as Lock;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A scheduler that keeps what it is given.
+/// A scheduler that keeps what it is given, and a table that holds a
+/// reference to each live process until its teardown, as the runtime's
+/// does (the argument of `Notified` rests on it).
 #[derive(Default)]
 struct Rt {
     queued: Lock<Vec<Notified<Mock>>>,
+    table: Lock<Vec<TaskRef<Mock>>>,
     released: AtomicUsize,
     unowned: AtomicUsize,
 }
@@ -35,7 +38,15 @@ impl Schedule for Mock {
     }
     fn release(&self, task: &TaskRef<Self>, reason: ExitReason) -> ExitReason {
         self.0.released.fetch_add(1, Ordering::Relaxed);
-        crate::mailbox::close_at_teardown(task.header(), reason)
+        let reason = crate::mailbox::close_at_teardown(task.header(), reason);
+        let pid = task.header().pid;
+        let left = {
+            let mut table = self.0.table.lock();
+            let i = table.iter().position(|t| t.header().pid == pid);
+            i.map(|i| table.remove(i))
+        };
+        drop(left);
+        reason
     }
     fn note_panic(&self) {}
     fn note_unowned_panic(&self) {
@@ -47,6 +58,13 @@ impl Schedule for Mock {
 }
 
 impl Mock {
+    /// A new process, in the table.
+    fn new_task(&self, n: u64) -> Spawning<Keeper, Mock> {
+        let s = Spawning::<Keeper, Mock>::new(pid(n), self.clone());
+        self.0.table.lock().push(s.to_ref());
+        s
+    }
+
     /// Runs every queued entry (and those they queue), in order.
     fn run_all(&self) -> usize {
         let mut ran = 0;
@@ -124,22 +142,24 @@ fn task_refs_count_and_the_last_frees() {
     let (k, p) = keeper();
     let s = Spawning::<Keeper, Mock>::new(pid(1), rt.clone());
     assert_eq!(s.header().state.refs(), 1);
+    rt.0.table.lock().push(s.to_ref());
     let a = s.to_ref();
     let b = a.clone();
-    assert_eq!(a.header().state.refs(), 3);
+    assert_eq!(a.header().state.refs(), 4);
     drop(b);
     // SAFETY: the spawner holds RUNNING since `new`.
     let h = unsafe { s.launch(k, false) };
-    assert_eq!(h.header().state.refs(), 2);
+    assert_eq!(h.header().state.refs(), 3);
     assert_eq!(rt.run_all(), 1);
     assert_eq!(p.polls.load(Ordering::Relaxed), 1);
     // The poll lent a waker (uncounted) and the future kept a clone.
-    assert_eq!(h.header().state.refs(), 3);
+    assert_eq!(h.header().state.refs(), 4);
     p.done.store(1, Ordering::Relaxed);
     p.wakers.lock().pop().unwrap().wake();
-    assert_eq!(h.header().state.refs(), 2, "`wake` gives its reference up");
+    assert_eq!(h.header().state.refs(), 3, "`wake` gives its reference up");
     assert_eq!(rt.run_all(), 1);
     assert_eq!(rt.0.released.load(Ordering::Relaxed), 1);
+    assert_eq!(h.header().state.refs(), 2, "the table let go at teardown");
     assert_eq!(h.header().exit_reason(), Some(ExitReason::Normal));
     drop(a);
     assert_eq!(rt.tasks(), 1);
@@ -154,13 +174,13 @@ fn task_refs_count_and_the_last_frees() {
 fn task_wakers_queue_once_and_free_last() {
     let rt = Mock::default();
     let (k, p) = keeper();
-    let s = Spawning::<Keeper, Mock>::new(pid(2), rt.clone());
+    let s = rt.new_task(2);
     // SAFETY: the spawner holds RUNNING since `new`.
     let h = unsafe { s.launch(k, false) };
     assert_eq!(rt.run_all(), 1);
     let w = p.wakers.lock().pop().unwrap();
     let w2 = w.clone();
-    assert_eq!(h.header().state.refs(), 3);
+    assert_eq!(h.header().state.refs(), 4);
     w.wake_by_ref();
     w2.wake_by_ref();
     assert_eq!(rt.0.queued.lock().len(), 1, "one entry for two wakes");
@@ -184,7 +204,7 @@ fn task_wakers_queue_once_and_free_last() {
 fn task_shut_down_abandon_and_never_run() {
     let rt = Mock::default();
     let (k, p) = keeper();
-    let s = Spawning::<Keeper, Mock>::new(pid(3), rt.clone());
+    let s = rt.new_task(3);
     // SAFETY: the spawner holds RUNNING since `new`.
     let h = unsafe { s.launch(k, false) };
     assert_eq!(rt.run_all(), 1);
@@ -197,19 +217,21 @@ fn task_shut_down_abandon_and_never_run() {
     p.wakers.lock().clear();
     assert_eq!(rt.tasks(), 0);
 
-    let s = Spawning::<Keeper, Mock>::new(pid(4), rt.clone());
+    let s = rt.new_task(4);
     s.abandon();
     assert_eq!(s.header().exit_reason(), Some(ExitReason::Crashed));
     drop(s);
     assert_eq!(rt.tasks(), 0);
 
     let (k, p) = keeper();
-    let s = Spawning::<Keeper, Mock>::new(pid(5), rt.clone());
+    let s = rt.new_task(5);
     // SAFETY: the spawner holds RUNNING since `new`.
     let h = unsafe { s.launch(k, false) };
-    // Dropped unrun, as the runtime's stop leaves a queued entry.
+    // Dropped unrun: its entry left behind, then the table's reference.
     rt.0.queued.lock().clear();
     drop(h);
+    assert_eq!(rt.tasks(), 1);
+    rt.0.table.lock().clear();
     assert_eq!(rt.tasks(), 0);
     assert_eq!(
         Arc::strong_count(&p.done),
@@ -231,7 +253,7 @@ fn loom_refs() {
     b.check(|| {
         let rt = Mock::default();
         let (k, p) = keeper();
-        let s = Spawning::<Keeper, Mock>::new(pid(6), rt.clone());
+        let s = rt.new_task(6);
         // SAFETY: the spawner holds RUNNING since `new`.
         let h = unsafe { s.launch(k, false) };
         assert_eq!(rt.run_all(), 1);
