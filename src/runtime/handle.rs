@@ -134,7 +134,7 @@ impl Runtime {
             thread: thread::current(),
             notified: AtomicBool::new(false),
         });
-        let waker = futures_task::waker(waiter.clone());
+        let waker = std::task::Waker::from(waiter.clone());
         let mut cx = std::task::Context::from_waker(&waker);
         let mut future = std::pin::pin!(future);
         loop {
@@ -378,10 +378,14 @@ struct ThreadWaker {
     notified: AtomicBool,
 }
 
-impl futures_task::ArcWake for ThreadWaker {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
         // Release: pairs with the Acquire swap in `block_on`.
-        arc_self.notified.store(true, Ordering::Release);
-        arc_self.thread.unpark();
+        self.notified.store(true, Ordering::Release);
+        self.thread.unpark();
     }
 }
