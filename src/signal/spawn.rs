@@ -1,5 +1,5 @@
 //! The spawn monitor: the monitor a supervisor places on a child while it
-//! spawns it, kept in the child's header instead of in aux data.
+//! spawns it, kept in the child's aux slot instead of in aux data.
 //!
 //! An ordinary monitor lives in three places (see [`crate::signal`]): the
 //! monitor table, the watcher's `monitoring` set and the target's
@@ -13,8 +13,10 @@
 //!   through its shard lock, so `demonitor` either removes it before it
 //!   fires (no `Down`) or returns after its `Down` is in the watcher's
 //!   mailbox, and it fires at most once;
-//! * the target's [`Header::spawn_monitor`] slot (one per process, set only
-//!   by its spawn), read and cleared by its teardown. The slot may hold the
+//! * the target's aux slot (`process::aux`: the word that holds the aux
+//!   data when there is some, and this reference when there is none; one
+//!   per process, set only by its spawn), read and cleared by its teardown,
+//!   all under the target's aux lock. The slot may hold the
 //!   reference of a monitor `demonitor` has already removed from the table;
 //!   the table is the truth, and firing such a reference finds nothing.
 //!
@@ -30,8 +32,8 @@
 //!
 //! The monitor is placed between the child's table insert and its launch,
 //! by the thread spawning it: the spawner holds `RUNNING`, so the child's
-//! teardown, which needs it, cannot have started (and reads the slot only
-//! after the launch hands the process over with Release/Acquire). The
+//! teardown, which needs it, cannot have started (and reads the slot under
+//! the aux lock, after the launch hands the process over). The
 //! watcher is the process running the factory on this thread (it holds
 //! `RUNNING` too), so it is alive and cannot end meanwhile either.
 
@@ -53,9 +55,9 @@ pub(crate) fn is_spawn(r: MonitorRef) -> bool {
 /// Teardown: the spawn monitor of a process that has left the table, if
 /// its slot still holds one.
 pub(crate) fn take(h: &Header) -> Option<MonitorRef> {
-    match h.spawn_monitor.swap(0, Ordering::Acquire) {
+    match h.aux.lock().swap_spawn_monitor(0) {
         0 => None,
-        r => Some(MonitorRef(r)),
+        r => Some(MonitorRef(r | SPAWN_BIT)),
     }
 }
 
@@ -65,11 +67,18 @@ pub(crate) fn take(h: &Header) -> Option<MonitorRef> {
 pub(crate) fn place(shared: &Shared, watcher: Pid, target: &Header) -> MonitorRef {
     debug_assert!(shared.table.contains(watcher), "the watcher is running");
     let r = MonitorRef(shared.monitors.next_ref.fetch_add(1, Ordering::Relaxed) | SPAWN_BIT);
-    let mut shard = shared.monitors.shard(r).lock();
-    // Release: pairs with teardown's Acquire `take` of the slot.
-    let previous = target.spawn_monitor.swap(r.0, Ordering::Release);
+    // Stored without its flag, which every spawn monitor has: the slot
+    // keeps it in the word only if it fits beside the word's tag bit. Before
+    // the shard lock rather than under it (one lock at a time): no one can
+    // look for `r` in the slot before it is in the shard, and the target's
+    // teardown cannot run yet.
+    let previous = target.aux.lock().swap_spawn_monitor(r.0 & !SPAWN_BIT);
     debug_assert_eq!(previous, 0, "one spawn monitor per process");
-    shard.insert(Monitors::key(r), (watcher, target.pid));
+    shared
+        .monitors
+        .shard(r)
+        .lock()
+        .insert(Monitors::key(r), (watcher, target.pid));
     r
 }
 
@@ -77,11 +86,12 @@ pub(crate) fn place(shared: &Shared, watcher: Pid, target: &Header) -> MonitorRe
 /// gone already).
 pub(crate) fn clear(shared: &Shared, r: MonitorRef, target: Pid) {
     shared.table.with(target, |t| {
-        // Fails only if teardown took it first; then it finds no entry.
-        let _ =
-            t.header()
-                .spawn_monitor
-                .compare_exchange(r.0, 0, Ordering::Relaxed, Ordering::Relaxed);
+        // Finds another value only if teardown took it first; then it
+        // finds no entry.
+        let mut slot = t.header().aux.lock();
+        if slot.spawn_monitor() == r.0 & !SPAWN_BIT {
+            slot.swap_spawn_monitor(0);
+        }
     });
 }
 
