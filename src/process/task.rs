@@ -35,7 +35,7 @@
 //! | `Header::fns`, `pid`, `rt` | anyone | immutable after birth |
 //! | `Header::mailbox` | producers: anyone; the consumer side: the process's `Context` | the queue's own protocol (`mailbox::queue`); closed by `finish` holding `RUNNING` |
 //! | `Header::aux` | anyone | under its lock; additions of what teardown releases only with the process found alive under that lock (`Table::lock_alive`); teardown takes the lists after leaving the table |
-//! | `Header::spawn_monitor` | the spawner, before launch (holding `RUNNING`); teardown | `swap`, see `signal::spawn` |
+//! | `Header::spawn_monitor` | the spawner, before launch (holding `RUNNING`); teardown; `demonitor` | `swap`, see `signal::spawn` |
 //!
 //! A run-queue entry ([`Notified`]) is made only by the transitions that
 //! allow one: a wake or exit request that set `NOTIFIED` on an idle process,
@@ -71,6 +71,7 @@
 use super::state::{EndPoll, StartPoll, State};
 use super::{ExitReason, Pid};
 use crate::loom::lock::Mutex;
+use crate::loom::sync::atomic::AtomicU64;
 use crate::mailbox::Received;
 use crate::mailbox::queue::{Queue, Wake};
 use std::cell::UnsafeCell;
@@ -79,7 +80,6 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::task::{Poll, Waker};
 
 /// What a task needs of the runtime that runs it: the one seam between
@@ -329,9 +329,10 @@ pub(crate) struct Header<S: Schedule> {
     pub(crate) rt: S,
     /// Rarely used data.
     pub(crate) aux: Mutex<Option<Box<Aux<S::Held>>>>,
-    /// The monitor its spawner placed on it before it ran (0: none), kept
-    /// here rather than in the aux data so that a supervised child needs
-    /// none (see `crate::signal::spawn`).
+    /// The watcher (a pid) of the monitor its spawner placed on it before
+    /// it ran (0: none), kept here rather than in the aux data or the
+    /// monitor table so that a supervised child needs neither (see
+    /// `crate::signal::spawn`).
     pub(crate) spawn_monitor: AtomicU64,
 }
 

@@ -125,11 +125,14 @@ impl Shared {
         // that the process is in the table, which it has left; the spawn
         // monitor is in the header, placed before launch. With neither now
         // (most short-lived processes), there is nothing to release and
-        // nothing can come.
-        if h.aux.lock().is_some() || h.spawn_monitor.load(Ordering::Acquire) != 0 {
+        // nothing can come; a supervised child often has only the spawn
+        // monitor, fired without looking at the aux data again.
+        if h.aux.lock().is_some() {
             crate::time::owned::cancel_all(self, h);
             crate::signal::release(self, task, reason);
             crate::call::release_watchers(task, reason);
+        } else if h.spawn_monitor.load(Ordering::Relaxed) != 0 {
+            crate::signal::fire_spawn_monitor(self, h, reason);
         }
         // Release: whoever reads the count (Acquire) sees the teardown before it.
         self.finished.fetch_add(1, Ordering::Release);

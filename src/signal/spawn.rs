@@ -1,30 +1,39 @@
 //! The spawn monitor: the monitor a supervisor places on a child while it
-//! spawns it, kept in the child's header instead of in aux data.
+//! spawns it, kept in the child's header alone.
 //!
 //! An ordinary monitor lives in three places (see [`crate::signal`]): the
 //! monitor table, the watcher's `monitoring` set and the target's
 //! `monitors` set, the last two in aux data that the first monitor
-//! allocates. A supervised child usually has no other use for aux data, and
-//! its supervisor's `monitoring` set holds one entry per running child (a
-//! spilled hash set that a storm churns), so both cost more than the rest
-//! of the monitor. A spawn monitor lives in two places only:
+//! allocates. A supervised child usually has no other use for aux data,
+//! its supervisor's `monitoring` set would hold one entry per running
+//! child (a spilled hash set that a storm churns), and the monitor table
+//! is a shared lock and a hash map insert and remove per restart, touched
+//! from both the supervisor's core and the child's. A spawn monitor lives
+//! in one place: the target's [`Header::spawn_monitor`] slot, which holds
+//! the watcher's pid (0: none). Its reference is the target's pid with
+//! [`SPAWN_BIT`] set, unique because pids are never reused and because no
+//! ordinary reference has that bit, and it names the slot without a
+//! lookup.
 //!
-//! * the monitor table, as any monitor: firing and removal still go
-//!   through its shard lock, so `demonitor` either removes it before it
-//!   fires (no `Down`) or returns after its `Down` is in the watcher's
-//!   mailbox, and it fires at most once;
-//! * the target's [`Header::spawn_monitor`] slot (one per process, set only
-//!   by its spawn), read and cleared by its teardown. The slot may hold the
-//!   reference of a monitor `demonitor` has already removed from the table;
-//!   the table is the truth, and firing such a reference finds nothing.
+//! # Firing and removal: one swap each
 //!
-//! The watcher does not record it. The one watcher that places spawn
-//! monitors, a supervisor, removes them itself when it ends: its children
-//! are dropped with its future, before its teardown leaves the table, and
-//! their drop demonitors each running child (see `supervisor::children`).
+//! Teardown (the process has left the table) takes the slot with
+//! `swap(0)` and, if it held a watcher, delivers `Down` to it. `demonitor`
+//! finds the target in the table and takes the slot with `swap(0)` too.
+//! Both are read-modify-writes of one word, so exactly one of them sees
+//! the watcher: the monitor fires at most once, and a `demonitor` that
+//! returns true is followed by no `Down`. Unlike an ordinary monitor, a
+//! `demonitor` that returns false may return before the `Down` reaches
+//! the watcher's mailbox (teardown took the slot and is delivering it);
+//! the one watcher, a supervisor, ignores a `Down` whose reference is not
+//! the current monitor of a child it runs, so a late one is harmless.
 //!
-//! Its reference carries [`SPAWN_BIT`], so removal and firing know where
-//! the target's half lives without a lookup.
+//! The watcher does not record the monitor either. The one watcher that
+//! places spawn monitors, a supervisor, removes them itself when it ends:
+//! its children are dropped with its future, before its teardown leaves
+//! the table, and their drop demonitors each running child (see
+//! `supervisor::children`). A `Down` for a watcher that is gone finds it
+//! out of the table and is dropped, as any delivery to a dead process.
 //!
 //! # Liveness without `lock_alive`
 //!
@@ -35,9 +44,8 @@
 //! watcher is the process running the factory on this thread (it holds
 //! `RUNNING` too), so it is alive and cannot end meanwhile either.
 
-use super::Monitors;
-use crate::mailbox::MonitorRef;
-use crate::process::Pid;
+use crate::mailbox::{MonitorRef, Received};
+use crate::process::{ExitReason, Pid};
 use crate::runtime::Header;
 use crate::runtime::Shared;
 use std::sync::atomic::Ordering;
@@ -50,13 +58,27 @@ pub(crate) fn is_spawn(r: MonitorRef) -> bool {
     r.0 & SPAWN_BIT != 0
 }
 
-/// Teardown: the spawn monitor of a process that has left the table, if
-/// its slot still holds one.
-pub(crate) fn take(h: &Header) -> Option<MonitorRef> {
-    match h.spawn_monitor.swap(0, Ordering::Acquire) {
-        0 => None,
-        r => Some(MonitorRef(r)),
-    }
+/// The reference of the spawn monitor on `target`.
+fn reference(target: Pid) -> MonitorRef {
+    debug_assert_eq!(target.raw() & SPAWN_BIT, 0, "pids stay below 2^63");
+    MonitorRef(target.raw() | SPAWN_BIT)
+}
+
+/// Teardown of `h` (which has left the table): fires its spawn monitor,
+/// if its slot still holds one.
+pub(crate) fn fire(shared: &Shared, h: &Header, reason: ExitReason) {
+    // Acquire: pairs with `place`'s Release (also ordered by the launch).
+    let watcher = match h.spawn_monitor.swap(0, Ordering::Acquire) {
+        0 => return,
+        w => Pid::from_raw(w),
+    };
+    shared.table.with(watcher, |w| {
+        w.header().deliver(Received::Down {
+            reference: reference(h.pid),
+            pid: h.pid,
+            reason,
+        })
+    });
 }
 
 /// Places `watcher`'s spawn monitor on `target` (see the module docs for
@@ -64,25 +86,34 @@ pub(crate) fn take(h: &Header) -> Option<MonitorRef> {
 /// running on this thread).
 pub(crate) fn place(shared: &Shared, watcher: Pid, target: &Header) -> MonitorRef {
     debug_assert!(shared.table.contains(watcher), "the watcher is running");
-    let r = MonitorRef(shared.monitors.next_ref.fetch_add(1, Ordering::Relaxed) | SPAWN_BIT);
-    let mut shard = shared.monitors.shard(r).lock();
-    // Release: pairs with teardown's Acquire `take` of the slot.
-    let previous = target.spawn_monitor.swap(r.0, Ordering::Release);
+    debug_assert_ne!(watcher.raw(), 0, "pid 0 is never a process");
+    // Release: pairs with teardown's Acquire swap.
+    let previous = target.spawn_monitor.swap(watcher.raw(), Ordering::Release);
     debug_assert_eq!(previous, 0, "one spawn monitor per process");
-    shard.insert(Monitors::key(r), (watcher, target.pid));
-    r
+    reference(target.pid)
 }
 
-/// Clears spawn monitor `r` from `target`'s slot (the table entry is
-/// gone already).
-pub(crate) fn clear(shared: &Shared, r: MonitorRef, target: Pid) {
-    shared.table.with(target, |t| {
-        // Fails only if teardown took it first; then it finds no entry.
-        let _ =
-            t.header()
-                .spawn_monitor
-                .compare_exchange(r.0, 0, Ordering::Relaxed, Ordering::Relaxed);
-    });
+/// `demonitor` of spawn monitor `r`: true when it was live (then it never
+/// fires).
+pub(crate) fn remove(shared: &Shared, r: MonitorRef) -> bool {
+    let target = Pid::from_raw(r.0 & !SPAWN_BIT);
+    shared
+        .table
+        .with(target, |t| {
+            t.header().spawn_monitor.swap(0, Ordering::Relaxed) != 0
+        })
+        .unwrap_or(false)
+}
+
+/// The spawn monitors in place (a scan of the process table: for
+/// `monitor_count`, not for hot paths).
+pub(crate) fn count(shared: &Shared) -> usize {
+    shared
+        .table
+        .tasks()
+        .iter()
+        .filter(|t| t.header().spawn_monitor.load(Ordering::Relaxed) != 0)
+        .count()
 }
 
 #[cfg(test)]
@@ -90,7 +121,7 @@ mod tests {
     use crate::{Runtime, Strategy};
 
     #[test]
-    fn a_supervised_child_allocates_no_aux_data() {
+    fn a_supervised_child_allocates_no_aux_data_and_no_monitor_table_entry() {
         let rt = Runtime::builder().workers(1).build();
         let child = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let c = child.clone();
@@ -110,6 +141,7 @@ mod tests {
         assert!(task.header().aux.lock().is_none(), "no aux data");
         assert_eq!(rt.info(pid).unwrap().monitors, 1);
         assert_eq!(rt.monitor_count(), 1);
+        assert_eq!(rt.shared.monitors.len(), 0, "no monitor-table entry");
         rt.kill(sup.pid());
     }
 }

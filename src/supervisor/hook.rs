@@ -145,3 +145,58 @@ pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started,
         }
     }
 }
+
+/// The spawn monitor's slot (`signal::spawn`) under loom: a `demonitor`
+/// racing the child's teardown. Exactly one of them takes the slot: a
+/// `demonitor` that returns true is followed by no `Down`, one that
+/// returns false by exactly one, and nothing is left counted.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::ChildSpec;
+    use crate::{Received, Runtime};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Stops the watcher once the child's teardown is complete.
+    struct Stop;
+
+    #[test]
+    fn loom_spawn_monitor_demonitor_racing_teardown() {
+        let mut b = loom::model::Builder::new();
+        // A whole runtime: at most two preemptions, as `loom::rt` bounds.
+        b.preemption_bound = Some(b.preemption_bound.map_or(2, |n| n.min(2)));
+        b.check(|| {
+            // One worker: the race is the worker's teardown of the child
+            // against this thread's `demonitor`.
+            let rt = Runtime::builder().workers(1).build();
+            let downs = Arc::new(AtomicUsize::new(0));
+            let d = downs.clone();
+            let watcher = rt.spawn(move |mut ctx| async move {
+                loop {
+                    match ctx.recv().await {
+                        Received::Down { .. } => {
+                            d.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Received::Message(m) if m.is::<Stop>() => return,
+                        _ => {}
+                    }
+                }
+            });
+            // The child ends as soon as it runs.
+            let spec = ChildSpec::new("c", |rt: &Runtime| rt.spawn(|_ctx| async {}));
+            let started = super::start(&rt, watcher.pid(), &spec).expect("started");
+            assert!(started.handle.is_none(), "the hook caught the child");
+            let removed = rt.demonitor(started.monitor);
+            // The child's teardown (and so its `Down`, if any) is complete
+            // once it is counted finished.
+            while rt.finished() < 1 {
+                loom::thread::yield_now();
+            }
+            assert!(rt.send(watcher.pid(), Stop));
+            rt.block_on(watcher.join());
+            let expected = usize::from(!removed);
+            assert_eq!(downs.load(Ordering::Relaxed), expected);
+            assert_eq!(rt.monitor_count(), 0);
+        });
+    }
+}
