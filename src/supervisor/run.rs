@@ -317,6 +317,10 @@ impl Sup {
     /// Charges the budget for restarting child `i`; `Err` when that blows
     /// it (a temporary child costs nothing).
     fn charge(&mut self, i: u32) -> Result<(), End> {
+        if self.budget.max_restarts == 0 {
+            // Unlimited: nothing to count.
+            return Ok(());
+        }
         if self.children.get(i).spec.restart != Restart::Temporary && self.budget.over() {
             let reason = ExitReason::Crashed;
             report::escalated(self.ctx.pid(), &self.children.get(i).spec.id, reason);
