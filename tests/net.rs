@@ -2,8 +2,9 @@
 //! duty): accept, read, write and close from processes on one and two
 //! workers; many connections at once; a killed process releases its
 //! socket; readiness reaches the runtime when every worker sleeps (the
-//! duty holder, blocked in the reactor, takes it itself) and when the duty
-//! holder is stuck in a long poll. Loopback only; every wait is bounded.
+//! duty holder, blocked in the reactor, takes it itself; also for the
+//! first socket, registered while the holder sleeps on its condvar) and
+//! when the duty holder is stuck in a long poll. Loopback only; every wait is bounded.
 
 mod support;
 
@@ -241,6 +242,53 @@ fn readiness_is_taken_by_a_worker_when_every_worker_sleeps() {
         assert!(
             woken_on[0].starts_with("rusm-worker"),
             "woken on {:?}, not by a worker",
+            woken_on[0]
+        );
+    }
+}
+
+/// With no socket registered, the duty holder sleeps on its condvar
+/// (nothing to poll). The first socket, registered while every worker
+/// sleeps (here by `block_on`, on no worker), moves the holder into the
+/// reactor: the connection is taken by a worker, not left for the stall
+/// monitor to find.
+#[test]
+fn the_first_socket_registered_while_every_worker_sleeps_is_polled_by_a_worker() {
+    for workers in [1, 2] {
+        let rt = support::runtime(workers);
+        support::wait_until("every worker asleep", || {
+            rt.metrics().sleeping_workers == workers
+        });
+        let (l, addr) = listener();
+        let woken_on = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Connects once the accept waits (so that it is woken).
+        let connector = std::thread::spawn(move || {
+            rx.recv_timeout(support::TIMEOUT).expect("the accept waits");
+            client(addr)
+        });
+        let w = woken_on.clone();
+        run(&rt, async move {
+            let mut accept = RecordWakes {
+                inner: Box::pin(l.accept()),
+                woken_on: w,
+            };
+            std::future::poll_fn(|cx| {
+                let r = Pin::new(&mut accept).poll(cx);
+                if r.is_pending() {
+                    let _ = tx.send(());
+                }
+                r
+            })
+            .await
+            .expect("accept");
+        });
+        let _client = connector.join().unwrap();
+        let woken_on = woken_on.lock().unwrap().clone();
+        assert_eq!(woken_on.len(), 1, "one wake: {woken_on:?}");
+        assert!(
+            woken_on[0].starts_with("rusm-worker"),
+            "{workers} workers: woken on {:?}, not by a worker",
             woken_on[0]
         );
     }

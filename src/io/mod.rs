@@ -5,12 +5,17 @@
 //!
 //! The worker holding the timer duty (`time::duty`: one sleeper at a time)
 //! parks in the reactor's poll instead of on its condvar, with the earliest
-//! timer deadline as the poll's timeout ([`Parker::park_io`]). A socket
+//! timer deadline as the poll's timeout ([`Parker::park_io`]), as long as
+//! a socket is registered: with none there is nothing to poll, and waking
+//! a thread blocked in `epoll_wait` (an eventfd write, then the poll's
+//! return) cost a runtime without sockets more than a futex wake (the
+//! `spawn_blocking` round trip from a process, 2.5x against 0.8x tokio's). A socket
 //! becoming ready ends that poll on the worker itself: its future's waker
 //! runs there and puts the process in that worker's own next slot, which it
 //! runs as soon as it is back in its loop. Other workers take ready events
 //! without blocking: every few dozen ticks between tasks (as they look at
-//! the timers), while they spin for work, and before parking.
+//! the timers), and before parking (with sockets registered, a worker out
+//! of work parks at once rather than spinning first).
 //!
 //! # Why no readiness is slept through
 //!
@@ -25,6 +30,18 @@
 //!   worker is parked, one of them is in the poll: each parked worker
 //!   either holds the duty or saw a holder, and that holder is parked too,
 //!   in the poll. Readiness arriving then ends that poll.
+//! * The holder parks in the poll only if it reads, after taking the duty,
+//!   that a socket is registered (SeqCst load, after `Duty::take`'s
+//!   SeqCst fence); registering the first socket is a SeqCst `fetch_add`
+//!   on that count, a SeqCst fence, then a read of the holder, which is
+//!   unparked ([`first_source`]). Both sides write, fence, then read what
+//!   the other wrote: the fences are ordered, so either the holder sees the
+//!   socket and parks in the poll, or the registration sees the holder
+//!   and its unpark (a token, never lost) sends it round to park again,
+//!   in the poll this time. With no holder seen, the duty is taken later,
+//!   and that taker reads the count after it. A socket only becomes ready
+//!   after it is registered, so none is ready while the holder sleeps on
+//!   its condvar.
 //! * An `unpark` aimed at the duty holder (new work, an earlier timer, the
 //!   stop) interrupts its poll: the hand-off between the token and the
 //!   poll is argued in `scheduler::park` (loom model `loom_park_io`). The
@@ -39,12 +56,24 @@
 //!
 //! The loom model `loom_park_io` also runs the hand-off between two workers
 //! going to sleep (one with the duty, in the poll) and a socket becoming
-//! ready.
+//! ready, and the first socket registered while the holder sleeps on its
+//! condvar.
 //!
 //! `async-io`'s sockets keep working as before, on async-io's own thread;
 //! only sockets of [`net`] are driven here.
 //!
 //! [`Parker::park_io`]: crate::scheduler::park::Parker::park_io
+
+/// The first socket was registered: the duty holder, parked on its
+/// condvar while there was nothing to poll, goes round to park in the
+/// reactor (see the module docs). With no holder, whoever takes the duty
+/// next sees the socket.
+#[cfg(not(loom))]
+fn first_source(shared: &crate::runtime::Shared) {
+    if let Some(w) = shared.timers.duty_holder() {
+        shared.scheduler.parkers[w].unpark();
+    }
+}
 
 #[cfg(not(loom))]
 pub mod net;
@@ -53,3 +82,5 @@ pub(crate) mod reactor;
 #[cfg(loom)]
 #[path = "reactor_loom.rs"]
 pub(crate) mod reactor;
+#[cfg(not(loom))]
+mod sys;

@@ -55,7 +55,10 @@ impl<T: std::os::fd::AsRawFd> Io<T> {
         })?;
         let reactor = rt.shared.scheduler.io.clone();
         // SAFETY: `Drop` deregisters the source before the socket closes.
-        let source = unsafe { reactor.register(super::reactor::raw(self.get()))? };
+        let (source, first) = unsafe { reactor.register(super::reactor::raw(self.get()))? };
+        if first {
+            super::first_source(&rt.shared);
+        }
         Ok(self.reg.get_or_init(|| Registration { reactor, source }))
     }
 

@@ -23,9 +23,10 @@
 //! stall monitor when nobody polled for a whole period (see `io`). Wakers
 //! are woken on that thread, so on a worker they land in its own next slot.
 
+use super::sys::{Events, Notifier};
 use crate::scheduler::park::IoWait;
 use parking_lot::Mutex;
-use polling::{Event, Events, PollMode, Poller};
+use polling::{Event, PollMode, Poller};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +36,8 @@ use std::time::{Duration, Instant};
 /// One poller per runtime, with the sources registered on it.
 pub(crate) struct Reactor {
     poller: Poller,
+    /// Interrupts a wait (see `sys`).
+    notifier: Notifier,
     /// The event buffer; held for the whole of a poll, so one thread polls
     /// at a time and the others' non-blocking polls give way.
     events: Mutex<Events>,
@@ -102,8 +105,10 @@ pub(crate) enum Dir {
 
 impl Reactor {
     pub(crate) fn new() -> std::io::Result<Reactor> {
+        let poller = Poller::new()?;
         Ok(Reactor {
-            poller: Poller::new()?,
+            notifier: Notifier::new(&poller)?,
+            poller,
             events: Mutex::new(Events::new()),
             sources: Mutex::new(Slab::default()),
             registered: AtomicUsize::new(0),
@@ -114,13 +119,15 @@ impl Reactor {
         })
     }
 
-    /// Registers `fd` with no interest yet.
+    /// Registers `fd` with no interest yet. The flag is true when no other
+    /// source was registered: the caller must then move the duty holder
+    /// into the reactor (see `io`).
     ///
     /// # Safety
     ///
     /// `fd` must stay open until [`deregister`](Self::deregister) is called
     /// with the returned source.
-    pub(crate) unsafe fn register(&self, fd: RawFd) -> std::io::Result<Arc<Source>> {
+    pub(crate) unsafe fn register(&self, fd: RawFd) -> std::io::Result<(Arc<Source>, bool)> {
         let mut slab = self.sources.lock();
         let key = slab.free.pop().unwrap_or(slab.entries.len());
         let source = Arc::new(Source {
@@ -143,8 +150,11 @@ impl Reactor {
         } else {
             slab.entries[key] = Some(source.clone());
         }
-        self.registered.fetch_add(1, Ordering::Relaxed);
-        Ok(source)
+        // Then the caller reads the duty holder: the fence orders the two
+        // (see `io`; the holder has its own after taking the duty).
+        let first = self.registered.fetch_add(1, Ordering::SeqCst) == 0;
+        std::sync::atomic::fence(Ordering::SeqCst);
+        Ok((source, first))
     }
 
     /// Removes `source` from the poller; its wakers are dropped (a pending
@@ -240,9 +250,10 @@ impl Reactor {
         }
     }
 
-    /// Whether any socket is registered.
+    /// Whether any socket is registered. SeqCst: the duty holder reads it
+    /// after taking the duty, to choose where to park (see `io`).
     pub(crate) fn has_sources(&self) -> bool {
-        self.registered.load(Ordering::Relaxed) != 0
+        self.registered.load(Ordering::SeqCst) != 0
     }
 
     /// Polls completed so far.
@@ -291,21 +302,20 @@ impl Reactor {
         mut events: parking_lot::MutexGuard<'_, Events>,
         timeout: Option<Duration>,
     ) -> usize {
-        events.clear();
-        // An error (EINTR is retried inside) leaves no events: the caller
-        // goes round its loop and polls again.
-        let _ = self.poller.wait(&mut events, timeout);
+        // An error leaves no events: the caller goes round its loop and
+        // polls again.
+        events.wait(&self.poller, timeout);
         let mut woken = 0;
         // Wakers are woken with the event buffer still held: other pollers
         // only give way meanwhile (a `try_lock`), and a foreign waker that
         // polls again from here finds it held and gives way too.
-        for ev in events.iter() {
-            let source = self.sources.lock().entries.get(ev.key).cloned().flatten();
+        for (key, readable, writable) in events.iter() {
+            let source = self.sources.lock().entries.get(key).cloned().flatten();
             let Some(source) = source else { continue };
             let mut st = source.state.lock();
             st.tick += 1;
             let mut take = [Vec::new(), Vec::new()];
-            for (d, on) in [ev.readable, ev.writable].into_iter().enumerate() {
+            for (d, on) in [readable, writable].into_iter().enumerate() {
                 if on {
                     st.ready[d] = true;
                     take[d] = std::mem::take(&mut st.wakers[d]);
@@ -341,13 +351,31 @@ impl IoWait for Reactor {
 
     fn interrupt(&self) {
         self.interrupted.store(true, Ordering::SeqCst);
-        // Fails only if the poller's notification channel is broken, when
-        // nothing better can be done than the caller's own timeout.
-        let _ = self.poller.notify();
+        self.notifier.notify(&self.poller);
     }
 }
 
 /// The raw descriptor of a socket type.
 pub(crate) fn raw(s: &impl AsRawFd) -> RawFd {
     s.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ExitReason;
+
+    /// With no socket registered the duty holder parks on its condvar, not
+    /// in the reactor's wait: a runtime without sockets, waking and parking
+    /// its workers on every `spawn_blocking` round trip, never polls.
+    #[test]
+    fn without_sockets_nobody_waits_in_the_reactor() {
+        let rt = crate::Runtime::builder().workers(2).build();
+        let h = rt.spawn(|ctx| async move {
+            for i in 0..50 {
+                assert_eq!(ctx.runtime().spawn_blocking(move || i).await, i);
+            }
+        });
+        assert_eq!(rt.block_on(h.join()), ExitReason::Normal);
+        assert_eq!(rt.shared.scheduler.io.polls(), 0);
+    }
 }

@@ -158,16 +158,20 @@ mod loom_park_io {
         interrupted: AtomicUsize,
         /// Readiness events handed to a worker.
         delivered: AtomicUsize,
+        /// Sockets registered (the reactor's count).
+        registered: AtomicUsize,
     }
 
     impl MockIo {
-        fn new() -> MockIo {
+        /// A reactor with `registered` sockets.
+        fn new(registered: usize) -> MockIo {
             MockIo {
                 events: Mutex::new(()),
                 state: Mutex::new((false, false)),
                 cv: Condvar::new(),
                 interrupted: AtomicUsize::new(0),
                 delivered: AtomicUsize::new(0),
+                registered: AtomicUsize::new(registered),
             }
         }
 
@@ -186,8 +190,12 @@ mod loom_park_io {
             ready
         }
 
-        /// A non-blocking poll: true when it took an event.
+        /// A non-blocking poll: true when it took an event. As the
+        /// reactor's, it does not poll while no socket is registered.
         fn poll_now(&self) -> bool {
+            if self.registered.load(Ordering::SeqCst) == 0 {
+                return false;
+            }
             let _events = self.events.lock();
             let mut s = self.state.lock();
             self.take(&mut s)
@@ -219,7 +227,7 @@ mod loom_park_io {
     #[test]
     fn an_unpark_reaches_a_worker_parked_in_the_reactor() {
         loom::model(|| {
-            let io = Arc::new(MockIo::new());
+            let io = Arc::new(MockIo::new(1));
             let parker = Arc::new(Parker::with_io(io.clone()));
             let flag = Arc::new(AtomicUsize::new(0));
             let worker = {
@@ -251,7 +259,7 @@ mod loom_park_io {
     #[test]
     fn readiness_reaches_a_sleeping_worker_through_the_duty() {
         loom::model(|| {
-            let io = Arc::new(MockIo::new());
+            let io = Arc::new(MockIo::new(1));
             let duty = Arc::new(Duty::new());
             let parkers: Arc<[Parker; 2]> =
                 Arc::new([Parker::with_io(io.clone()), Parker::with_io(io.clone())]);
@@ -284,6 +292,69 @@ mod loom_park_io {
                     })
                 })
                 .collect();
+            io.make_ready();
+            for w in workers {
+                w.join().unwrap();
+            }
+            assert_eq!(io.delivered.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// The first socket registered while the duty holder sleeps on its
+    /// condvar (there was nothing to poll, see `io`): the registration
+    /// unparks the holder it sees, and a holder parks in the reactor only
+    /// if it reads a socket registered after taking the duty. The socket's
+    /// readiness is then always taken; a holder left on its condvar never
+    /// takes it (loom reports a deadlock). Fails without the unpark, with
+    /// the count read before the duty is taken, and without the fence
+    /// between the registration's count and its read of the holder.
+    #[test]
+    fn the_first_socket_moves_the_duty_holder_into_the_reactor() {
+        loom::model(|| {
+            let io = Arc::new(MockIo::new(0));
+            let duty = Arc::new(Duty::new());
+            let parkers: Arc<[Parker; 2]> =
+                Arc::new([Parker::with_io(io.clone()), Parker::with_io(io.clone())]);
+            let stop = Arc::new(AtomicUsize::new(0));
+            let workers: Vec<_> = (0..2)
+                .map(|id| {
+                    let (io, duty, parkers, stop) =
+                        (io.clone(), duty.clone(), parkers.clone(), stop.clone());
+                    loom::thread::spawn(move || {
+                        loop {
+                            if stop.load(Ordering::SeqCst) != 0 {
+                                return;
+                            }
+                            if !io.poll_now() {
+                                if duty.take(id) {
+                                    if io.registered.load(Ordering::SeqCst) != 0 {
+                                        parkers[id].park_io(None);
+                                    } else {
+                                        parkers[id].park(None);
+                                    }
+                                    duty.release(id);
+                                } else {
+                                    parkers[id].park(None);
+                                }
+                            }
+                            if io.delivered.load(Ordering::SeqCst) != 0 {
+                                stop.store(1, Ordering::SeqCst);
+                                parkers[0].unpark();
+                                parkers[1].unpark();
+                                return;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            // `Reactor::register` and `io::first_source`.
+            let first = io.registered.fetch_add(1, Ordering::SeqCst) == 0;
+            crate::loom::sync::atomic::fence(Ordering::SeqCst);
+            if first {
+                if let Some(w) = duty.holder() {
+                    parkers[w].unpark();
+                }
+            }
             io.make_ready();
             for w in workers {
                 w.join().unwrap();

@@ -76,12 +76,13 @@ const YIELD_INTERVAL: u32 = 61;
 /// Rounds of spinning before a worker with nothing to do parks (none under
 /// loom: a spin only delays the park, whose protocol the models check).
 const SPIN_ROUNDS: u32 = if cfg!(loom) { 0 } else { 24 };
-/// The same while sockets are registered: the spin watches only the run
-/// queues, so parking (the duty holder in the reactor) serves readiness
-/// sooner, and the CPU a spin burns is taken from the peers the sockets
-/// talk to (1-connection echo p99, 2 cores: 1.3-4 ms at 24 rounds, 59-110
-/// µs at 8; see BENCHMARKS.md, "I/O").
-const IO_SPIN_ROUNDS: u32 = if cfg!(loom) { 0 } else { 8 };
+/// The same while sockets are registered: none. The spin watches only the
+/// run queues, so parking (the duty holder in the reactor's wait, as
+/// tokio's worker goes back to its driver) serves readiness sooner, and
+/// the CPU a spin burns is taken from the peers the sockets talk to
+/// (1-connection echo on 2 cores, p50: 13.7-14.8 µs at 8 rounds, 9.3-10.1
+/// at none; p99: 1.3-4 ms at 24 rounds; see BENCHMARKS.md, "I/O").
+const IO_SPIN_ROUNDS: u32 = 0;
 /// Every this many ticks, the injector is looked at before the local deque.
 const INJECTOR_INTERVAL: u32 = 61;
 
@@ -315,7 +316,7 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         shared.table.reclaim(|stalled| stalled < 4);
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline, in
-        // the reactor's poll (see `io`).
+        // the reactor's poll while sockets are registered (see `io`).
         let duty = shared.timers.take_duty(index);
         let deadline = if duty {
             shared.timers.next_deadline()
@@ -327,7 +328,7 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
             &mut core.searching,
             || {
                 let parker = &sched.parkers[index];
-                if duty {
+                if duty && sched.io.has_sources() {
                     parker.park_io(deadline)
                 } else {
                     parker.park(deadline)
@@ -361,10 +362,6 @@ fn spin_for_work(sched: &Scheduler, core: &mut Core) -> bool {
             std::hint::spin_loop();
         }
         if sched.has_visible_work() || sched.is_shutdown() {
-            return true;
-        }
-        // Sockets that became ready meanwhile wake their processes here.
-        if round % 4 == 3 && sched.io.poll_now() > 0 {
             return true;
         }
     }
