@@ -62,6 +62,7 @@ mod spawn;
 
 pub(crate) use spawn::fire as fire_spawn_monitor;
 pub(crate) use spawn::place as place_spawn_monitor;
+pub(crate) use spawn::take as take_spawn_monitor;
 
 pub(crate) use set::SmallSet;
 
@@ -131,18 +132,28 @@ fn fire_monitor(shared: &Shared, r: MonitorRef, pid: Pid, reason: ExitReason) {
 pub(crate) fn release(shared: &Shared, task: &TaskRef, reason: ExitReason) {
     let h = task.header();
     let me = h.pid;
-    let taken = h.aux.lock().as_mut().map(|a| {
-        (
-            std::mem::take(&mut a.names),
-            std::mem::take(&mut a.tags),
-            a.monitors.take(),
-            a.links.take(),
-            a.monitoring.take(),
-        )
-    });
+    let (watcher, taken) = {
+        let mut slot = h.aux.lock();
+        let watcher = spawn::take(&mut slot);
+        let taken = slot.as_mut().map(|a| {
+            (
+                std::mem::take(&mut a.names),
+                std::mem::take(&mut a.tags),
+                a.monitors.take(),
+                a.links.take(),
+                a.monitoring.take(),
+            )
+        });
+        (watcher, taken)
+    };
+    let fire_spawn = || {
+        if let Some(w) = watcher {
+            spawn::fire(shared, h, w, reason);
+        }
+    };
     let Some((names, tags, monitors, links, monitoring)) = taken else {
         // No aux data: no names to release first.
-        spawn::fire(shared, h, reason);
+        fire_spawn();
         return;
     };
     for name in &names {
@@ -151,7 +162,7 @@ pub(crate) fn release(shared: &Shared, task: &TaskRef, reason: ExitReason) {
     for tag in &tags {
         shared.registry.release_tag(tag, me);
     }
-    spawn::fire(shared, h, reason);
+    fire_spawn();
     for r in monitors {
         fire_monitor(shared, r, me, reason);
     }

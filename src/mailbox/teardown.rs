@@ -1,9 +1,13 @@
 //! The mailbox's part of a process's teardown (see the parent module's
 //! docs for who drops which message, and the queue's for closing under a
 //! running consumer).
+//!
+//! It sees the runtime only through the task's seam ([`Schedule`]): the
+//! counters a panic goes to are the runtime's, reached through the
+//! process's header, whatever runtime instantiates it.
 
 use crate::process::ExitReason;
-use crate::runtime::Header;
+use crate::process::task::{Header, Schedule};
 
 /// Teardown's part of the mailbox: closes it, drops every message the close
 /// now owns under the panic guard, and releases the foreign waker kept from
@@ -11,7 +15,7 @@ use crate::runtime::Header;
 /// moved out of its process) is parked now, so it sees the process has
 /// ended. Returns the reason the process ends with: `reason`,
 /// or `Crashed` if a message's destructor panicked.
-pub(crate) fn close_at_teardown(h: &Header, reason: ExitReason) -> ExitReason {
+pub(crate) fn close_at_teardown<S: Schedule>(h: &Header<S>, reason: ExitReason) -> ExitReason {
     let closed = h.mailbox.close();
     // Taken whether or not a receive is parked under it now: a waker kept
     // from an earlier receive usually holds this process's own waker, and
@@ -30,7 +34,7 @@ pub(crate) fn close_at_teardown(h: &Header, reason: ExitReason) -> ExitReason {
             }
         });
         if ran.is_none() {
-            h.rt.shared.note_unowned_panic();
+            h.rt.note_unowned_panic();
         }
     }
     let mut panicked = false;
@@ -51,7 +55,7 @@ pub(crate) fn close_at_teardown(h: &Header, reason: ExitReason) -> ExitReason {
         })
     });
     if first.is_some() {
-        h.rt.shared.note_panic();
+        h.rt.note_panic();
     }
     ExitReason::Crashed
 }

@@ -43,7 +43,7 @@ impl Table {
             return None;
         }
         Some(LiveAux(MutexGuard::map(aux, |a| {
-            &mut **a.get_or_insert_with(Default::default)
+            a.get_or_insert_with(Default::default)
         })))
     }
 

@@ -32,13 +32,12 @@
 use super::Pid;
 use crate::mailbox::Received;
 use crate::mailbox::queue::{Consumer, Drain, Owner, Park, Scan};
+use crate::runtime::Header;
 use crate::runtime::Runtime;
 use crate::runtime::TaskRef;
-use crate::runtime::{Header, TaskPtr};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 /// The process body's handle on its own process: its pid, its runtime and
@@ -48,27 +47,13 @@ pub struct Context {
     mailbox: Consumer<Process>,
 }
 
-/// The context's reference to its process: a strong reference like a
-/// [`TaskRef`], in one word rather than two, since the context lives in
-/// the process's future and so counts in every process's size.
-pub(crate) struct Process(TaskPtr);
+/// The context's reference to its process (one word, as the context lives
+/// in the process's future and so counts in every process's size).
+pub(crate) struct Process(TaskRef);
 
 impl Process {
     pub(crate) fn header(&self) -> &Header {
         self.0.header()
-    }
-}
-
-// SAFETY: the reference is as shareable as the `TaskRef` it came from.
-unsafe impl Send for Process {}
-// SAFETY: as above.
-unsafe impl Sync for Process {}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from `Arc::into_raw` (`Context::new`),
-        // and this is its one release.
-        unsafe { TaskPtr::from_raw(self.0.header()).release() }
     }
 }
 
@@ -113,13 +98,9 @@ impl Context {
     /// # Safety
     /// Made once per process: no other context of `task` ever exists.
     pub(crate) unsafe fn new(task: TaskRef) -> Context {
-        let header = Arc::into_raw(task).cast::<Header>();
-        // SAFETY: a live task's header (`repr(C)`, first in the task),
-        // holding the reference `into_raw` gave up, released by `Process`.
-        let process = Process(unsafe { TaskPtr::from_raw(header) });
         Context {
             // SAFETY: the one context is the one consumer (our contract).
-            mailbox: unsafe { Consumer::new(process) },
+            mailbox: unsafe { Consumer::new(Process(task)) },
         }
     }
 

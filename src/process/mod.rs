@@ -2,6 +2,7 @@
 //! [`ProcessHandle`], and the table that maps pids to live processes.
 
 pub(crate) mod alive;
+mod aux;
 pub(crate) mod context;
 pub(crate) mod handle;
 pub(crate) mod recycle;

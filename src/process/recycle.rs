@@ -14,22 +14,21 @@
 //! # What may be reused, and when
 //!
 //! A block enters the cache only from the release of a task's *last*
-//! strong reference with no weak one (`Arc::get_mut` succeeds): that is
-//! exactly where the allocation would otherwise be handed back to the
-//! allocator, which could give the same address to the next spawn just as
-//! well. So nothing can still see it: no handle, waker or `Context` holds a
-//! reference; the table's reference was the one released, after the epoch
-//! saw every pin that could have read its slot end; and a run-queue entry
-//! exists only for a process in the table (see `task::Notified`). The task
-//! is dropped in place first (its `Drop` and its fields', as a plain
+//! reference (`super::task`'s vtable `dealloc`, handing over the `Box`):
+//! that is exactly where the allocation would otherwise be handed back to
+//! the allocator, which could give the same address to the next spawn just
+//! as well. So nothing can still see it: no handle, waker or `Context`
+//! holds a reference; the table's reference was the one released, after the
+//! epoch saw every pin that could have read its slot end; and a run-queue
+//! entry exists only for a process in the table (see `task::Notified`). The
+//! task is dropped in place first (its `Drop` and its fields', as a plain
 //! release would), so reuse runs no destructor twice and skips none.
 //!
-//! A block is reused through `Arc::from_raw` for a task type of the same
-//! size and alignment, which `Arc::from_raw` allows: the allocation's
-//! layout (`ArcInner<T>`) depends on those alone, and its counts (one
-//! strong, no weak) are untouched while it waits. Every block is finally
-//! freed through the same route with a `ManuallyDrop` type of that layout,
-//! so the allocator gets it back with the layout it was allocated with.
+//! A block is reused through `Box::from_raw` for a type of the same size
+//! and alignment, which is the layout the allocator saw. Every block is
+//! finally freed through the same route with a `ManuallyDrop` type of
+//! that layout, so the allocator gets it back with the layout it was
+//! allocated with.
 //!
 //! # Bounds: the memory still comes back
 //!
@@ -45,7 +44,6 @@
 use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
-use std::sync::Arc;
 
 /// Layouts a worker caches at once.
 const BUCKETS: usize = 4;
@@ -54,14 +52,13 @@ const MAX_BLOCK: usize = 4096;
 /// Bytes a worker keeps cached at most, over all its buckets.
 const MAX_BYTES: usize = 256 * 1024;
 
-/// A cached block: the data pointer of a leaked `Arc` with one strong
-/// reference and no weak one, whose value has been dropped. Its first word
-/// links to the next block of its bucket.
+/// A cached block: a leaked `Box`'s allocation whose value has been
+/// dropped. Its first word links to the next block of its bucket.
 type Block = *mut u8;
 
 /// Blocks of one layout.
 struct Bucket {
-    /// The layout (`Layout::new::<T>()` of the `Arc`'s value); size 0 while
+    /// The layout (`Layout::new::<T>()` of the `Box`'s value); size 0 while
     /// the bucket is unused.
     layout: Layout,
     /// Frees a block of this layout (see [`free`]).
@@ -106,10 +103,10 @@ crate::loom::thread_local! {
 /// # Safety
 /// `b` is a cached block whose layout is `Layout::new::<T>()`.
 unsafe fn free<T>(b: Block) {
-    // SAFETY: a block is the data pointer of an `Arc` of a type with the
-    // layout of `T` (so of `ManuallyDrop<T>`), holding its one strong
-    // reference; `ManuallyDrop` drops nothing of the dead value.
-    drop(unsafe { Arc::from_raw(b.cast_const().cast::<ManuallyDrop<T>>()) });
+    // SAFETY: a block is the allocation of a `Box` of a type with the layout
+    // of `T` (so of `ManuallyDrop<T>`), ours alone; `ManuallyDrop` drops
+    // nothing of the dead value.
+    drop(unsafe { Box::from_raw(b.cast::<ManuallyDrop<T>>()) });
 }
 
 /// Whether blocks of `layout` are worth caching at all.
@@ -176,11 +173,11 @@ fn take(layout: Layout) -> Option<Block> {
         .flatten()
 }
 
-/// A new `Arc` holding the value `make` returns, in a recycled block when
+/// A new `Box` holding the value `make` returns, in a recycled block when
 /// this thread has one of `T`'s layout. (`make` rather than a value, so
-/// that the usual path stays `Arc::new(make())`, built in place.)
+/// that the usual path stays `Box::new(make())`, built in place.)
 #[inline(always)]
-pub(crate) fn arc_with<T>(make: impl FnOnce() -> T) -> Arc<T> {
+pub(crate) fn boxed<T>(make: impl FnOnce() -> T) -> Box<T> {
     let layout = Layout::new::<T>();
     let block = if cacheable(layout) {
         take(layout)
@@ -190,18 +187,16 @@ pub(crate) fn arc_with<T>(make: impl FnOnce() -> T) -> Arc<T> {
     match block {
         Some(block) => {
             let p = block.cast::<T>();
-            // SAFETY: the block is an `Arc` allocation for a value of `T`'s
-            // size and alignment, with one strong reference and no weak one,
-            // its old value dropped and no one else able to reach it (module
-            // docs); writing the new value makes it a live `Arc<T>`, which
-            // `Arc::from_raw` accepts for a pointer of an `Arc<U>` with `U` of
-            // the same size and alignment.
+            // SAFETY: the block is a `Box` allocation for a value of `T`'s
+            // size and alignment, its old value dropped and no one else able
+            // to reach it (module docs); writing the new value makes it a
+            // live `Box<T>` with the layout the allocator gave it.
             unsafe {
                 p.write(make());
-                Arc::from_raw(p.cast_const())
+                Box::from_raw(p)
             }
         }
-        None => Arc::new(make()),
+        None => Box::new(make()),
     }
 }
 
@@ -252,35 +247,33 @@ fn has_room(layout: Layout) -> bool {
         .unwrap_or(false)
 }
 
-/// Releases one strong reference of `arc`: if it is the last one (and no
-/// weak one exists), drops the value in place and, on a caching thread with
-/// room, keeps the block for reuse; otherwise this is `drop(arc)`.
-pub(crate) fn release<T>(mut arc: Arc<T>) {
+/// Drops the value of `b` in place and, on a caching thread with room,
+/// keeps the block for reuse; otherwise this is `drop(b)`.
+pub(crate) fn release<T>(b: Box<T>) {
     let layout = Layout::new::<T>();
-    if !cacheable(layout) || !has_room(layout) || Arc::get_mut(&mut arc).is_none() {
-        drop(arc);
+    if !cacheable(layout) || !has_room(layout) {
+        drop(b);
         return;
     }
-    let p = Arc::into_raw(arc).cast_mut();
+    let p = Box::into_raw(b);
     // Should the value's destructor unwind, the block is freed (without
     // dropping the value again) rather than leaked or cached half-dropped.
     struct FreeOnUnwind(Block, unsafe fn(Block));
     impl Drop for FreeOnUnwind {
         fn drop(&mut self) {
-            // SAFETY: the block of the `Arc` being released, freed once.
+            // SAFETY: the block of the `Box` being released, freed once.
             unsafe { (self.1)(self.0) }
         }
     }
     let unwinding = FreeOnUnwind(p.cast(), free::<T>);
-    // SAFETY: we hold the only reference (`get_mut` succeeded), so the value
-    // is ours to drop, once; the block stays allocated (one strong count).
+    // SAFETY: the `Box` was ours, so the value is ours to drop, once; the
+    // block stays allocated.
     unsafe { std::ptr::drop_in_place(p) };
     std::mem::forget(unwinding);
     let block: Block = p.cast();
     let kept = keep(block, layout, free::<T>);
     if !kept {
-        // SAFETY: the block of an `Arc<T>` with its one strong reference,
-        // its value dropped.
+        // SAFETY: the block of a `Box<T>`, its value dropped.
         unsafe { free::<T>(block) };
     }
 }
@@ -304,40 +297,36 @@ mod tests {
     struct B(std::sync::atomic::AtomicU64, [u64; 3]);
 
     /// A released block is reused by a value of another type of the same
-    /// layout, each value is dropped once, a block still referenced is not
-    /// taken, and stopping frees them all (Miri checks leaks and reuse).
+    /// layout, each value is dropped once, and stopping frees them all (Miri
+    /// checks leaks and reuse).
     #[test]
     fn a_block_comes_back_for_the_same_layout_and_goes_at_stop() {
         start();
-        let a = Arc::new(A(7, [1, 2, 3]));
-        let keep = a.clone();
+        let a = Box::new(A(7, [1, 2, 3]));
+        let addr = std::ptr::from_ref(&*a) as usize;
         release(a);
-        assert_eq!(held(), 0, "not the last reference");
-        assert_eq!(DROPS.load(Ordering::Relaxed), 0);
-        let addr = Arc::as_ptr(&keep) as usize;
-        release(keep);
         assert_eq!(DROPS.load(Ordering::Relaxed), 1, "dropped once, in place");
         assert_eq!(held(), 1);
-        let b = arc_with(|| B(std::sync::atomic::AtomicU64::new(5), [4, 5, 6]));
-        assert_eq!(Arc::as_ptr(&b) as usize, addr, "the block was reused");
+        let b = boxed(|| B(std::sync::atomic::AtomicU64::new(5), [4, 5, 6]));
+        assert_eq!(
+            std::ptr::from_ref(&*b) as usize,
+            addr,
+            "the block was reused"
+        );
         assert_eq!(held(), 0);
         b.0.store(9, Ordering::Relaxed);
         assert_eq!(b.0.load(Ordering::Relaxed) + b.1[2], 15);
-        let weak = Arc::downgrade(&b);
-        let b2 = b.clone();
-        drop(b);
-        release(b2);
-        assert_eq!(held(), 0, "a weak reference keeps the block out");
-        drop(weak);
+        release(b);
+        assert_eq!(held(), 1);
         for _ in 0..3 {
-            release(Arc::new(A(0, [0; 3])));
+            release(Box::new(A(0, [0; 3])));
         }
-        assert_eq!(held(), 3);
+        assert_eq!(held(), 4);
         stop();
         assert_eq!(held(), 0);
         assert_eq!(DROPS.load(Ordering::Relaxed), 4);
         // Not caching any more: a release frees at once.
-        release(Arc::new(B(std::sync::atomic::AtomicU64::new(0), [0; 3])));
+        release(Box::new(B(std::sync::atomic::AtomicU64::new(0), [0; 3])));
         assert_eq!(held(), 0);
     }
 
@@ -346,9 +335,9 @@ mod tests {
     fn the_cache_is_bounded() {
         start();
         let n = MAX_BYTES / std::mem::size_of::<[u64; 32]>() + 10;
-        let arcs: Vec<_> = (0..n).map(|_| Arc::new([0u64; 32])).collect();
-        for a in arcs {
-            release(a);
+        let blocks: Vec<_> = (0..n).map(|_| Box::new([0u64; 32])).collect();
+        for b in blocks {
+            release(b);
         }
         assert_eq!(held(), MAX_BYTES / std::mem::size_of::<[u64; 32]>());
         stop();

@@ -21,25 +21,49 @@
 //! [`State::end_poll`] sees it in the same CAS that clears `RUNNING` and
 //! reschedules, so no wake is lost between a poll returning `Pending` and the
 //! process going idle. The loom model `loom_state` checks this against kills.
+//!
+//! # The reference count
+//!
+//! The top 40 bits count the strong references to the process (handles,
+//! wakers, its `Context`, the table's; see `super::task`), so that a
+//! process needs no count beside this word. The counting is `Arc`'s:
+//!
+//! * a new reference is made only from one the caller holds, so the
+//!   increment needs no ordering (`Relaxed`): nothing is published by it;
+//! * a decrement is `Release`, so that everything its holder did to the
+//!   process happens before the free; the one that takes the count to zero
+//!   then issues an `Acquire` fence, so that the free sees all of it.
+//!
+//! Every other write to the word is a read-modify-write that keeps the
+//! bits it does not own (`fetch_or`, `fetch_xor`, a CAS from the value it
+//! read), so flag transitions and counting never overwrite each other. The
+//! loom model `loom_refs` races the count against wakes, kills and a run.
 
-use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering, fence};
 
 /// Queued, or owed a reschedule after the current poll.
-pub(crate) const NOTIFIED: usize = 1 << 0;
+pub(crate) const NOTIFIED: u64 = 1 << 0;
 /// A worker owns the future. Never coexists with `COMPLETE`.
-pub(crate) const RUNNING: usize = 1 << 1;
+pub(crate) const RUNNING: u64 = 1 << 1;
 /// Exit requested; the future must not be polled again.
-pub(crate) const KILLED: usize = 1 << 2;
+pub(crate) const KILLED: u64 = 1 << 2;
 /// Future dropped, teardown done. Never coexists with `RUNNING`.
-pub(crate) const COMPLETE: usize = 1 << 3;
+pub(crate) const COMPLETE: u64 = 1 << 3;
 /// Where the requested exit reason (a nonzero byte) sits in the word.
 const KILL_REASON_SHIFT: u32 = 8;
 /// Where the reason the process ended with sits in the word.
 const EXIT_SHIFT: u32 = 16;
+/// Where the reference count sits in the word: the top 40 bits.
+const REF_SHIFT: u32 = 24;
+/// One reference.
+pub(crate) const REF_ONE: u64 = 1 << REF_SHIFT;
+/// Past this many references the count is about to run into the sign bit
+/// and then over: give up (as `Arc` does) rather than wrap to a free.
+const REF_MAX: u64 = 1 << 62;
 
 /// The atomic state word of one process.
 #[derive(Debug)]
-pub(crate) struct State(AtomicUsize);
+pub(crate) struct State(AtomicU64);
 
 /// What a worker must do with a process it took off a queue.
 #[must_use]
@@ -69,13 +93,13 @@ impl State {
     /// A new process: queued at once (its first run is owed).
     #[cfg(all(test, loom))]
     pub(crate) fn new_scheduled() -> State {
-        State(AtomicUsize::new(NOTIFIED))
+        State(AtomicU64::new(NOTIFIED | REF_ONE))
     }
 
     /// A process being spawned: the spawner holds `RUNNING` while the spawn
     /// closure runs and the future is stored, then [`launch`](Self::launch)es it.
     pub(crate) fn new_spawning() -> State {
-        State(AtomicUsize::new(RUNNING))
+        State(AtomicU64::new(RUNNING | REF_ONE))
     }
 
     /// Hands a process being spawned to the run queues: clears `RUNNING` and
@@ -94,7 +118,7 @@ impl State {
         })
     }
 
-    pub(crate) fn load(&self) -> usize {
+    pub(crate) fn load(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
 
@@ -173,7 +197,7 @@ impl State {
     /// value to the next one and the answer it stands for, or to an answer
     /// that changes nothing (`Err`). Retried on a lost race with a fresh
     /// value, so `step` must depend on nothing else.
-    fn transition<T>(&self, mut step: impl FnMut(usize) -> Result<(usize, T), T>) -> T {
+    fn transition<T>(&self, mut step: impl FnMut(u64) -> Result<(u64, T), T>) -> T {
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
             let (next, answer) = match step(cur) {
@@ -194,13 +218,47 @@ impl State {
         }
     }
 
+    /// Counts one more reference; the caller holds one already.
+    pub(crate) fn ref_inc(&self) {
+        // Relaxed: a reference is only made from another one, which keeps
+        // the process alive meanwhile; nothing is published by counting.
+        let prev = self.0.fetch_add(REF_ONE, Ordering::Relaxed);
+        if prev >= REF_MAX {
+            // Billions of leaked references: a wrap would free a live process.
+            std::process::abort();
+        }
+    }
+
+    /// Gives up one reference; true when it was the last, and the caller
+    /// must free the process (it then sees every write made through the
+    /// other references).
+    #[must_use]
+    pub(crate) fn ref_dec(&self) -> bool {
+        // Release: what this holder did to the process happens before the
+        // free, which the last decrement's Acquire fence below sees.
+        let prev = self.0.fetch_sub(REF_ONE, Ordering::Release);
+        debug_assert!(prev >= REF_ONE, "reference count underflow");
+        if prev >> REF_SHIFT != 1 {
+            return false;
+        }
+        // Acquire: pairs with every other holder's Release decrement.
+        fence(Ordering::Acquire);
+        true
+    }
+
+    /// References counted now (for tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn refs(&self) -> u64 {
+        self.0.load(Ordering::Acquire) >> REF_SHIFT
+    }
+
     /// The owner of the future has dropped it: the process is complete, and
     /// ended with reason `exit` (a nonzero byte), published in the same
     /// write, so whoever sees the reason sees `COMPLETE` and the teardown
     /// before it.
     pub(crate) fn complete(&self, exit: u8) {
         debug_assert!(exit != 0);
-        let bits = RUNNING | COMPLETE | (usize::from(exit) << EXIT_SHIFT);
+        let bits = RUNNING | COMPLETE | (u64::from(exit) << EXIT_SHIFT);
         // XOR flips RUNNING off and COMPLETE on, and sets the exit byte,
         // which is clear until now.
         let prev = self.0.fetch_xor(bits, Ordering::AcqRel);
@@ -222,7 +280,7 @@ impl State {
             .0
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
                 ((cur >> KILL_REASON_SHIFT) & 0xff == 0)
-                    .then_some(cur | (usize::from(reason) << KILL_REASON_SHIFT))
+                    .then_some(cur | (u64::from(reason) << KILL_REASON_SHIFT))
             });
     }
 

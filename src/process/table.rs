@@ -66,9 +66,9 @@
 //! killed before launch) flushes right after.
 
 use super::Pid;
-use super::task::OwnedTask;
 use crate::loom::lock::Mutex;
-use crate::runtime::{Header, Runtime, TaskPtr, TaskRef};
+use crate::runtime::OwnedTask;
+use crate::runtime::{Header, TaskPtr, TaskRef};
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -334,7 +334,7 @@ impl Table {
 
     /// Inserts process `task` under `pid`; the table now owns its
     /// reference.
-    pub(crate) fn insert(&self, pid: Pid, task: OwnedTask<Runtime>) {
+    pub(crate) fn insert(&self, pid: Pid, task: OwnedTask) {
         let guard = &epoch::pin();
         let (n, i) = split(pid);
         let page = self.page_or_create(n, guard);
@@ -591,8 +591,7 @@ impl Drop for Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::task::Task;
-    use std::sync::Arc;
+    use crate::process::task::Spawning;
 
     type Idle = std::future::Pending<()>;
 
@@ -612,9 +611,10 @@ mod tests {
     }
 
     /// A process that never runs, for the table alone.
-    fn task(rt: &crate::Runtime, pid: Pid) -> OwnedTask<Runtime> {
-        let t: Arc<Task<Idle, Runtime>> = Arc::new(Task::new(pid, rt.weak_handle()));
-        Task::into_owned(t)
+    fn task(rt: &crate::Runtime, pid: Pid) -> OwnedTask {
+        Spawning::<Idle, crate::runtime::RtRef>::new(pid, crate::runtime::RtRef(rt.shared.clone()))
+            .to_ref()
+            .into_owned()
     }
 
     /// Pages retire once all their pids are gone (page 0 included, whose

@@ -18,10 +18,10 @@
 //!   or one about to run a queue entry for it, holds valid memory.
 
 use super::Pid;
-use super::task::OwnedTask;
 use crate::loom::epoch::{Guard, pinned};
 use crate::loom::sync::Mutex;
-use crate::runtime::{Header, Runtime, TaskPtr, TaskRef};
+use crate::runtime::OwnedTask;
+use crate::runtime::{Header, TaskPtr, TaskRef};
 use std::collections::BTreeMap;
 
 /// The table's strong reference to a process, as `Arc::into_raw` made it.
@@ -67,7 +67,7 @@ impl Table {
 
     /// Inserts process `task` under `pid`; the table now owns its
     /// reference.
-    pub(crate) fn insert(&self, pid: Pid, task: OwnedTask<Runtime>) {
+    pub(crate) fn insert(&self, pid: Pid, task: OwnedTask) {
         // SAFETY: an owned task carries one strong reference to a live
         // process, handed over here.
         let t = Owned(unsafe { TaskPtr::from_raw(task.into_raw()) });

@@ -157,7 +157,7 @@ impl Builder {
         }
         let (scheduler, locals) = Scheduler::new(self.workers)?;
         scheduler.monitor.set_long_poll(self.long_poll);
-        let shared = Arc::new(Shared {
+        let mut shared = Arc::new(Shared {
             scheduler,
             table: Table::new(),
             next_pid: CachePadded::new(AtomicU64::new(0)),
@@ -175,7 +175,9 @@ impl Builder {
                 "rusm-blocking".to_string(),
                 self.quiet_panics,
             ),
+            handle: None,
         });
+        Shared::set_handle(&mut shared);
         // A thread that cannot be started stops and joins those started so
         // far: nothing is left running.
         let mut start = |builder: thread::Builder, main: WorkerMain| match spawn(builder, main) {

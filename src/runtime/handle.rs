@@ -1,13 +1,13 @@
 //! [`Runtime`], the handle, and the owner token whose last drop stops the
 //! runtime (see the module docs of [`crate::runtime`]).
 
-use super::TaskRef;
 use super::context;
 use super::{Builder, Shared};
+use super::{RtRef, TaskRef};
 use crate::coop;
 use crate::loom::thread;
 use crate::mailbox::Message;
-use crate::process::task::Task;
+use crate::process::task::Spawning;
 use crate::process::{Context, ExitReason, Pid, ProcessHandle};
 use crate::scheduler::worker;
 use std::fmt;
@@ -134,7 +134,7 @@ impl Runtime {
             thread: thread::current(),
             notified: AtomicBool::new(false),
         });
-        let waker = futures_task::waker(waiter.clone());
+        let waker = std::task::Waker::from(waiter.clone());
         let mut cx = std::task::Context::from_waker(&waker);
         let mut future = std::pin::pin!(future);
         loop {
@@ -202,14 +202,11 @@ impl Runtime {
         // closure can use its pid (register it, link it, send to it). The
         // spawner holds RUNNING until `launch`, so no one else can poll or
         // finish it meanwhile: a kill only marks it, and messages queue up.
-        let task: Arc<Task<Fut, Runtime>> =
-            crate::process::recycle::arc_with(|| Task::new(pid, self.weak_handle()));
-        shared.table.insert(pid, Task::into_owned(task.clone()));
+        let task = Spawning::<Fut, RtRef>::new(pid, RtRef(shared.clone()));
+        shared.table.insert(pid, task.to_ref().into_owned());
         // A panicking spawn closure ends the process it was setting up:
         // teardown releases whatever it registered and counts it finished.
-        struct Unwinding<'a, Fut: Future<Output = ()> + Send + 'static>(
-            &'a Arc<Task<Fut, Runtime>>,
-        );
+        struct Unwinding<'a, Fut: Future<Output = ()> + Send + 'static>(&'a Spawning<Fut, RtRef>);
         impl<Fut: Future<Output = ()> + Send + 'static> Drop for Unwinding<'_, Fut> {
             fn drop(&mut self) {
                 self.0.abandon();
@@ -217,10 +214,10 @@ impl Runtime {
         }
         let guard = Unwinding(&task);
         // SAFETY: the task was made just above; this is its one context.
-        let future = f(unsafe { Context::new(task.clone()) });
+        let future = f(unsafe { Context::new(task.to_ref()) });
         std::mem::forget(guard);
         // A supervisor starting a child monitors it here, before it can run.
-        crate::supervisor::on_spawn(self, crate::process::task::Runnable::header(&*task));
+        crate::supervisor::on_spawn(self, task.header());
         before_run(pid);
         // Spawn against stop: we insert, then load the flag; stop stores the
         // flag, then scans the table and kills what it finds (a kill of a
@@ -231,9 +228,8 @@ impl Runtime {
         // Release/Acquire would let both miss, leaving a process no one ends.
         std::sync::atomic::fence(Ordering::SeqCst);
         let stopped = shared.scheduler.is_shutdown();
-        // SAFETY: called once; we hold RUNNING since `Task::new`.
-        unsafe { task.launch(future, stopped) };
-        let task: TaskRef = task;
+        // SAFETY: called once; we hold RUNNING since `Spawning::new`.
+        let task: TaskRef = unsafe { task.launch(future, stopped) };
         ProcessHandle { task }
     }
 
@@ -382,10 +378,14 @@ struct ThreadWaker {
     notified: AtomicBool,
 }
 
-impl futures_task::ArcWake for ThreadWaker {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
         // Release: pairs with the Acquire swap in `block_on`.
-        arc_self.notified.store(true, Ordering::Release);
-        arc_self.thread.unpark();
+        self.notified.store(true, Ordering::Release);
+        self.thread.unpark();
     }
 }

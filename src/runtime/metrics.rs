@@ -40,7 +40,7 @@ impl Runtime {
             mailbox_depth: h.mailbox.len(),
             trap_exit: false,
         };
-        info.monitors = usize::from(h.spawn_monitor.load(Ordering::Relaxed) != 0);
+        info.monitors = usize::from(aux.spawn_monitor() != 0);
         if let Some(a) = aux.as_ref() {
             info.links = a.links.len();
             info.monitors += a.monitors.len();

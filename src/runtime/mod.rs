@@ -30,15 +30,19 @@ pub use metrics::{Metrics, ProcessInfo, WorkerMetrics};
 
 pub(crate) use context::{current, enter};
 
-/// The task types as this runtime instantiates them: each header holds a
-/// [`Runtime`] handle, the task's [`Schedule`](crate::process::task::Schedule).
-pub(crate) type Header = crate::process::task::Header<Runtime>;
-/// A shared reference to a process of this runtime.
-pub(crate) type TaskRef = crate::process::task::TaskRef<Runtime>;
+pub(crate) use schedule::RtRef;
+
+/// The task types as this runtime instantiates them: each header holds an
+/// [`RtRef`], the task's [`Schedule`](crate::process::task::Schedule).
+pub(crate) type Header = crate::process::task::Header<RtRef>;
+/// A counted reference to a process of this runtime.
+pub(crate) type TaskRef = crate::process::task::TaskRef<RtRef>;
 /// A run-queue entry of this runtime.
-pub(crate) type Notified = crate::process::task::Notified<Runtime>;
+pub(crate) type Notified = crate::process::task::Notified<RtRef>;
 /// A borrowed process of this runtime, as the table stores it.
-pub(crate) type TaskPtr = crate::process::task::TaskPtr<Runtime>;
+pub(crate) type TaskPtr = crate::process::task::TaskPtr<RtRef>;
+/// The table's reference to a process of this runtime.
+pub(crate) type OwnedTask = crate::process::task::OwnedTask<RtRef>;
 /// A process's aux data in this runtime.
 pub(crate) type Aux = crate::process::task::Aux<Held>;
 
@@ -72,6 +76,7 @@ use crate::process::{ExitReason, Pid};
 use crate::scheduler::Scheduler;
 use crossbeam_utils::CachePadded;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// State shared by every handle and worker of one runtime.
@@ -102,6 +107,11 @@ pub(crate) struct Shared {
     dropped: AtomicU64,
     /// The threads of `spawn_blocking`.
     pub(crate) blocking: crate::blocking::Pool,
+    /// A handle on this runtime that counts no reference (it is never
+    /// dropped, and lives exactly as long as the state it points at): what
+    /// a process's `&Runtime` borrows ([`RtRef`]). Set once by the builder,
+    /// before the state is shared.
+    handle: Option<std::mem::ManuallyDrop<Runtime>>,
 }
 
 impl fmt::Debug for Shared {
@@ -114,6 +124,30 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// This runtime's own uncounted handle (see the field).
+    #[inline]
+    pub(crate) fn handle(&self) -> &Runtime {
+        self.handle.as_deref().expect("set by the builder")
+    }
+
+    /// Fills in [`handle`](Self::handle) on a state no one else holds yet.
+    pub(crate) fn set_handle(this: &mut Arc<Shared>) {
+        // A second reference made and given back at once: the handle's
+        // pointer is one `Arc::into_raw` made, and it counts nothing.
+        let raw = Arc::into_raw(Arc::clone(this));
+        // SAFETY: `raw` carries the reference just made, given up here; the
+        // builder's own keeps the state alive, and the `Arc` rebuilt from
+        // `raw` is never dropped (`ManuallyDrop`), so it never gives up a
+        // reference it does not hold. Every clone of the handle counts as
+        // usual.
+        let uncounted = unsafe {
+            Arc::decrement_strong_count(raw);
+            Arc::from_raw(raw)
+        };
+        let handle = std::mem::ManuallyDrop::new(Runtime::from_shared(uncounted));
+        Arc::get_mut(this).expect("not shared yet").handle = Some(handle);
+    }
+
     /// Teardown, run by whoever finishes a process after its future is
     /// dropped and its mailbox closed: the process leaves the table, what
     /// it held is released, and it is counted as finished.
@@ -123,16 +157,25 @@ impl Shared {
         // Timers, names, links, monitors and calls all live in the aux
         // data, and each is added under the aux lock only after checking
         // that the process is in the table, which it has left; the spawn
-        // monitor is in the header, placed before launch. With neither now
+        // monitor is in the aux slot's word, placed before launch. With neither now
         // (most short-lived processes), there is nothing to release and
         // nothing can come; a supervised child often has only the spawn
-        // monitor, fired without looking at the aux data again.
-        if h.aux.lock().is_some() {
+        // monitor, taken under this same lock and fired without looking at
+        // the aux slot again.
+        let mut slot = h.aux.lock();
+        if slot.is_empty() {
+            drop(slot);
+        } else if slot.as_ref().is_some() {
+            drop(slot);
             crate::time::owned::cancel_all(self, h);
             crate::signal::release(self, task, reason);
             crate::call::release_watchers(task, reason);
-        } else if h.spawn_monitor.load(Ordering::Relaxed) != 0 {
-            crate::signal::fire_spawn_monitor(self, h, reason);
+        } else {
+            let watcher = crate::signal::take_spawn_monitor(&mut slot);
+            drop(slot);
+            if let Some(watcher) = watcher {
+                crate::signal::fire_spawn_monitor(self, h, watcher, reason);
+            }
         }
         // Release: whoever reads the count (Acquire) sees the teardown before it.
         self.finished.fetch_add(1, Ordering::Release);
