@@ -103,15 +103,24 @@ pub(crate) fn long_poll(pid: Pid, label: Option<String>, duration: std::time::Du
 
 /// Supervisor `sup` restarted child `child`, which ran as `old` (if it ran
 /// at all), as `new`.
+/// Inlined into the restart path: with no logger installed, a restart
+/// pays one load of the max level and no call.
+#[inline]
 pub(crate) fn restarted(sup: Pid, child: &str, old: Option<Pid>, new: Pid) {
     if log::log_enabled!(target: SUPERVISOR, log::Level::Info) {
-        let old_text = old.map_or_else(|| "-".to_string(), |p| p.to_string());
-        log::info!(
-            target: SUPERVISOR,
-            supervisor:% = sup, child = child, old_pid = old_text.as_str(), new_pid:% = new;
-            "supervisor {sup} restarted child {child:?}: {old_text} -> {new}",
-        );
+        log_restarted(sup, child, old, new);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn log_restarted(sup: Pid, child: &str, old: Option<Pid>, new: Pid) {
+    let old_text = old.map_or_else(|| "-".to_string(), |p| p.to_string());
+    log::info!(
+        target: SUPERVISOR,
+        supervisor:% = sup, child = child, old_pid = old_text.as_str(), new_pid:% = new;
+        "supervisor {sup} restarted child {child:?}: {old_text} -> {new}",
+    );
 }
 
 /// Child `child`'s factory panicked with `panic`.

@@ -21,8 +21,9 @@
 //! `monitors`. [`Runtime::monitor`] adds it to all three while holding the
 //! reference's monitor shard lock, and every removal takes that lock first,
 //! so no removal can run between the three additions and miss one of them.
-//! A supervisor's monitor on the child it spawns lives in two places only,
-//! the table and the child's header, and costs no aux data (see [`spawn`]).
+//! A supervisor's monitor on the child it spawns lives in one place only,
+//! the child's header, and costs no aux data and no monitor-table entry
+//! (see [`spawn`]).
 //!
 //! # Lock order
 //!
@@ -46,7 +47,8 @@
 //!    `Exit` below already sees `whereis(name) == None`).
 //! 3. Every monitor on it fires `Down { reason: R }`, each under its monitor
 //!    shard lock, so `demonitor` either removes it first (no `Down`) or
-//!    returns after the `Down` is in the watcher's mailbox.
+//!    returns after the `Down` is in the watcher's mailbox. (Its spawn
+//!    monitor fires by a swap of its header slot instead: [`spawn`].)
 //! 4. Every linked process that still holds the link gets the exit signal R:
 //!    a trapping one receives `Exit { from, reason: R }`; a non-trapping one
 //!    ignores `Normal` and otherwise ends with R (so cascades carry R).
@@ -58,7 +60,9 @@
 mod set;
 mod spawn;
 
+pub(crate) use spawn::fire as fire_spawn_monitor;
 pub(crate) use spawn::place as place_spawn_monitor;
+pub(crate) use spawn::take as take_spawn_monitor;
 
 pub(crate) use set::SmallSet;
 
@@ -113,9 +117,7 @@ fn fire_monitor(shared: &Shared, r: MonitorRef, pid: Pid, reason: ExitReason) {
     if let Some((watcher, _)) = shard.remove(&Monitors::key(r)) {
         shared.table.with(watcher, |w| {
             let w = w.header();
-            if !spawn::is_spawn(r) {
-                w.aux_if_any(|a| a.monitoring.remove(r));
-            }
+            w.aux_if_any(|a| a.monitoring.remove(r));
             w.deliver(Received::Down {
                 reference: r,
                 pid,
@@ -130,21 +132,28 @@ fn fire_monitor(shared: &Shared, r: MonitorRef, pid: Pid, reason: ExitReason) {
 pub(crate) fn release(shared: &Shared, task: &TaskRef, reason: ExitReason) {
     let h = task.header();
     let me = h.pid;
-    let spawn_monitor = spawn::take(h);
-    let taken = h.aux.lock().as_mut().map(|a| {
-        (
-            std::mem::take(&mut a.names),
-            std::mem::take(&mut a.tags),
-            a.monitors.take(),
-            a.links.take(),
-            a.monitoring.take(),
-        )
-    });
+    let (watcher, taken) = {
+        let mut slot = h.aux.lock();
+        let watcher = spawn::take(&mut slot);
+        let taken = slot.as_mut().map(|a| {
+            (
+                std::mem::take(&mut a.names),
+                std::mem::take(&mut a.tags),
+                a.monitors.take(),
+                a.links.take(),
+                a.monitoring.take(),
+            )
+        });
+        (watcher, taken)
+    };
+    let fire_spawn = || {
+        if let Some(w) = watcher {
+            spawn::fire(shared, h, w, reason);
+        }
+    };
     let Some((names, tags, monitors, links, monitoring)) = taken else {
         // No aux data: no names to release first.
-        if let Some(r) = spawn_monitor {
-            fire_monitor(shared, r, me, reason);
-        }
+        fire_spawn();
         return;
     };
     for name in &names {
@@ -153,9 +162,7 @@ pub(crate) fn release(shared: &Shared, task: &TaskRef, reason: ExitReason) {
     for tag in &tags {
         shared.registry.release_tag(tag, me);
     }
-    if let Some(r) = spawn_monitor {
-        fire_monitor(shared, r, me, reason);
-    }
+    fire_spawn();
     for r in monitors {
         fire_monitor(shared, r, me, reason);
     }
@@ -185,14 +192,13 @@ pub(crate) fn release(shared: &Shared, task: &TaskRef, reason: ExitReason) {
 /// Removes monitor `r` from the monitor table and from both processes'
 /// lists; true when it was live.
 fn remove_monitor(shared: &Shared, r: MonitorRef) -> bool {
+    if spawn::is_spawn(r) {
+        return spawn::remove(shared, r);
+    }
     let mut shard = shared.monitors.shard(r).lock();
     let Some((watcher, target)) = shard.remove(&Monitors::key(r)) else {
         return false;
     };
-    if spawn::is_spawn(r) {
-        spawn::clear(shared, r, target);
-        return true;
-    }
     shared
         .table
         .with(target, |t| t.header().aux_if_any(|a| a.monitors.remove(r)));
@@ -444,7 +450,9 @@ impl Runtime {
     }
 
     /// Monitors alive in the runtime (for leak checks and operators).
+    /// Supervisors' monitors on their children live with the children, so
+    /// counting them scans the process table.
     pub fn monitor_count(&self) -> usize {
-        self.shared.monitors.len()
+        self.shared.monitors.len() + spawn::count(&self.shared)
     }
 }

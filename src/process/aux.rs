@@ -4,7 +4,7 @@
 //! Most processes never need aux data: it is allocated on first use. A
 //! process spawned by a supervisor usually needs one thing only, the
 //! monitor its supervisor placed on it (see `crate::signal::spawn`), so the
-//! slot keeps that reference in the word itself while there is no aux data,
+//! slot keeps that monitor's watcher in the word itself while there is no aux data,
 //! and moves it into the aux data when some is allocated. One word for
 //! both, guarded by the aux lock, rather than a word of the header each.
 //!
@@ -12,7 +12,7 @@
 //! | --- | --- |
 //! | null | no aux data, no spawn monitor |
 //! | an even address | a `Box<Aux>` (it holds the spawn monitor, if any) |
-//! | odd, no provenance | no aux data; the spawn monitor's reference, shifted left by one |
+//! | odd, no provenance | no aux data; the spawn monitor's watcher (a pid), shifted left by one |
 
 use std::marker::PhantomData;
 use std::task::Waker;
@@ -33,7 +33,7 @@ pub(crate) struct Aux<E> {
     pub(crate) trap_exit: bool,
     /// A free-form label, for observability.
     pub(crate) label: Option<String>,
-    /// The spawn monitor, once aux data exists (0: none).
+    /// The spawn monitor's watcher, once aux data exists (0: none).
     spawn_monitor: u64,
     /// The runtime's part.
     pub(crate) held: E,
@@ -134,7 +134,7 @@ impl<E> AuxSlot<E> {
         Some(unsafe { Box::from_raw(word) })
     }
 
-    /// The spawn monitor's reference (0: none).
+    /// The spawn monitor's watcher (0: none).
     pub(crate) fn spawn_monitor(&self) -> u64 {
         match self.as_ref() {
             Some(a) => a.spawn_monitor,
@@ -142,8 +142,8 @@ impl<E> AuxSlot<E> {
         }
     }
 
-    /// Replaces the spawn monitor's reference (0: none) and returns the one
-    /// it held. A reference too wide for the word's other bits (its top
+    /// Replaces the spawn monitor's watcher (0: none) and returns the one
+    /// it held. A value too wide for the word's other bits (its top
     /// bit, or more on a narrow target) goes into aux data allocated for it.
     pub(crate) fn swap_spawn_monitor(&mut self, r: u64) -> u64
     where

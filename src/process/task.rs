@@ -52,7 +52,7 @@
 //! | `Header::vtable`, `pid`, `rt` | anyone | immutable after birth |
 //! | the reference count (in `Header::state`) | holders of a reference | `ref_inc` from a held reference, `ref_dec` giving one up; the holder of the last one frees the task |
 //! | `Header::mailbox` | producers: anyone; the consumer side: the process's `Context` | the queue's own protocol (`mailbox::queue`); closed by `finish` holding `RUNNING` |
-//! | `Header::aux` (the aux data and the spawn monitor) | anyone | under its lock; additions of what teardown releases only with the process found alive under that lock (`Table::lock_alive`); teardown takes the lists after leaving the table |
+//! | `Header::aux` (the aux data and the spawn monitor) | anyone | under its lock; additions of what teardown releases only with the process found alive under that lock (`Table::lock_alive`); teardown takes the lists after leaving the table; the spawn monitor is placed by the spawner before launch and taken by teardown or `demonitor`, each by one swap of the word under the lock (`signal::spawn`) |
 //!
 //! A run-queue entry ([`Notified`]) is made only by the transitions that
 //! allow one: a wake or exit request that set `NOTIFIED` on an idle process,

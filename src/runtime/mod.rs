@@ -157,13 +157,25 @@ impl Shared {
         // Timers, names, links, monitors and calls all live in the aux
         // data, and each is added under the aux lock only after checking
         // that the process is in the table, which it has left; the spawn
-        // monitor is in the header, placed before launch. With neither now
+        // monitor is in the aux slot's word, placed before launch. With neither now
         // (most short-lived processes), there is nothing to release and
-        // nothing can come.
-        if !h.aux.lock().is_empty() {
+        // nothing can come; a supervised child often has only the spawn
+        // monitor, taken under this same lock and fired without looking at
+        // the aux slot again.
+        let mut slot = h.aux.lock();
+        if slot.is_empty() {
+            drop(slot);
+        } else if slot.as_ref().is_some() {
+            drop(slot);
             crate::time::owned::cancel_all(self, h);
             crate::signal::release(self, task, reason);
             crate::call::release_watchers(task, reason);
+        } else {
+            let watcher = crate::signal::take_spawn_monitor(&mut slot);
+            drop(slot);
+            if let Some(watcher) = watcher {
+                crate::signal::fire_spawn_monitor(self, h, watcher, reason);
+            }
         }
         // Release: whoever reads the count (Acquire) sees the teardown before it.
         self.finished.fetch_add(1, Ordering::Release);

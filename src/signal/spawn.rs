@@ -1,32 +1,52 @@
 //! The spawn monitor: the monitor a supervisor places on a child while it
-//! spawns it, kept in the child's aux slot instead of in aux data.
+//! spawns it, kept in the child's aux slot word alone.
 //!
 //! An ordinary monitor lives in three places (see [`crate::signal`]): the
 //! monitor table, the watcher's `monitoring` set and the target's
 //! `monitors` set, the last two in aux data that the first monitor
-//! allocates. A supervised child usually has no other use for aux data, and
-//! its supervisor's `monitoring` set holds one entry per running child (a
-//! spilled hash set that a storm churns), so both cost more than the rest
-//! of the monitor. A spawn monitor lives in two places only:
+//! allocates. A supervised child usually has no other use for aux data,
+//! its supervisor's `monitoring` set would hold one entry per running
+//! child (a spilled hash set that a storm churns), and the monitor table
+//! is a shared lock and a hash map insert and remove per restart, touched
+//! from both the supervisor's core and the child's. A spawn monitor lives
+//! in one place: the target's aux slot (`process::aux`: the word the aux
+//! lock guards, which holds the aux data when there is some and this
+//! value when there is none), holding the watcher's pid (0: none). Its
+//! reference is the target's pid with [`SPAWN_BIT`] set, unique because
+//! pids are never reused and because no ordinary reference has that bit,
+//! and it names the slot without a lookup.
 //!
-//! * the monitor table, as any monitor: firing and removal still go
-//!   through its shard lock, so `demonitor` either removes it before it
-//!   fires (no `Down`) or returns after its `Down` is in the watcher's
-//!   mailbox, and it fires at most once;
-//! * the target's aux slot (`process::aux`: the word that holds the aux
-//!   data when there is some, and this reference when there is none; one
-//!   per process, set only by its spawn), read and cleared by its teardown,
-//!   all under the target's aux lock. The slot may hold the
-//!   reference of a monitor `demonitor` has already removed from the table;
-//!   the table is the truth, and firing such a reference finds nothing.
+//! The slot shares the aux lock's word rather than having an atomic word
+//! of its own in the header: an idle process pays no byte for it, and a
+//! supervised child needs no aux data. The lock is the one teardown takes
+//! anyway to see whether there is anything to release, so firing costs no
+//! extra lock; `demonitor` and placing take it once each, uncontended but
+//! for the one race below.
 //!
-//! The watcher does not record it. The one watcher that places spawn
-//! monitors, a supervisor, removes them itself when it ends: its children
-//! are dropped with its future, before its teardown leaves the table, and
-//! their drop demonitors each running child (see `supervisor::children`).
+//! # Firing and removal: one swap each
 //!
-//! Its reference carries [`SPAWN_BIT`], so removal and firing know where
-//! the target's half lives without a lookup.
+//! Placing is one swap of the slot from 0 to the watcher. Teardown (the
+//! process has left the table) takes the slot with one swap to 0 and, if
+//! it held a watcher, delivers `Down` to it after releasing the lock.
+//! `demonitor` finds the target in the table and takes the slot with one
+//! swap to 0 too. Each swap reads and writes the word within one hold of
+//! the aux lock, so the two are ordered and exactly one of them sees the
+//! watcher: the monitor fires at most once, and a `demonitor` that
+//! returns true is followed by no `Down`. (A read under one hold and a
+//! clear under another would let both see the watcher; the loom model
+//! `loom_spawn_monitor_demonitor_racing_teardown` catches that.) Unlike an
+//! ordinary monitor, a `demonitor` that returns false may return before
+//! the `Down` reaches the watcher's mailbox (teardown took the slot and is
+//! delivering it); the one watcher, a supervisor, ignores a `Down` whose
+//! reference is not the current monitor of a child it runs, so a late one
+//! is harmless.
+//!
+//! The watcher does not record the monitor either. The one watcher that
+//! places spawn monitors, a supervisor, removes them itself when it ends:
+//! its children are dropped with its future, before its teardown leaves
+//! the table, and their drop demonitors each running child (see
+//! `supervisor::children`). A `Down` for a watcher that is gone finds it
+//! out of the table and is dropped, as any delivery to a dead process.
 //!
 //! # Liveness without `lock_alive`
 //!
@@ -37,12 +57,11 @@
 //! watcher is the process running the factory on this thread (it holds
 //! `RUNNING` too), so it is alive and cannot end meanwhile either.
 
-use super::Monitors;
-use crate::mailbox::MonitorRef;
-use crate::process::Pid;
+use crate::mailbox::{MonitorRef, Received};
+use crate::process::task::AuxSlot;
+use crate::process::{ExitReason, Pid};
 use crate::runtime::Header;
 use crate::runtime::Shared;
-use std::sync::atomic::Ordering;
 
 /// Set in the reference of a spawn monitor.
 pub(crate) const SPAWN_BIT: u64 = 1 << 63;
@@ -52,47 +71,64 @@ pub(crate) fn is_spawn(r: MonitorRef) -> bool {
     r.0 & SPAWN_BIT != 0
 }
 
-/// Teardown: the spawn monitor of a process that has left the table, if
-/// its slot still holds one.
-pub(crate) fn take(h: &Header) -> Option<MonitorRef> {
-    match h.aux.lock().swap_spawn_monitor(0) {
+/// The reference of the spawn monitor on `target`.
+fn reference(target: Pid) -> MonitorRef {
+    debug_assert_eq!(target.raw() & SPAWN_BIT, 0, "pids stay below 2^63");
+    MonitorRef(target.raw() | SPAWN_BIT)
+}
+
+/// Teardown's half, under the aux lock of a process that has left the
+/// table: takes the watcher out of its slot, if the slot still holds one.
+/// The caller hands it to [`fire`] once the lock is released.
+pub(crate) fn take<E: Default>(slot: &mut AuxSlot<E>) -> Option<Pid> {
+    match slot.swap_spawn_monitor(0) {
         0 => None,
-        r => Some(MonitorRef(r | SPAWN_BIT)),
+        w => Some(Pid::from_raw(w)),
     }
 }
 
+/// Delivers the `Down` of `h`'s spawn monitor to `watcher`, which [`take`]
+/// took out of `h`'s slot.
+pub(crate) fn fire(shared: &Shared, h: &Header, watcher: Pid, reason: ExitReason) {
+    shared.table.with(watcher, |w| {
+        w.header().deliver(Received::Down {
+            reference: reference(h.pid),
+            pid: h.pid,
+            reason,
+        })
+    });
+}
+
 /// Places `watcher`'s spawn monitor on `target` (see the module docs for
-/// the caller's duty: `target` not yet launched, `watcher` the process
+/// why no liveness check is needed: `target` is not launched, `watcher` is
 /// running on this thread).
 pub(crate) fn place(shared: &Shared, watcher: Pid, target: &Header) -> MonitorRef {
     debug_assert!(shared.table.contains(watcher), "the watcher is running");
-    let r = MonitorRef(shared.monitors.next_ref.fetch_add(1, Ordering::Relaxed) | SPAWN_BIT);
-    // Stored without its flag, which every spawn monitor has: the slot
-    // keeps it in the word only if it fits beside the word's tag bit. Before
-    // the shard lock rather than under it (one lock at a time): no one can
-    // look for `r` in the slot before it is in the shard, and the target's
-    // teardown cannot run yet.
-    let previous = target.aux.lock().swap_spawn_monitor(r.0 & !SPAWN_BIT);
+    debug_assert_ne!(watcher.raw(), 0, "pid 0 is never a process");
+    let previous = target.aux.lock().swap_spawn_monitor(watcher.raw());
     debug_assert_eq!(previous, 0, "one spawn monitor per process");
-    shared
-        .monitors
-        .shard(r)
-        .lock()
-        .insert(Monitors::key(r), (watcher, target.pid));
-    r
+    reference(target.pid)
 }
 
-/// Clears spawn monitor `r` from `target`'s slot (the table entry is
-/// gone already).
-pub(crate) fn clear(shared: &Shared, r: MonitorRef, target: Pid) {
-    shared.table.with(target, |t| {
-        // Finds another value only if teardown took it first; then it
-        // finds no entry.
-        let mut slot = t.header().aux.lock();
-        if slot.spawn_monitor() == r.0 & !SPAWN_BIT {
-            slot.swap_spawn_monitor(0);
-        }
-    });
+/// `demonitor` of spawn monitor `r`: true when it was live (then it never
+/// fires).
+pub(crate) fn remove(shared: &Shared, r: MonitorRef) -> bool {
+    let target = Pid::from_raw(r.0 & !SPAWN_BIT);
+    shared
+        .table
+        .with(target, |t| t.header().aux.lock().swap_spawn_monitor(0) != 0)
+        .unwrap_or(false)
+}
+
+/// The spawn monitors in place (a scan of the process table: for
+/// `monitor_count`, not for hot paths).
+pub(crate) fn count(shared: &Shared) -> usize {
+    shared
+        .table
+        .tasks()
+        .iter()
+        .filter(|t| t.header().aux.lock().spawn_monitor() != 0)
+        .count()
 }
 
 #[cfg(test)]
@@ -100,7 +136,7 @@ mod tests {
     use crate::{Runtime, Strategy};
 
     #[test]
-    fn a_supervised_child_allocates_no_aux_data() {
+    fn a_supervised_child_allocates_no_aux_data_and_no_monitor_table_entry() {
         let rt = Runtime::builder().workers(1).build();
         let child = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let c = child.clone();
@@ -120,6 +156,7 @@ mod tests {
         assert!(task.header().aux.lock().is_none(), "no aux data");
         assert_eq!(rt.info(pid).unwrap().monitors, 1);
         assert_eq!(rt.monitor_count(), 1);
+        assert_eq!(rt.shared.monitors.len(), 0, "no monitor-table entry");
         rt.kill(sup.pid());
     }
 }

@@ -7,7 +7,7 @@
 //! thread-local read.
 //!
 //! Hooks nest: a factory that starts a supervisor runs that supervisor's
-//! own factories inside its spawn; each level saves and restores both cells.
+//! own factories inside its spawn; each level saves and restores the frame.
 
 use super::ChildSpec;
 use crate::mailbox::MonitorRef;
@@ -17,16 +17,23 @@ use crate::runtime::Runtime;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+/// The factory running on this thread, for the whole call.
+#[derive(Clone, Copy)]
+struct Frame {
+    /// Its runtime's identity.
+    key: usize,
+    /// The supervisor it runs for.
+    sup: Pid,
+    /// Whether the factory's first spawn on that runtime is still to come.
+    armed: bool,
+    /// The process that spawn made, and the supervisor's monitor on it.
+    hooked: Option<(Pid, MonitorRef)>,
+}
+
 crate::loom::thread_local! {
-    /// The supervisor whose factory runs on this thread (with its
-    /// runtime's identity), until the factory's first spawn on that
-    /// runtime takes it.
-    static HOOK: Cell<Option<(usize, Pid)>> = const { Cell::new(None) };
-    /// The process that took [`HOOK`], and the supervisor's monitor on it.
-    static HOOKED: Cell<Option<(Pid, MonitorRef)>> = const { Cell::new(None) };
-    /// The supervisor whose factory runs on this thread (with its
-    /// runtime's identity), for the whole call.
-    static PARENT: Cell<Option<(usize, Pid)>> = const { Cell::new(None) };
+    /// The innermost factory running on this thread (one cell, so that a
+    /// start saves and restores it with one access each way).
+    static FRAME: Cell<Option<Frame>> = const { Cell::new(None) };
 }
 
 /// Called by every spawn between the table insert and the launch, by the
@@ -34,13 +41,14 @@ crate::loom::thread_local! {
 /// child is not launched and the supervisor is the process running the
 /// factory on this thread, as that placement requires.
 pub(crate) fn on_spawn(rt: &Runtime, child: &Header) {
-    let Some((key, sup)) = HOOK.with(Cell::get) else {
+    let Some(mut frame) = FRAME.with(Cell::get) else {
         return;
     };
-    if key == runtime_key(rt) {
-        HOOK.with(|h| h.set(None));
-        let reference = crate::signal::place_spawn_monitor(&rt.shared, sup, child);
-        HOOKED.with(|h| h.set(Some((child.pid, reference))));
+    if frame.armed && frame.key == runtime_key(rt) {
+        let reference = crate::signal::place_spawn_monitor(&rt.shared, frame.sup, child);
+        frame.armed = false;
+        frame.hooked = Some((child.pid, reference));
+        FRAME.with(|f| f.set(Some(frame)));
     }
 }
 
@@ -52,8 +60,8 @@ fn runtime_key(rt: &Runtime) -> usize {
 /// The supervisor whose child factory is running on this thread, if any: a
 /// behaviour spawned by a factory records it as its parent.
 pub(crate) fn current_parent(rt: &Runtime) -> Option<Pid> {
-    match PARENT.with(Cell::get) {
-        Some((key, sup)) if key == runtime_key(rt) => Some(sup),
+    match FRAME.with(Cell::get) {
+        Some(f) if f.key == runtime_key(rt) => Some(f.sup),
         _ => None,
     }
 }
@@ -74,16 +82,15 @@ pub(super) struct Started {
 /// message of a factory that panicked.
 pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started, String> {
     let key = runtime_key(rt);
-    let saved = (
-        HOOK.with(|h| h.replace(Some((key, sup)))),
-        HOOKED.with(Cell::take),
-        PARENT.with(|p| p.replace(Some((key, sup)))),
-    );
+    let frame = Frame {
+        key,
+        sup,
+        armed: true,
+        hooked: None,
+    };
+    let saved = FRAME.with(|f| f.replace(Some(frame)));
     let result = catch_unwind(AssertUnwindSafe(|| (spec.start)(rt)));
-    let hooked = HOOKED.with(Cell::take);
-    HOOK.with(|h| h.set(saved.0));
-    HOOKED.with(|h| h.set(saved.1));
-    PARENT.with(|p| p.set(saved.2));
+    let hooked = FRAME.with(|f| f.replace(saved)).and_then(|f| f.hooked);
     match result {
         Err(payload) => {
             // The factory may have spawned before panicking: that process is
@@ -143,5 +150,60 @@ pub(super) fn start(rt: &Runtime, sup: Pid, spec: &ChildSpec) -> Result<Started,
                 }
             }
         }
+    }
+}
+
+/// The spawn monitor's slot (`signal::spawn`) under loom: a `demonitor`
+/// racing the child's teardown. Exactly one of them takes the slot: a
+/// `demonitor` that returns true is followed by no `Down`, one that
+/// returns false by exactly one, and nothing is left counted.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::ChildSpec;
+    use crate::{Received, Runtime};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Stops the watcher once the child's teardown is complete.
+    struct Stop;
+
+    #[test]
+    fn loom_spawn_monitor_demonitor_racing_teardown() {
+        let mut b = loom::model::Builder::new();
+        // A whole runtime: at most two preemptions, as `loom::rt` bounds.
+        b.preemption_bound = Some(b.preemption_bound.map_or(2, |n| n.min(2)));
+        b.check(|| {
+            // One worker: the race is the worker's teardown of the child
+            // against this thread's `demonitor`.
+            let rt = Runtime::builder().workers(1).build();
+            let downs = Arc::new(AtomicUsize::new(0));
+            let d = downs.clone();
+            let watcher = rt.spawn(move |mut ctx| async move {
+                loop {
+                    match ctx.recv().await {
+                        Received::Down { .. } => {
+                            d.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Received::Message(m) if m.is::<Stop>() => return,
+                        _ => {}
+                    }
+                }
+            });
+            // The child ends as soon as it runs.
+            let spec = ChildSpec::new("c", |rt: &Runtime| rt.spawn(|_ctx| async {}));
+            let started = super::start(&rt, watcher.pid(), &spec).expect("started");
+            assert!(started.handle.is_none(), "the hook caught the child");
+            let removed = rt.demonitor(started.monitor);
+            // The child's teardown (and so its `Down`, if any) is complete
+            // once it is counted finished.
+            while rt.finished() < 1 {
+                loom::thread::yield_now();
+            }
+            assert!(rt.send(watcher.pid(), Stop));
+            rt.block_on(watcher.join());
+            let expected = usize::from(!removed);
+            assert_eq!(downs.load(Ordering::Relaxed), expected);
+            assert_eq!(rt.monitor_count(), 0);
+        });
     }
 }

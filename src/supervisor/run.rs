@@ -239,6 +239,11 @@ impl Sup {
             return Ok(());
         }
         self.children.set_not_running(i, State::Restarting);
+        if self.strategy == Strategy::OneForOne {
+            // Nothing to stop and nothing to wait for: restarted in place,
+            // without the future of the general case.
+            return self.restart_one(i, Some(pid));
+        }
         self.restart(i, Some(pid)).await
     }
 
@@ -255,24 +260,16 @@ impl Sup {
     /// the receive loop, so what is in the mailbox (a request, an exit
     /// signal) is seen between attempts.
     async fn restart(&mut self, i: u32, old: Option<Pid>) -> Result<(), End> {
-        if self.children.get(i).spec.restart != Restart::Temporary && self.budget.over() {
-            let reason = ExitReason::Crashed;
-            report::escalated(self.ctx.pid(), &self.children.get(i).spec.id, reason);
-            return Err(End::Exit(reason));
-        }
         let affected = match self.strategy {
-            Strategy::OneForOne => match self.start(i) {
-                Ok(new) => {
-                    self.restarted(i, old, new);
-                    return Ok(());
-                }
-                Err(_) => {
-                    self.retry.push_back(i);
-                    return Ok(());
-                }
-            },
-            Strategy::OneForAll => self.children.all(),
-            Strategy::RestForOne => self.children.from(i),
+            Strategy::OneForOne => return self.restart_one(i, old),
+            Strategy::OneForAll => {
+                self.charge(i)?;
+                self.children.all()
+            }
+            Strategy::RestForOne => {
+                self.charge(i)?;
+                self.children.from(i)
+            }
         };
         let olds: Vec<Option<Pid>> = affected
             .iter()
@@ -313,6 +310,32 @@ impl Sup {
         }
         if let Some(j) = failed {
             self.retry.push_back(j);
+        }
+        Ok(())
+    }
+
+    /// Charges the budget for restarting child `i`; `Err` when that blows
+    /// it (a temporary child costs nothing).
+    fn charge(&mut self, i: u32) -> Result<(), End> {
+        if self.budget.max_restarts == 0 {
+            // Unlimited: nothing to count.
+            return Ok(());
+        }
+        if self.children.get(i).spec.restart != Restart::Temporary && self.budget.over() {
+            let reason = ExitReason::Crashed;
+            report::escalated(self.ctx.pid(), &self.children.get(i).spec.id, reason);
+            return Err(End::Exit(reason));
+        }
+        Ok(())
+    }
+
+    /// [`restart`](Self::restart) for `OneForOne`: only child `i` starts
+    /// again, so nothing is awaited.
+    fn restart_one(&mut self, i: u32, old: Option<Pid>) -> Result<(), End> {
+        self.charge(i)?;
+        match self.start(i) {
+            Ok(new) => self.restarted(i, old, new),
+            Err(_) => self.retry.push_back(i),
         }
         Ok(())
     }
