@@ -38,13 +38,18 @@
 //! gone and their jobs abandoned), every pool thread not running a job
 //! (idle, or between two jobs) is woken and joined. A thread busy in a job
 //! cannot be interrupted: it is detached, finishes that job and whatever
-//! is still queued, and exits. Later
+//! is still queued, and exits. A thread counts as busy only while it runs
+//! user code of a job (the closure, an abandoned result's destructor): it
+//! leaves the busy count before it publishes the outcome, so a caller that
+//! has seen a job's result and then drops the runtime finds that thread
+//! between jobs, and the drop joins it (thread-locals destroyed and all). Later
 //! `spawn_blocking` calls still run (on threads that exit as soon as the
 //! queue is empty), so nothing awaiting a job hangs.
 
 use super::slot::Slot;
 use parking_lot::{Condvar, Mutex};
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -59,6 +64,16 @@ pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// A queued closure, its result type erased.
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+crate::loom::thread_local! {
+    /// Set while this pool thread counts in `State::busy`: from taking a
+    /// job until the job, before it publishes the outcome, leaves the count
+    /// (see the module docs, "Shutdown"), or else until the job returns.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// Set while this pool thread runs a job but is out of the busy count
+    /// (publishing the outcome): a stop made here must not wait for itself.
+    static PUBLISHING: Cell<bool> = const { Cell::new(false) };
+}
 
 /// The blocking pool of one runtime.
 #[derive(Debug)]
@@ -171,8 +186,14 @@ impl Pool {
                 return;
             }
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            // Idle before the outcome is seen: an awaiter that drops the
+            // runtime next finds this thread joinable, not detached.
+            inner.leave_busy();
             if let Err(outcome) = job_slot.complete(outcome) {
-                // The future is gone: its owner will never see this.
+                // The future is gone: its owner will never see this. Its
+                // destructor is user code (it may even drop the runtime),
+                // so it runs as a job, counted busy.
+                inner.enter_busy();
                 let panicked = match outcome {
                     Ok(v) => !crate::guard::drop_caught(v),
                     Err(payload) => {
@@ -196,15 +217,19 @@ impl Pool {
         st.shutdown = true;
         self.inner.work.notify_all();
         // Threads not in a job (idle, or between jobs) leave at once: wait
-        // for them, not for the ones running a job.
-        while st.threads > st.busy {
+        // for them, not for the ones running a job. A job publishing its
+        // outcome is out of the busy count, and may drop the runtime (a
+        // waker's wake, the last handle): then it is this thread, which
+        // leaves only after this returns.
+        let me = thread::current().id();
+        let mine = PUBLISHING.with(Cell::get) && st.handles.values().any(|h| h.thread().id() == me);
+        while st.threads > st.busy + usize::from(mine) {
             self.inner.exited.wait(&mut st);
         }
         let leaving = std::mem::take(&mut st.leaving);
         // Busy threads are detached: they end after their job.
         st.handles.clear();
         drop(st);
-        let me = thread::current().id();
         for h in leaving {
             // The runtime may be dropped by a job (holding its last
             // handle): that thread is busy, never in `leaving`, but make
@@ -217,6 +242,32 @@ impl Pool {
 }
 
 impl Inner {
+    /// Counts this thread out of `busy`; a stop waiting for the threads
+    /// not in a job now waits for this one too.
+    fn leave_busy(&self) {
+        if BUSY.with(|b| b.replace(false)) {
+            PUBLISHING.with(|p| p.set(true));
+            let mut st = self.state.lock();
+            st.busy -= 1;
+            if st.shutdown {
+                self.exited.notify_all();
+            }
+        }
+    }
+
+    /// Counts this thread back into `busy` (see `leave_busy`).
+    fn enter_busy(&self) {
+        if !BUSY.with(|b| b.replace(true)) {
+            PUBLISHING.with(|p| p.set(false));
+            let mut st = self.state.lock();
+            st.busy += 1;
+            if st.shutdown {
+                // The stop waits for the threads not in a job.
+                self.exited.notify_all();
+            }
+        }
+    }
+
     fn submit(self: &Arc<Self>, job: Job) {
         let mut st = self.state.lock();
         st.queue.push_back(job);
@@ -260,6 +311,7 @@ impl Inner {
         loop {
             if let Some(job) = st.queue.pop_front() {
                 st.busy += 1;
+                BUSY.with(|b| b.set(true));
                 if st.shutdown {
                     // The stop waits for the threads not in a job.
                     self.exited.notify_all();
@@ -271,7 +323,10 @@ impl Inner {
                     self.unowned_panics.fetch_add(1, Ordering::Relaxed);
                 }
                 st = self.state.lock();
-                st.busy -= 1;
+                PUBLISHING.with(|p| p.set(false));
+                if BUSY.with(|b| b.replace(false)) {
+                    st.busy -= 1;
+                }
                 continue;
             }
             if st.shutdown {
