@@ -1,5 +1,6 @@
 //! Recycled memory for mailbox nodes, so that a message costs no
-//! allocation in the steady state, even when every message crosses cores.
+//! allocation in the steady state, even when every message crosses cores,
+//! and a small fraction of one while a backlog builds up.
 //!
 //! A node is allocated by the sender's thread and freed by the receiver's.
 //! The system allocator's per-thread caches serve a two-way exchange well,
@@ -17,15 +18,35 @@
 //!   depot (one lock per [`BATCH`] frees), and a thread with none left takes
 //!   a whole one from it (one lock per [`BATCH`] allocations);
 //! * the depot holds at most [`DEPOT_MAX`] magazines; beyond that, and when
-//!   a thread ends, blocks go back to the system allocator. What the pool
-//!   keeps is bounded: `DEPOT_MAX` × `BATCH` blocks, plus two magazines per
-//!   thread.
+//!   a thread ends, blocks are *released* (below). What the pool keeps is
+//!   bounded: `DEPOT_MAX` × `BATCH` blocks, plus two magazines per thread.
+//!
+//! Recycling cannot serve a backlog: while a receiver falls behind (a
+//! thousand senders to one process), nodes are allocated long before any
+//! is freed. So blocks are not allocated one by one but carved out of
+//! *chunks* of [`CHUNK`] bytes ([`PER_CHUNK`] blocks after a header), as
+//! tokio's channel carves its slots out of 32-slot blocks: a thread with
+//! no recycled block takes the next one of its own current chunk (a bump
+//! of a thread-local pointer), and allocates a new chunk only once per
+//! [`PER_CHUNK`] such blocks. A chunk is aligned to its size, so a block
+//! finds its chunk's header by masking its address. The header counts the
+//! blocks released; the release that completes the count (every block of
+//! the chunk handed out and released exactly once) frees the chunk. A
+//! block released is never used again, and a block is released only from
+//! a place that owns it (a magazine, or the unused rest of a thread's
+//! current chunk when the thread ends), so the count reaches
+//! [`PER_CHUNK`] exactly once and only when no block is in use: the
+//! `AcqRel` of each release orders every use of a block before the free,
+//! as an `Arc`'s last drop does. The price: a block still in use (a
+//! message left queued, or a block kept in a magazine) keeps its whole chunk
+//! allocated.
 //!
 //! Blocks have one size and alignment, that of a node holding a
 //! [`Received`](super::Received); a node that does not fit (only in tests)
-//! is allocated as usual. Nothing here is lock-free: the depot is a mutex,
-//! the magazines thread-local. Under loom every node is a plain `Box`, so
-//! the models see the queue alone.
+//! is allocated as usual. Nothing here is lock-free but the chunk count:
+//! the depot is a mutex, the magazines and current chunk thread-local.
+//! Under loom every node is a plain `Box`, so the models see the queue
+//! alone.
 
 use std::alloc::Layout;
 use std::cell::Cell;
@@ -39,6 +60,77 @@ const DEPOT_MAX: usize = 64;
 
 /// The one block layout: room for a node of the runtime's mailboxes.
 const BLOCK: Layout = Layout::new::<super::queue::Node<super::Received>>();
+
+/// Bytes of a chunk, and its alignment. Small, because a block still in
+/// use or kept in a magazine keeps its whole chunk allocated: the pool's
+/// bound in blocks is also its bound in chunks (about 30 blocks a chunk,
+/// as tokio's channel has 32 slots a block).
+const CHUNK: usize = 1024;
+/// Where a chunk's first block starts: the header has a cache line of its
+/// own, so releases (by receivers) do not bounce the line a sender writes
+/// its first message into.
+const HEADER: usize = 64;
+/// Blocks per chunk.
+const PER_CHUNK: usize = (CHUNK - HEADER) / BLOCK.size();
+/// The layout of a chunk.
+const CHUNK_LAYOUT: Layout = match Layout::from_size_align(CHUNK, CHUNK) {
+    Ok(l) => l,
+    Err(_) => panic!("a chunk's layout"),
+};
+
+const _: () = assert!(BLOCK.align() <= HEADER && PER_CHUNK >= 16);
+
+/// The start of a chunk: the count of its blocks released.
+struct ChunkHeader {
+    released: AtomicUsize,
+}
+
+const _: () = assert!(std::mem::size_of::<ChunkHeader>() <= HEADER);
+
+/// The header of the chunk `block` was carved from.
+fn header_of(block: *mut Free) -> *mut ChunkHeader {
+    block.map_addr(|a| a & !(CHUNK - 1)).cast()
+}
+
+/// A fresh chunk, none of its blocks handed out or released yet.
+fn new_chunk() -> *mut u8 {
+    // SAFETY: a non-zero size.
+    let c = unsafe { std::alloc::alloc(CHUNK_LAYOUT) };
+    if c.is_null() {
+        std::alloc::handle_alloc_error(CHUNK_LAYOUT);
+    }
+    // SAFETY: the header fits at the chunk's start, which is ours.
+    unsafe {
+        c.cast::<ChunkHeader>().write(ChunkHeader {
+            released: AtomicUsize::new(0),
+        })
+    };
+    c
+}
+
+/// Block `i` of chunk `c`.
+fn block_at(c: *mut u8, i: usize) -> *mut Free {
+    // SAFETY: `i < PER_CHUNK`, so the block lies inside the chunk.
+    unsafe { c.add(HEADER + i * BLOCK.size()) }.cast()
+}
+
+/// Releases `n` blocks of the chunk with header `h`, which the caller owns
+/// and never uses again; frees the chunk if these were its last ones.
+///
+/// # Safety
+/// `h` is a chunk's header, and `n` of its blocks (or never handed out
+/// slots) are given up for good by the caller.
+unsafe fn release_blocks(h: *mut ChunkHeader, n: usize) {
+    // AcqRel: every use of the released blocks (on any thread) happens
+    // before the free by whoever completes the count.
+    // SAFETY: the chunk is alive while any of its blocks is unreleased.
+    let prev = unsafe { (*h).released.fetch_add(n, Ordering::AcqRel) };
+    debug_assert!(prev + n <= PER_CHUNK);
+    if prev + n == PER_CHUNK {
+        // SAFETY: every block was released: nobody uses the chunk.
+        unsafe { std::alloc::dealloc(h.cast(), CHUNK_LAYOUT) };
+    }
+}
 
 /// Whether a `U` fits a block.
 const fn fits<U>() -> bool {
@@ -62,15 +154,31 @@ struct Magazine {
 unsafe impl Send for Magazine {}
 
 impl Magazine {
-    /// Returns every block to the system allocator.
+    /// Releases every block (see the module docs), one count per run of
+    /// blocks from the same chunk (a magazine is mostly such runs: blocks
+    /// come back in about the order they were handed out).
     fn release(self) {
         let mut p = self.head;
+        let mut run: (*mut ChunkHeader, usize) = (ptr::null_mut(), 0);
         while !p.is_null() {
-            // SAFETY: the magazine owns `p`, a block of layout `BLOCK`.
+            // SAFETY: the magazine owns `p`; its link is read before any
+            // release that could free its chunk (its own comes later).
             let next = unsafe { (*p).next };
-            // SAFETY: as above; freed once, after its link was read.
-            unsafe { std::alloc::dealloc(p.cast(), BLOCK) };
+            let h = header_of(p);
+            if h == run.0 {
+                run.1 += 1;
+            } else {
+                if run.1 > 0 {
+                    // SAFETY: `run.1` blocks of that chunk, ours, done with.
+                    unsafe { release_blocks(run.0, run.1) };
+                }
+                run = (h, 1);
+            }
             p = next;
+        }
+        if run.1 > 0 {
+            // SAFETY: as above.
+            unsafe { release_blocks(run.0, run.1) };
         }
     }
 }
@@ -82,10 +190,10 @@ static DEPOT: parking_lot::Mutex<Vec<Magazine>> = parking_lot::Mutex::new(Vec::n
 /// sends with nothing freed yet would take it once per send).
 static DEPOT_LEN: AtomicUsize = AtomicUsize::new(0);
 
-/// Returns every magazine the depot holds to the system allocator. Called
-/// when a runtime stops, after its workers (whose own magazines go with
-/// their threads) are joined, so the memory its messages used goes back
-/// with it; threads that still send refill the depot as they free.
+/// Releases every magazine the depot holds. Called when a runtime stops,
+/// after its workers (whose own magazines go with their threads) are
+/// joined, so the memory its messages used goes back with it; threads that
+/// still send refill the depot as they free.
 pub(crate) fn release_depot() {
     let all = {
         let mut depot = DEPOT.lock();
@@ -97,13 +205,20 @@ pub(crate) fn release_depot() {
     }
 }
 
-/// A thread's two magazines.
+/// A thread's two magazines and its current chunk.
 struct Cache {
     /// Blocks are taken from and returned to this one.
     cur: Cell<*mut Free>,
     cur_len: Cell<usize>,
     /// A full magazine (`BATCH` blocks), or empty.
     spare: Cell<*mut Free>,
+    /// The current chunk (null if none): blocks `carved..PER_CHUNK` of it
+    /// are this thread's to hand out. Null again once its last block is
+    /// handed out: the thread then owns nothing of it, and the chunk may be
+    /// freed by whoever releases its last block.
+    chunk: Cell<*mut u8>,
+    /// Blocks of `chunk` handed out so far.
+    carved: Cell<usize>,
 }
 
 impl Drop for Cache {
@@ -116,6 +231,12 @@ impl Drop for Cache {
             head: self.spare.get(),
         }
         .release();
+        let c = self.chunk.get();
+        if !c.is_null() {
+            // SAFETY: the blocks never handed out (at least one: a chunk
+            // whose last block went is no longer named here) are ours alone.
+            unsafe { release_blocks(c.cast(), PER_CHUNK - self.carved.get()) };
+        }
     }
 }
 
@@ -125,6 +246,8 @@ thread_local! {
             cur: Cell::new(ptr::null_mut()),
             cur_len: Cell::new(0),
             spare: Cell::new(ptr::null_mut()),
+            chunk: Cell::new(ptr::null_mut()),
+            carved: Cell::new(0),
         }
     };
 }
@@ -132,22 +255,45 @@ thread_local! {
 /// Memory for one `U`: a recycled block if `U` fits one, else fresh.
 pub(super) fn alloc<U>() -> *mut U {
     if fits::<U>() {
-        let p = CACHE.try_with(take).ok().flatten();
-        if let Some(p) = p {
-            return p.cast();
-        }
+        let p = match CACHE.try_with(|c| take(c).unwrap_or_else(|| carve(c))) {
+            Ok(p) => p,
+            // This thread's cache is gone (its thread-locals are being
+            // destroyed): a chunk of its own, all but the block released.
+            Err(_) => {
+                let c = new_chunk();
+                // SAFETY: the other blocks were never handed out.
+                unsafe { release_blocks(c.cast(), PER_CHUNK - 1) };
+                block_at(c, 0)
+            }
+        };
+        return p.cast();
     }
-    let layout = if fits::<U>() {
-        BLOCK
-    } else {
-        Layout::new::<U>()
-    };
+    let layout = Layout::new::<U>();
     // SAFETY: `layout` has a non-zero size (a node holds a pointer).
     let p = unsafe { std::alloc::alloc(layout) };
     if p.is_null() {
         std::alloc::handle_alloc_error(layout);
     }
     p.cast()
+}
+
+/// The next block of this thread's current chunk, starting a new chunk
+/// when it is used up.
+fn carve(c: &Cache) -> *mut Free {
+    let mut chunk = c.chunk.get();
+    let mut i = c.carved.get();
+    if chunk.is_null() {
+        chunk = new_chunk();
+        c.chunk.set(chunk);
+        i = 0;
+    }
+    if i + 1 == PER_CHUNK {
+        // The last block: from here on its releases alone decide when the
+        // chunk goes, so the thread must not name it again.
+        c.chunk.set(ptr::null_mut());
+    }
+    c.carved.set(i + 1);
+    block_at(chunk, i)
 }
 
 /// Gives back memory from [`alloc`], for reuse by any thread.
@@ -163,11 +309,11 @@ pub(super) unsafe fn free<U>(p: *mut U) {
     }
     let p = p.cast::<Free>();
     // A thread whose cache is gone (its thread-locals being destroyed)
-    // frees to the system.
+    // releases the block at once.
     // SAFETY: `p` is a block we own, handed over for good.
     if CACHE.try_with(|c| unsafe { put(c, p) }).is_err() {
-        // SAFETY: a block of layout `BLOCK`, ours.
-        unsafe { std::alloc::dealloc(p.cast(), BLOCK) };
+        // SAFETY: a block of a chunk, ours, not used again.
+        unsafe { release_blocks(header_of(p), 1) };
     }
 }
 
@@ -179,8 +325,8 @@ fn take(c: &Cache) -> Option<*mut Free> {
         if !spare.is_null() {
             head = spare;
         } else {
-            // Relaxed: a stale answer costs one allocation from the system
-            // or one look under the lock, never a wrong block.
+            // Relaxed: a stale answer costs one block carved from the
+            // current chunk or one look under the lock, never a wrong block.
             if DEPOT_LEN.load(Ordering::Relaxed) == 0 {
                 return None;
             }
@@ -199,7 +345,7 @@ fn take(c: &Cache) -> Option<*mut Free> {
 /// Puts a block in this thread's magazines, passing a full one on.
 ///
 /// # Safety
-/// `p` is a block of layout `BLOCK`, owned by the caller and given up.
+/// `p` is a block of a chunk, owned by the caller and given up.
 unsafe fn put(c: &Cache, p: *mut Free) {
     if c.cur_len.get() == BATCH {
         let full = Magazine {
@@ -258,6 +404,53 @@ mod tests {
         let big = alloc::<[usize; 64]>();
         // SAFETY: as above.
         unsafe { free(big) };
+    }
+
+    /// A backlog (blocks allocated with none freed) is carved out of a few
+    /// chunks, and every chunk is freed once all its blocks are released,
+    /// whatever thread releases them and in whatever order: Miri reports a
+    /// leak or a double free.
+    #[test]
+    fn a_backlog_is_carved_from_chunks_freed_with_their_last_block() {
+        const N: usize = 3 * PER_CHUNK + 7;
+        struct Blocks(Vec<*mut [usize; 2]>);
+        // SAFETY: plain memory, handed to the other thread for good.
+        unsafe impl Send for Blocks {}
+        let (blocks, chunks) = std::thread::spawn(|| {
+            let blocks: Vec<*mut [usize; 2]> = (0..N).map(|_| alloc::<[usize; 2]>()).collect();
+            let mut chunks: Vec<_> = blocks.iter().map(|&p| header_of(p.cast())).collect();
+            chunks.dedup();
+            (Blocks(blocks), chunks.len())
+        })
+        .join()
+        .unwrap();
+        // A fresh thread's blocks come from its own chunks, in order (the
+        // depot may have served some, from other chunks).
+        assert!(chunks <= N / PER_CHUNK + 1 + N / BATCH, "{chunks} chunks");
+        // Released newest first, on this thread: the allocating thread has
+        // ended, so the rest of its last chunk was released with it.
+        for p in blocks.0.into_iter().rev() {
+            // SAFETY: allocated above, unused, freed once.
+            unsafe { free(p) };
+        }
+        release_depot();
+    }
+
+    /// A thread that hands out the last block of its chunk no longer owns
+    /// any of it: once those blocks are all released (here, before the
+    /// thread ends) the chunk is freed, and the thread's exit must not
+    /// touch it (Miri reports the use after free, glibc a corrupted heap).
+    #[test]
+    fn a_chunk_used_up_and_released_is_not_touched_at_thread_exit() {
+        std::thread::spawn(|| {
+            let blocks: Vec<*mut Free> = (0..PER_CHUNK).map(|_| CACHE.with(carve)).collect();
+            for p in blocks {
+                // SAFETY: carved above, unused, released once.
+                unsafe { release_blocks(header_of(p), 1) };
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     /// Blocks allocated on one thread and freed on another that then ends

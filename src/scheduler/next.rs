@@ -4,10 +4,14 @@
 //! made during the current poll; see [`super::worker`]). Only its owner puts
 //! into it, but anyone may take from it: the owner between polls, and
 //! another worker that found the owner stuck in one long poll (see
-//! [`super::stranded`]). Every access is one `swap` on one pointer, so an
-//! entry put is taken exactly once, by whoever swaps it out first: no
-//! entry is lost (a put's swap returns the entry it displaced, which the
-//! owner then queues) and none is run twice. The swaps are `AcqRel` so
+//! [`super::stranded`]). Every take is one `swap` on one pointer, and so is
+//! a put into a full slot, so an entry put is taken exactly once, by
+//! whoever swaps it out first: no entry is lost (a put's swap returns the
+//! entry it displaced, which the owner then queues) and none is run twice.
+//! A put into an empty slot is a plain store: no one but the owner writes
+//! a non-null pointer, so an empty slot stays empty until the owner's own
+//! store (a thief's swap meanwhile writes null over null), and there is
+//! nothing to displace. The swaps are `AcqRel` and the store `Release`, so
 //! that whoever takes an entry sees the writes made before it was put.
 
 use crate::loom::sync::atomic::{AtomicPtr, Ordering};
@@ -28,6 +32,16 @@ impl<T> NextSlot<T> {
 
     /// The owner puts `entry`; returns the entry it displaced, if any.
     pub(crate) fn put(&self, entry: NonNull<T>) -> Option<NonNull<T>> {
+        // An empty slot takes a plain store: only the owner ever writes a
+        // non-null pointer, and a thief's swap of an empty slot writes null
+        // over null, so the slot stays empty from this load to the store
+        // and nothing is displaced. A wake that finds the slot empty (every
+        // hop of a ping-pong or a ring) thus costs no read-modify-write.
+        // Release: whoever takes the entry sees what was written before.
+        if self.ptr.load(Ordering::Relaxed).is_null() {
+            self.ptr.store(entry.as_ptr(), Ordering::Release);
+            return None;
+        }
         NonNull::new(self.ptr.swap(entry.as_ptr(), Ordering::AcqRel))
     }
 
