@@ -77,10 +77,13 @@ fn first_source(shared: &crate::runtime::Shared) {
 
 #[cfg(not(loom))]
 pub mod net;
-#[cfg(not(loom))]
+#[cfg(not(any(loom, miri)))]
 pub(crate) mod reactor;
 #[cfg(loom)]
 #[path = "reactor_loom.rs"]
 pub(crate) mod reactor;
-#[cfg(not(loom))]
+#[cfg(all(miri, not(loom)))]
+#[path = "reactor_miri.rs"]
+pub(crate) mod reactor;
+#[cfg(not(any(loom, miri)))]
 mod sys;
