@@ -77,6 +77,15 @@ fn first_source(shared: &crate::runtime::Shared) {
 
 #[cfg(not(loom))]
 pub mod net;
+
+/// Which readiness a future waits for (one waiter list and one readiness
+/// bit each); shared by the reactor and its Miri stand-in.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Read = 0,
+    Write = 1,
+}
 #[cfg(not(any(loom, miri)))]
 pub(crate) mod reactor;
 #[cfg(loom)]

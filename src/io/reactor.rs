@@ -23,6 +23,7 @@
 //! stall monitor when nobody polled for a whole period (see `io`). Wakers
 //! are woken on that thread, so on a worker they land in its own next slot.
 
+pub(crate) use super::Dir;
 use super::sys::{Events, Notifier};
 use crate::scheduler::park::IoWait;
 use parking_lot::Mutex;
@@ -94,13 +95,6 @@ struct State {
     /// may wait on one socket (an acceptor pool on one listener); an event
     /// wakes them all, and those that find nothing wait again.
     wakers: [Vec<Waker>; 2],
-}
-
-/// Which readiness a future waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dir {
-    Read = 0,
-    Write = 1,
 }
 
 impl Reactor {

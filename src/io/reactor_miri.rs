@@ -8,6 +8,7 @@
 //! reactor otherwise, so the unit tests Miri runs exercise the same code as
 //! in a normal build; only `rusm_otp::net` is out of reach.
 
+pub(crate) use super::Dir;
 use crate::scheduler::park::IoWait;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
@@ -19,13 +20,6 @@ pub(crate) struct Reactor;
 /// A registered socket: none can exist under Miri.
 #[derive(Debug)]
 pub(crate) enum Source {}
-
-/// A direction of readiness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dir {
-    Read = 0,
-    Write = 1,
-}
 
 impl Reactor {
     pub(crate) fn new() -> std::io::Result<Reactor> {

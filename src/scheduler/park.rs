@@ -251,6 +251,49 @@ mod loom_park_io {
         });
     }
 
+    /// Two workers out of work, as the worker loop runs them: a
+    /// non-blocking poll, then sleep (the duty holder in the reactor while a
+    /// socket is registered, on its condvar otherwise), until one of them
+    /// sees the event delivered and stops both.
+    fn sleepers(
+        io: &Arc<MockIo>,
+        duty: &Arc<Duty>,
+        parkers: &Arc<[Parker; 2]>,
+    ) -> Vec<loom::thread::JoinHandle<()>> {
+        let stop = Arc::new(AtomicUsize::new(0));
+        (0..2)
+            .map(|id| {
+                let (io, duty, parkers, stop) =
+                    (io.clone(), duty.clone(), parkers.clone(), stop.clone());
+                loom::thread::spawn(move || {
+                    loop {
+                        if stop.load(Ordering::SeqCst) != 0 {
+                            return;
+                        }
+                        if !io.poll_now() {
+                            if duty.take(id) {
+                                if io.registered.load(Ordering::SeqCst) != 0 {
+                                    parkers[id].park_io(None);
+                                } else {
+                                    parkers[id].park(None);
+                                }
+                                duty.release(id);
+                            } else {
+                                parkers[id].park(None);
+                            }
+                        }
+                        if io.delivered.load(Ordering::SeqCst) != 0 {
+                            stop.store(1, Ordering::SeqCst);
+                            parkers[0].unpark();
+                            parkers[1].unpark();
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// The duty hand-off: two workers go to sleep, the one taking the duty
     /// in the reactor, the other on its condvar, while a socket becomes
     /// ready and a worker that has work leaves. Whoever takes the event
@@ -263,35 +306,7 @@ mod loom_park_io {
             let duty = Arc::new(Duty::new());
             let parkers: Arc<[Parker; 2]> =
                 Arc::new([Parker::with_io(io.clone()), Parker::with_io(io.clone())]);
-            let stop = Arc::new(AtomicUsize::new(0));
-            let workers: Vec<_> = (0..2)
-                .map(|id| {
-                    let (io, duty, parkers, stop) =
-                        (io.clone(), duty.clone(), parkers.clone(), stop.clone());
-                    loom::thread::spawn(move || {
-                        loop {
-                            if stop.load(Ordering::SeqCst) != 0 {
-                                return;
-                            }
-                            // Out of work: a non-blocking poll first.
-                            if !io.poll_now() {
-                                if duty.take(id) {
-                                    parkers[id].park_io(None);
-                                    duty.release(id);
-                                } else {
-                                    parkers[id].park(None);
-                                }
-                            }
-                            if io.delivered.load(Ordering::SeqCst) != 0 {
-                                stop.store(1, Ordering::SeqCst);
-                                parkers[0].unpark();
-                                parkers[1].unpark();
-                                return;
-                            }
-                        }
-                    })
-                })
-                .collect();
+            let workers = sleepers(&io, &duty, &parkers);
             io.make_ready();
             for w in workers {
                 w.join().unwrap();
@@ -315,38 +330,7 @@ mod loom_park_io {
             let duty = Arc::new(Duty::new());
             let parkers: Arc<[Parker; 2]> =
                 Arc::new([Parker::with_io(io.clone()), Parker::with_io(io.clone())]);
-            let stop = Arc::new(AtomicUsize::new(0));
-            let workers: Vec<_> = (0..2)
-                .map(|id| {
-                    let (io, duty, parkers, stop) =
-                        (io.clone(), duty.clone(), parkers.clone(), stop.clone());
-                    loom::thread::spawn(move || {
-                        loop {
-                            if stop.load(Ordering::SeqCst) != 0 {
-                                return;
-                            }
-                            if !io.poll_now() {
-                                if duty.take(id) {
-                                    if io.registered.load(Ordering::SeqCst) != 0 {
-                                        parkers[id].park_io(None);
-                                    } else {
-                                        parkers[id].park(None);
-                                    }
-                                    duty.release(id);
-                                } else {
-                                    parkers[id].park(None);
-                                }
-                            }
-                            if io.delivered.load(Ordering::SeqCst) != 0 {
-                                stop.store(1, Ordering::SeqCst);
-                                parkers[0].unpark();
-                                parkers[1].unpark();
-                                return;
-                            }
-                        }
-                    })
-                })
-                .collect();
+            let workers = sleepers(&io, &duty, &parkers);
             // `Reactor::register` and `io::first_source`.
             let first = io.registered.fetch_add(1, Ordering::SeqCst) == 0;
             crate::loom::sync::atomic::fence(Ordering::SeqCst);
