@@ -56,7 +56,9 @@
 //!
 //! Both figures are taken at rest (traffic paused, the calls' timeouts
 //! expired, the runtime's deferred frees run), after a one-second warm-up
-//! storm, so that the baseline already holds what any storm fills once.
+//! storm, so that the baseline already holds what any storm fills once,
+//! and each after the traffic ran [`COOL_DOWN`] without chaos, so that the
+//! tree is alike both times (every worker called since its last start).
 //! The live heap is exact: a counting global allocator adds up the bytes
 //! the program holds, so it tells a leak (live bytes grow) from the
 //! allocator keeping freed memory (only resident memory grows). Resident
@@ -123,6 +125,8 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// How long the traffic runs without chaos before each measurement.
+const COOL_DOWN: Duration = Duration::from_millis(300);
 /// The lifetime restart budget of the budgeted sub-trees.
 const BUDGET: u32 = 5;
 /// One chaos action in this many hits a sub-supervisor.
@@ -718,6 +722,13 @@ fn run_chaos(rt: &Runtime, t: &Arc<Tree>, l: Ledger, rate: u64, duration: Durati
 /// ledger implies has happened and the tree is back to its full size; an
 /// extra start is caught by the per-child check.
 fn settle(rt: &Runtime, t: &Tree, l: &Ledger, tree_size: usize) -> bool {
+    // The traffic runs on a moment without chaos first, so that both
+    // measurements see the tree alike: every worker has served calls since
+    // its last start (a process that has been called keeps a few hundred
+    // bytes of bookkeeping: its lazily made side data and its last call's
+    // watch). Without it, how many workers were called between their last
+    // restart and the pause would read as growth or shrinkage.
+    std::thread::sleep(COOL_DOWN);
     t.paused.store(true, Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(30);
     let settled = || (0..t.subs).all(|s| l.settled(t, s)) && rt.process_count() == tree_size;

@@ -104,6 +104,11 @@ impl Watchers {
     /// drop after releasing the aux lock (a waker's drop may run anything).
     fn push(&mut self, w: Arc<dyn Watch>) -> Vec<Arc<dyn Watch>> {
         let mut pruned = Vec::new();
+        // A callee served one call at a time holds only the last one's
+        // watch: the calls before it settled.
+        while self.list.last().is_some_and(|l| l.is_settled()) {
+            pruned.extend(self.list.pop());
+        }
         if self.list.len() >= self.prune_at {
             // Amortised O(1) per push: the list is scanned only once it has
             // doubled since the last scan.
@@ -639,5 +644,22 @@ mod tests {
             w.list.iter().any(|x| Arc::ptr_eq(x, &live)),
             "the live one stays"
         );
+    }
+
+    /// A callee answering one call at a time holds the last call's watch
+    /// only, not a few settled ones until the next scan.
+    #[test]
+    fn a_callee_served_one_call_at_a_time_keeps_one_watch() {
+        let mut w = Watchers::default();
+        for k in 0..100 {
+            let p = Arc::new(Pending::<u8> {
+                slot: Slot::new(),
+                caller: None,
+            });
+            let pruned = w.push(p.clone());
+            assert_eq!(pruned.len(), usize::from(k > 0), "the previous one goes");
+            assert_eq!(w.list.len(), 1);
+            let _ = p.slot.complete(Ok(1));
+        }
     }
 }

@@ -35,8 +35,10 @@
 //! Only worker threads cache (between [`start`] and [`stop`], set by the
 //! worker loop), at most [`BUCKETS`] layouts of at most [`MAX_BLOCK`] bytes,
 //! and at most [`MAX_BYTES`] bytes in all: beyond that a block is freed as
-//! before. So the cache holds a bounded amount per worker whatever the
-//! churn, and a worker that stops (the runtime's stop joins them all) frees
+//! before. A worker about to sleep trims its cache to [`IDLE_BYTES`], so a
+//! runtime at rest holds little of its ended processes' memory whatever
+//! the last burst was. So the cache holds a bounded amount per worker
+//! whatever the churn, and a worker that stops (the runtime's stop joins them all) frees
 //! everything it kept before it exits. Everything here is thread-local: no
 //! other thread ever sees a cached block, so there is no concurrency to
 //! model.
@@ -51,6 +53,8 @@ const BUCKETS: usize = 4;
 const MAX_BLOCK: usize = 4096;
 /// Bytes a worker keeps cached at most, over all its buckets.
 const MAX_BYTES: usize = 256 * 1024;
+/// Bytes a worker keeps cached when it goes to sleep (see [`trim`]).
+pub(crate) const IDLE_BYTES: usize = 16 * 1024;
 
 /// A cached block: a leaked `Box`'s allocation whose value has been
 /// dropped. Its first word links to the next block of its bucket.
@@ -123,23 +127,36 @@ pub(crate) fn start() {
 
 /// This thread stops caching and frees every block it holds.
 pub(crate) fn stop() {
+    let _ = CACHE.try_with(|c| c.on.set(false));
+    trim(0);
+}
+
+/// Frees cached blocks until this thread holds at most `keep` bytes. A
+/// worker about to sleep trims its cache, so that a runtime at rest holds
+/// little of its ended processes' memory, as it holds none of their
+/// deferred frees; the next burst fills it again.
+pub(crate) fn trim(keep: usize) {
     let _ = CACHE.try_with(|c| {
-        c.on.set(false);
+        if c.bytes.get() <= keep {
+            return;
+        }
         let Ok(mut buckets) = c.buckets.try_borrow_mut() else {
             return;
         };
-        c.bytes.set(0);
         for b in buckets.iter_mut() {
-            let mut head = std::mem::replace(&mut b.head, std::ptr::null_mut());
-            while !head.is_null() {
+            while c.bytes.get() > keep && !b.head.is_null() {
+                let head = b.head;
                 // SAFETY: a cached block's first word links to the next
-                // (written by `release`), and it is ours alone.
-                let next = unsafe { head.cast::<Block>().read() };
+                // (written by `keep`), and it is ours alone.
+                b.head = unsafe { head.cast::<Block>().read() };
+                b.len -= 1;
+                c.bytes.set(c.bytes.get() - b.layout.size());
                 // SAFETY: a block of this bucket's layout.
                 unsafe { (b.free)(head) };
-                head = next;
             }
-            *b = Bucket::EMPTY;
+            if b.len == 0 {
+                *b = Bucket::EMPTY;
+            }
         }
     });
 }
@@ -340,6 +357,8 @@ mod tests {
             release(b);
         }
         assert_eq!(held(), MAX_BYTES / std::mem::size_of::<[u64; 32]>());
+        trim(10 * std::mem::size_of::<[u64; 32]>());
+        assert_eq!(held(), 10, "trimmed to what was asked");
         stop();
         assert_eq!(held(), 0);
     }

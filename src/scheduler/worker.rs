@@ -314,6 +314,7 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         // waits for the next burst of work to be reclaimed. Two epoch
         // advances are needed; a few more rounds cover a backlog.
         shared.table.reclaim(|stalled| stalled < 4);
+        crate::process::recycle::trim(crate::process::recycle::IDLE_BYTES);
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline, in
         // the reactor's poll while sockets are registered (see `io`).

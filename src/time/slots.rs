@@ -186,7 +186,7 @@ impl<T: Slotted> Slots<T> {
     }
 }
 
-/// A slot's room kept however few timers it holds.
+/// A slot's room kept while it holds any timer.
 const KEEP: usize = 4;
 
 /// Takes the timer at `i` out of `slot` (the last one takes its place).
@@ -198,13 +198,19 @@ const KEEP: usize = 4;
 /// quarter of its room gives half of it back. A slot just shrunk is half
 /// full: the next growth is as many pushes away as it holds, the next
 /// shrink half as many removals, so the copying stays amortised O(1) per
-/// timer and a slot alternating around one size does not thrash.
+/// timer and a slot alternating around one size does not thrash. An
+/// emptied slot gives back all its room: otherwise each of the wheel's
+/// slots would keep its last room for good once a timer had passed
+/// through it, so the wheel's memory would grow with the time it has run
+/// (one turn) rather than with the timers pending.
 fn take<T: Slotted>(slot: &mut Vec<T>, i: usize) -> T {
     let taken = slot.swap_remove(i);
     if let Some(moved) = slot.get(i) {
         moved.slot_index().store(i, Ordering::Relaxed);
     }
-    if slot.capacity() > KEEP && slot.len() * 4 <= slot.capacity() {
+    if slot.is_empty() {
+        *slot = Vec::new();
+    } else if slot.capacity() > KEEP && slot.len() * 4 <= slot.capacity() {
         slot.shrink_to((slot.len() * 2).max(KEEP));
     }
     taken
@@ -318,7 +324,31 @@ mod tests {
         let mut due = Vec::new();
         s.advance(5, &mut due);
         assert_eq!(due.len(), n / 2);
-        assert!(s.slot(5).lock().capacity() <= KEEP);
+        assert_eq!(
+            s.slot(5).lock().capacity(),
+            0,
+            "an empty slot holds no room"
+        );
+    }
+
+    /// A slot that held one timer holds nothing once it fired or was
+    /// cancelled, so a wheel that ran a while holds what is pending only.
+    #[cfg(not(loom))]
+    #[test]
+    fn a_wheel_turned_through_holds_no_room_for_past_timers() {
+        let s = Slots::<Arc<T>>::new(8);
+        let mut due = Vec::new();
+        for t in 1..=24 {
+            let timer = s.insert(t, timer);
+            if t % 3 == 0 {
+                assert!(s.remove(&timer).is_some());
+            }
+            s.advance(t, &mut due);
+        }
+        assert_eq!(due.len(), 16);
+        for i in 0..8 {
+            assert_eq!(s.slots[i].lock().capacity(), 0, "slot {i} kept room");
+        }
     }
 
     #[cfg(not(loom))]
