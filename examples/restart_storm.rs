@@ -735,9 +735,9 @@ fn settle(rt: &Runtime, t: &Tree, l: &Ledger, tree_size: usize) -> bool {
     while !settled() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    // The rings are stopped; memory is measured once the last calls'
-    // timeouts (cancelled, but held by the timer wheel until their
-    // deadline) have expired, and after a burst of short processes: the
+    // The rings are stopped; memory is measured once every call still
+    // waiting has ended (answered, or its timeout expired), and after a
+    // burst of short processes: the
     // runtime frees some memory deferred (epoch-based reclamation), which
     // happens as its workers run tasks, not while they sleep. Without the
     // burst, what a storm's last seconds left deferred would read as

@@ -145,6 +145,17 @@ impl Builder {
         self.build_with(|builder, run| builder.spawn(run))
     }
 
+    /// A runtime whose threads end at once without running anything: its
+    /// table, timers and registry for unit tests, with no worker or monitor
+    /// thread competing with the test (Miri runs every thread it sees).
+    #[cfg(test)]
+    pub(crate) fn build_threadless(self) -> Runtime {
+        started(self.build_with(|builder, run| {
+            drop(run);
+            builder.spawn(|| {})
+        }))
+    }
+
     /// [`try_build`](Self::try_build) with the thread spawner given, so
     /// tests can make a spawn fail.
     fn build_with(
