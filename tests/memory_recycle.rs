@@ -6,36 +6,11 @@
 mod support;
 
 use rusm_otp::Runtime;
+use support::churn;
 use support::counting::{Counting, live};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// A process that churns: rounds of short-lived children spawned from
-/// inside the runtime (so their ends and the next spawns meet on the
-/// workers, where ended tasks' blocks are kept for reuse), each round
-/// waited for. The children's futures are padded to a size of their own, so
-/// that the blocks kept are all of this test's making.
-fn churn(rt: &Runtime, rounds: usize, per_round: usize) {
-    rt.block_on(async {
-        let driver = rt.spawn(move |mut ctx| async move {
-            let me = ctx.pid();
-            for _ in 0..rounds {
-                for _ in 0..per_round {
-                    let pad = [7u8; 200];
-                    ctx.runtime().spawn(move |c| async move {
-                        std::hint::black_box(&pad);
-                        c.runtime().send(me, ());
-                    });
-                }
-                for _ in 0..per_round {
-                    ctx.recv().await;
-                }
-            }
-        });
-        driver.join().await;
-    });
-}
 
 #[test]
 fn kept_task_memory_is_bounded_and_freed_with_the_runtime() {

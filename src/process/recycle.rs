@@ -35,9 +35,9 @@
 //! Only worker threads cache (between [`start`] and [`stop`], set by the
 //! worker loop), at most [`BUCKETS`] layouts of at most [`MAX_BLOCK`] bytes,
 //! and at most [`MAX_BYTES`] bytes in all: beyond that a block is freed as
-//! before. A worker about to sleep trims its cache to [`IDLE_BYTES`], so a
-//! runtime at rest holds little of its ended processes' memory whatever
-//! the last burst was. So the cache holds a bounded amount per worker
+//! before. A worker that has slept a few milliseconds trims its cache to
+//! [`IDLE_BYTES`], so a runtime at rest holds little of its ended
+//! processes' memory whatever the last burst was. So the cache holds a bounded amount per worker
 //! whatever the churn, and a worker that stops (the runtime's stop joins them all) frees
 //! everything it kept before it exits. Everything here is thread-local: no
 //! other thread ever sees a cached block, so there is no concurrency to
@@ -53,7 +53,7 @@ const BUCKETS: usize = 4;
 const MAX_BLOCK: usize = 4096;
 /// Bytes a worker keeps cached at most, over all its buckets.
 const MAX_BYTES: usize = 256 * 1024;
-/// Bytes a worker keeps cached when it goes to sleep (see [`trim`]).
+/// Bytes a worker keeps cached once it has slept a while (see [`trim`]).
 pub(crate) const IDLE_BYTES: usize = 16 * 1024;
 
 /// A cached block: a leaked `Box`'s allocation whose value has been
@@ -131,10 +131,15 @@ pub(crate) fn stop() {
     trim(0);
 }
 
+/// Bytes this thread holds cached.
+pub(crate) fn held_bytes() -> usize {
+    CACHE.try_with(|c| c.bytes.get()).unwrap_or(0)
+}
+
 /// Frees cached blocks until this thread holds at most `keep` bytes. A
-/// worker about to sleep trims its cache, so that a runtime at rest holds
-/// little of its ended processes' memory, as it holds none of their
-/// deferred frees; the next burst fills it again.
+/// worker that has slept a while trims its cache, so that a runtime at
+/// rest holds little of its ended processes' memory, as it holds none of
+/// their deferred frees; the next burst fills it again.
 pub(crate) fn trim(keep: usize) {
     let _ = CACHE.try_with(|c| {
         if c.bytes.get() <= keep {

@@ -66,6 +66,7 @@ impl Runtime {
                     steals: s.steals.load(Ordering::Relaxed),
                     parks: s.parks.load(Ordering::Relaxed),
                     queue_len,
+                    cached_bytes: s.cached_bytes.load(Ordering::Relaxed) as usize,
                 })
                 .collect(),
             injector_len,
@@ -159,4 +160,9 @@ pub struct WorkerMetrics {
     pub parks: u64,
     /// Tasks in its local queue now.
     pub queue_len: usize,
+    /// Bytes of ended processes' memory the worker keeps to reuse for the
+    /// next spawns, as of when it last went to sleep: at most 256 KiB, and
+    /// at most 16 KiB once it has slept a few milliseconds (it gives the
+    /// rest back to the allocator then).
+    pub cached_bytes: usize,
 }

@@ -76,6 +76,9 @@ mod imp {
         pub(crate) steals: AtomicU64,
         /// Times the worker parked.
         pub(crate) parks: AtomicU64,
+        /// Bytes of task memory the worker keeps for reuse, as of its last
+        /// park or trim (see `process::recycle`).
+        pub(crate) cached_bytes: AtomicU64,
         /// The pid of the process being polled now, 0 between polls (read
         /// by the stall monitor, see `stranded`).
         pub(crate) running: AtomicU64,

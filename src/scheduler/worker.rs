@@ -62,12 +62,17 @@
 
 use super::{Scheduler, TaskSlot, WorkerStats};
 use crate::loom::deque::{Steal, Worker};
+use crate::process::recycle;
 use crate::runtime::Notified;
 use crate::runtime::Shared;
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long a worker sleeps before it trims its task-memory cache.
+const IDLE_TRIM_AFTER: Duration = Duration::from_millis(20);
 
 /// Consecutive next-slot runs before the slot's task goes to the back.
 const LIFO_CAP: u32 = 3;
@@ -314,7 +319,6 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         // waits for the next burst of work to be reclaimed. Two epoch
         // advances are needed; a few more rounds cover a backlog.
         shared.table.reclaim(|stalled| stalled < 4);
-        crate::process::recycle::trim(crate::process::recycle::IDLE_BYTES);
         WorkerStats::bump(&stats.parks);
         // One sleeper parks with the earliest timer as its deadline, in
         // the reactor's poll while sockets are registered (see `io`).
@@ -323,6 +327,17 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
             shared.timers.next_deadline()
         } else {
             None
+        };
+        // A worker that has slept `IDLE_TRIM_AFTER` gives back the task
+        // memory it cached beyond `IDLE_BYTES`: a runtime at rest holds
+        // little of its ended processes, while the short idle spells of
+        // steady churn keep the blocks for the next spawns.
+        let held = recycle::held_bytes();
+        stats.cached_bytes.store(held as u64, Ordering::Relaxed);
+        let trim_at = (held > recycle::IDLE_BYTES).then(|| Instant::now() + IDLE_TRIM_AFTER);
+        let deadline = match (deadline, trim_at) {
+            (Some(d), Some(t)) => Some(d.min(t)),
+            (d, t) => d.or(t),
         };
         sched.idle.sleep(
             index,
@@ -340,6 +355,11 @@ fn run_loop(shared: &Shared, w: &WorkerLocal, core: &mut Core, index: usize) {
         );
         if duty {
             shared.timers.release_duty(index);
+        }
+        if trim_at.is_some_and(|t| Instant::now() >= t) {
+            recycle::trim(recycle::IDLE_BYTES);
+            let held = recycle::held_bytes();
+            stats.cached_bytes.store(held as u64, Ordering::Relaxed);
         }
     }
 }
