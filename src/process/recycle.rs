@@ -37,7 +37,8 @@
 //! and at most [`MAX_BYTES`] bytes in all: beyond that a block is freed as
 //! before. A worker that has slept a few milliseconds trims its cache to
 //! [`IDLE_BYTES`], so a runtime at rest holds little of its ended
-//! processes' memory whatever the last burst was. So the cache holds a bounded amount per worker
+//! processes' memory whatever the last burst was (one woken more often
+//! than that is not at rest, and keeps up to [`MAX_BYTES`]). So the cache holds a bounded amount per worker
 //! whatever the churn, and a worker that stops (the runtime's stop joins them all) frees
 //! everything it kept before it exits. Everything here is thread-local: no
 //! other thread ever sees a cached block, so there is no concurrency to

@@ -42,9 +42,16 @@ use std::time::{Duration, Instant};
 
 /// The wheel's tick.
 pub(crate) const RESOLUTION: Duration = Duration::from_millis(1);
-/// Slots in the wheel: one turn is `SLOTS` ticks (a few under loom, where
-/// the runtime's stop locks each one).
-const SLOTS: usize = if cfg!(loom) { 8 } else { 4096 };
+/// Slots in the wheel: one turn is `SLOTS` ticks (fewer under loom and
+/// Miri, where the runtime's stop locking each one would cost the model or
+/// the interpreter dearly; timers further out simply wait more turns).
+const SLOTS: usize = if cfg!(loom) {
+    8
+} else if cfg!(miri) {
+    64
+} else {
+    4096
+};
 /// The tick of a deadline that never comes.
 const NEVER: u64 = u64::MAX;
 
@@ -317,12 +324,6 @@ impl Wheel {
     /// a `block_on` parked on one of them learns the runtime stopped.
     pub(crate) fn stop(&self) -> (Vec<Action>, Vec<Waker>) {
         let mut wakers = Vec::new();
-        // Nothing pending: no slot holds a timer to take out or a waker to
-        // wake, so the turn of slot locks is skipped (a runtime that never
-        // used a timer stops without touching them).
-        if self.pending() == 0 {
-            return (Vec::new(), wakers);
-        }
         let removed = self.slots.remove_where(|e| match &*e.action.lock() {
             Some(Action::Send(..)) => true,
             Some(Action::Wake(w)) => {
