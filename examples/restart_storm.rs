@@ -737,9 +737,9 @@ fn settle(rt: &Runtime, t: &Tree, l: &Ledger, tree_size: usize) -> bool {
     }
     // The rings are stopped; memory is measured once every call still
     // waiting has ended (answered, or its timeout expired), and after a
-    // burst of short processes: the
-    // runtime frees some memory deferred (epoch-based reclamation), which
-    // happens as its workers run tasks, not while they sleep. Without the
+    // burst of short processes: the runtime frees some memory deferred
+    // (epoch-based reclamation), which happens as its workers run tasks,
+    // not while they sleep. Without the
     // burst, what a storm's last seconds left deferred would read as
     // growth.
     // Bursts repeat (a bounded number of times) while they still free

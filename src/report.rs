@@ -103,6 +103,7 @@ pub(crate) fn long_poll(pid: Pid, label: Option<String>, duration: std::time::Du
 
 /// Supervisor `sup` restarted child `child`, which ran as `old` (if it ran
 /// at all), as `new`.
+///
 /// Inlined into the restart path: with no logger installed, a restart
 /// pays one load of the max level and no call.
 #[inline]

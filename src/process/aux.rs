@@ -4,8 +4,8 @@
 //! Most processes never need aux data: it is allocated on first use. A
 //! process spawned by a supervisor usually needs one thing only, the
 //! monitor its supervisor placed on it (see `crate::signal::spawn`), so the
-//! slot keeps that monitor's watcher in the word itself while there is no aux data,
-//! and moves it into the aux data when some is allocated. One word for
+//! slot keeps that monitor's watcher in the word itself while there is no
+//! aux data, and moves it into the aux data when some is allocated. One word for
 //! both, guarded by the aux lock, rather than a word of the header each.
 //!
 //! | slot word | means |

@@ -38,9 +38,10 @@
 //! before. A worker that has slept a few milliseconds trims its cache to
 //! [`IDLE_BYTES`], so a runtime at rest holds little of its ended
 //! processes' memory whatever the last burst was (one woken more often
-//! than that is not at rest, and keeps up to [`MAX_BYTES`]). So the cache holds a bounded amount per worker
-//! whatever the churn, and a worker that stops (the runtime's stop joins them all) frees
-//! everything it kept before it exits. Everything here is thread-local: no
+//! than that is not at rest, and keeps up to [`MAX_BYTES`]). So the cache
+//! holds a bounded amount per worker whatever the churn, and a worker that
+//! stops (the runtime's stop joins them all) frees everything it kept
+//! before it exits. Everything here is thread-local: no
 //! other thread ever sees a cached block, so there is no concurrency to
 //! model.
 
@@ -81,6 +82,19 @@ impl Bucket {
         head: std::ptr::null_mut(),
         len: 0,
     };
+
+    /// Unlinks the first block, if any (the caller accounts its bytes).
+    fn pop(&mut self) -> Option<Block> {
+        if self.head.is_null() {
+            return None;
+        }
+        let block = self.head;
+        // SAFETY: a cached block's first word links to the next (written
+        // by `keep`), and it is ours alone.
+        self.head = unsafe { block.cast::<Block>().read() };
+        self.len -= 1;
+        Some(block)
+    }
 }
 
 /// One worker's cache. The two plain cells let a thread that caches
@@ -150,15 +164,11 @@ pub(crate) fn trim(keep: usize) {
             return;
         };
         for b in buckets.iter_mut() {
-            while c.bytes.get() > keep && !b.head.is_null() {
-                let head = b.head;
-                // SAFETY: a cached block's first word links to the next
-                // (written by `keep`), and it is ours alone.
-                b.head = unsafe { head.cast::<Block>().read() };
-                b.len -= 1;
+            while c.bytes.get() > keep {
+                let Some(block) = b.pop() else { break };
                 c.bytes.set(c.bytes.get() - b.layout.size());
                 // SAFETY: a block of this bucket's layout.
-                unsafe { (b.free)(head) };
+                unsafe { (b.free)(block) };
             }
             if b.len == 0 {
                 *b = Bucket::EMPTY;
@@ -185,10 +195,7 @@ fn take(layout: Layout) -> Option<Block> {
             let b = buckets
                 .iter_mut()
                 .find(|b| b.layout == layout && b.len > 0)?;
-            let block = b.head;
-            // SAFETY: a cached block's first word links to the next.
-            b.head = unsafe { block.cast::<Block>().read() };
-            b.len -= 1;
+            let block = b.pop()?;
             c.bytes.set(c.bytes.get() - layout.size());
             Some(block)
         })
@@ -351,6 +358,38 @@ mod tests {
         // Not caching any more: a release frees at once.
         release(Box::new(B(std::sync::atomic::AtomicU64::new(0), [0; 3])));
         assert_eq!(held(), 0);
+    }
+
+    /// A trim across two layouts frees whole blocks, first bucket first,
+    /// until at most the bytes asked for are held, and keeps the rest
+    /// usable.
+    #[test]
+    fn a_trim_across_layouts_keeps_what_was_asked() {
+        start();
+        for _ in 0..4 {
+            release(Box::new([0u64; 8]));
+            release(Box::new([0u64; 16]));
+        }
+        assert_eq!(held(), 8);
+        assert_eq!(held_bytes(), 4 * (64 + 128));
+        trim(3 * 128);
+        assert!(held_bytes() <= 3 * 128, "{} bytes held", held_bytes());
+        assert_eq!(
+            held_bytes(),
+            CACHE.with(|c| c
+                .buckets
+                .borrow()
+                .iter()
+                .map(|b| b.len * b.layout.size())
+                .sum::<usize>()),
+            "the byte count matches the blocks held"
+        );
+        let kept = held();
+        assert!(kept > 0, "not everything was freed");
+        drop(boxed(|| [1u64; 16]));
+        stop();
+        assert_eq!(held(), 0);
+        assert_eq!(held_bytes(), 0);
     }
 
     /// The cache never holds more than its byte bound.

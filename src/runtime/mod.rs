@@ -157,11 +157,11 @@ impl Shared {
         // Timers, names, links, monitors and calls all live in the aux
         // data, and each is added under the aux lock only after checking
         // that the process is in the table, which it has left; the spawn
-        // monitor is in the aux slot's word, placed before launch. With neither now
-        // (most short-lived processes), there is nothing to release and
-        // nothing can come; a supervised child often has only the spawn
-        // monitor, taken under this same lock and fired without looking at
-        // the aux slot again.
+        // monitor is in the aux slot's word, placed before launch. With
+        // neither now (most short-lived processes), there is nothing to
+        // release and nothing can come; a supervised child often has only
+        // the spawn monitor, taken under this same lock and fired without
+        // looking at the aux slot again.
         let mut slot = h.aux.lock();
         if slot.is_empty() {
             drop(slot);
